@@ -1,0 +1,102 @@
+"""The exception hierarchy.
+
+Every error the library raises on its own account is an :class:`RSocketError`
+(an :class:`OSError`), and its message is what :meth:`RSocket.get_error`
+returns afterwards.  Errors about the *state of a stream* follow trio's
+conventions instead, so that trio libraries interoperate: a peer reset or
+broken pipe is :class:`trio.BrokenResourceError`, use after a local close is
+:class:`trio.ClosedResourceError`, and two fibers reading (or writing) at once
+is :class:`trio.BusyResourceError`.
+"""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = [
+    "ConnectError",
+    "DeadlineError",
+    "IncompleteReadError",
+    "ListenError",
+    "RSocketError",
+    "TLSError",
+]
+
+
+class RSocketError(OSError):
+    """Base class of trio_rsocket's own errors.
+
+    ``str(error)`` is the message alone (no ``[Errno N]`` prefix); the OS error
+    number, when there is one, is kept in :attr:`errno`.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        if errno is None:
+            super().__init__(message)
+        else:
+            super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.errno))
+
+
+class ConnectError(RSocketError):
+    """The host could not be resolved or no address of it accepted the connection.
+
+    Messages follow Ioto's: ``"Cannot find address of host:port"`` and
+    ``"Cannot connect socket to host:port"``; :attr:`errno` is the OS error of
+    the last attempt.
+    """
+
+
+class ListenError(RSocketError):
+    """The listening socket could not be bound or put into listening state."""
+
+
+class TLSError(RSocketError):
+    """A TLS handshake or TLS configuration failed; the message says why in words."""
+
+
+class DeadlineError(RSocketError, TimeoutError, trio.TooSlowError):
+    """The call's own deadline passed before it could complete.
+
+    It is also a :class:`TimeoutError` and a :class:`trio.TooSlowError`, so
+    code written for either catches it.  Cancellation by an *enclosing* cancel
+    scope is never turned into this error: :class:`trio.Cancelled` passes
+    through unchanged.
+
+    Attributes:
+      bytes_written: for :meth:`RSocket.write`, how many bytes of the data were
+        handed to the kernel (or to the TLS layer) before the deadline; ``0``
+        for every other call.  Like :attr:`BlockingIOError.characters_written`.
+    """
+
+    def __init__(self, message: str, bytes_written: int = 0) -> None:
+        super().__init__(message)
+        self.bytes_written = bytes_written
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.bytes_written))
+
+
+class IncompleteReadError(RSocketError, EOFError):
+    """End of file arrived before :meth:`RSocket.read_exactly` or
+    :meth:`RSocket.read_until` had what it needed.
+
+    Attributes:
+      partial: the bytes that did arrive before end of file (consumed).
+      expected: the number of bytes asked for, or ``None`` for ``read_until``.
+    """
+
+    def __init__(self, partial: bytes, expected: int | None) -> None:
+        wanted = "the delimiter" if expected is None else f"{expected} bytes"
+        super().__init__(f"End of file after {len(partial)} bytes, before {wanted}")
+        self.partial = partial
+        self.expected = expected
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.partial, self.expected))

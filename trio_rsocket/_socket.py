@@ -1,0 +1,837 @@
+"""RSocket: Ioto's socket object on trio.
+
+Theory of operation
+-------------------
+An :class:`RSocket` owns at most one connected OS socket.  For plain TCP it
+drives that socket itself, with the same non-blocking sandwich trio's own
+socket layer uses (``checkpoint_if_cancelled`` → try the call →
+``wait_readable``/``wait_writable`` only when it would block →
+``cancel_shielded_checkpoint`` when it did not), but without the layers of
+:class:`trio.SocketStream` in between.  That is what lets ``write`` count
+exactly how many bytes reached the kernel when its deadline passes (trio's
+``send_all`` cannot say), lets ``read_into`` receive straight into the
+caller's buffer, and keeps the hot paths short.  For TLS, the bytes go through
+a :class:`trio.SSLStream` over a :class:`trio.SocketStream` of the same OS
+socket.  :attr:`RSocket.stream` hands out the trio stream for code that wants
+one.
+
+State rules (Ioto's flags, written down):
+
+* *fresh*: no OS socket; ``get_handle() == -1``; not closed, not EOF.
+* *connected*: ``connect`` (or an accept) attached an OS socket.
+* *EOF*: a read returned end of file, or ``disconnect``/``close`` ran.
+* *closed*: ``close``/``aclose`` ran; every I/O call raises
+  :class:`trio.ClosedResourceError`.  ``reset`` (or a new ``connect``) makes
+  the socket fresh again, keeping its options and TLS settings.
+
+Reads are served from ``_buffer`` first: bytes that ``read_until`` or
+``read_exactly`` pulled in but did not return, and bytes a read stopped by its
+deadline had already taken.  Nothing the peer sent is ever dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_codes
+import math
+import socket as stdlib_socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from trio.lowlevel import (
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    wait_readable,
+    wait_writable,
+)
+
+from ._deadline import Deadline, check_deadline
+from ._errors import (
+    ConnectError,
+    DeadlineError,
+    IncompleteReadError,
+    RSocketError,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from typing_extensions import Buffer
+
+__all__ = ["DEFAULT_READ_SIZE", "RSocket", "SocketStatistics"]
+
+#: How many bytes ``read`` asks for when not told (trio's default too).
+DEFAULT_READ_SIZE: Final = 65536
+
+# errnos that mean "this descriptor is gone": trio's convention turns them into
+# ClosedResourceError; every other OSError on an open stream means the peer or
+# the network broke it.
+_CLOSED_ERRNOS: Final = frozenset({errno_codes.EBADF, errno_codes.ENOTSOCK})
+
+
+@dataclass(frozen=True, slots=True)
+class SocketStatistics:
+    """Counters returned by :meth:`RSocket.statistics`.
+
+    The first two count this socket's own traffic; the rest are non-zero only
+    on a listening socket and count the connections it accepted.
+    """
+
+    #: Bytes returned to the program by reads.
+    bytes_read: int = 0
+    #: Bytes handed to the kernel (or TLS layer) by writes.
+    bytes_written: int = 0
+    #: Connections accepted (including those rejected by the socket limit).
+    accepted: int = 0
+    #: Handler fibers running now.
+    active: int = 0
+    #: Connections closed at once because the socket limit was reached.
+    rejected: int = 0
+    #: Handlers that ended with an exception (logged, never fatal).
+    handler_errors: int = 0
+
+
+def _check_max_bytes(max_bytes: object, argument: str = "max_bytes") -> int:
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+        raise TypeError(f"{argument} must be an int, not {type(max_bytes).__name__}")
+    if max_bytes < 1:
+        raise ValueError(f"{argument} must be at least 1, not {max_bytes}")
+    return max_bytes
+
+
+def _check_host(host: object) -> str:
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if not host:
+        raise ValueError("host must not be empty")
+    return host
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be in 1..65535, not {port}")
+    return port
+
+
+def _writable_view(buffer: object) -> memoryview:
+    try:
+        view = memoryview(buffer)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"buffer must be a writable bytes-like object (bytearray, memoryview, array), not {type(buffer).__name__}"
+        ) from None
+    if view.readonly:
+        raise TypeError(f"buffer must be writable, but this {type(buffer).__name__} is read-only")
+    if not view.c_contiguous:
+        raise TypeError("buffer must be C-contiguous")
+    if view.itemsize != 1 or view.ndim != 1:
+        view = view.cast("B")
+    if not view.nbytes:
+        raise ValueError("buffer must not be empty (a 0-byte read could not be told from EOF)")
+    return view
+
+
+def _data_view(data: object, argument: str = "data") -> memoryview:
+    if isinstance(data, str):
+        raise TypeError(f"{argument} must be bytes-like, not str: encode it first")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{argument} must be bytes-like, not {type(data).__name__}") from None
+    if view.itemsize != 1 or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+def _display_address(address: Any) -> tuple[str, int]:
+    """``(ip, port)`` from a sockaddr, IPv4-mapped IPv6 shown as dotted IPv4."""
+    host, port = address[0], address[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, port
+
+
+def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """The one place that turns an OSError on an open stream into trio's error."""
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
+class RSocket(trio.abc.HalfCloseableStream):
+    """A socket with Ioto's API: straight-line calls, absolute deadlines.
+
+    ``RSocket()`` makes an unconnected socket (Ioto's ``rAllocSocket``).
+    Connect it with :meth:`connect`, or make it a server with :meth:`listen`.
+    It is a :class:`trio.abc.HalfCloseableStream`, so anything in the trio
+    world that takes a stream takes an ``RSocket``; ``async with RSocket() as
+    s:`` closes it on exit.
+
+    Every async method is a trio checkpoint, even when it can complete at once.
+    """
+
+    def __init__(self) -> None:
+        # The OS socket, its trio wrapper, and the trio stream handed out by
+        # .stream (made lazily for plain TCP, at handshake time for TLS).
+        self._raw: stdlib_socket.socket | None = None
+        self._trio_socket: trio.socket.SocketType | None = None
+        self._stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
+        self._ssl: trio.SSLStream[trio.SocketStream] | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._closed = False
+        self._sent_eof = False
+        self._error = ""
+        self._reading = False
+        self._writing = False
+        # Bytes of the current write that reached the kernel; read back when
+        # the write's deadline passes.
+        self._write_progress = 0
+        self._bytes_read = 0
+        self._bytes_written = 0
+        # Options set before there is an OS socket are applied when one comes.
+        self._no_delay: bool | None = None
+        self._linger: int | None = None
+
+    # ------------------------------------------------------------------
+    # Construction from an existing connection (used by accept and tests)
+    # ------------------------------------------------------------------
+
+    @classmethod
+    def _from_stdlib_socket(cls, raw: stdlib_socket.socket) -> RSocket:
+        """Wrap a connected stdlib socket (an accepted one, say)."""
+        sock = cls()
+        sock._attach(raw)
+        return sock
+
+    @classmethod
+    def _from_socket_stream(cls, stream: trio.SocketStream) -> RSocket:
+        """Take over the OS socket of a connected :class:`trio.SocketStream`.
+
+        The stream must not be used afterwards.  Internal: tests accept with
+        trio's own listener and wrap what it returns.
+        """
+        family, kind, proto = stream.socket.family, stream.socket.type, stream.socket.proto
+        raw = stdlib_socket.socket(family, kind, proto, fileno=stream.socket.detach())
+        return cls._from_stdlib_socket(raw)
+
+    def _attach(self, raw: stdlib_socket.socket) -> None:
+        raw.setblocking(False)
+        self._raw = raw
+        self._trio_socket = trio.socket.from_stdlib_socket(raw)
+        self._stream = None
+        self._ssl = None
+        self._buffer.clear()
+        self._eof = self._closed = self._sent_eof = False
+        if raw.family in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
+            raw.setsockopt(
+                stdlib_socket.IPPROTO_TCP,
+                stdlib_socket.TCP_NODELAY,
+                True if self._no_delay is None else self._no_delay,
+            )
+            if self._linger is not None:
+                self._apply_linger(raw, self._linger)
+
+    # ------------------------------------------------------------------
+    # Connect
+    # ------------------------------------------------------------------
+
+    async def connect(self, host: str, port: int, deadline: Deadline = None) -> None:
+        """Connect to *host*:*port* before *deadline* (Ioto's ``rConnectSocket``).
+
+        The name is resolved with trio; IPv4 addresses are tried first, then
+        IPv6 (Ioto's order), one after the other, all within the deadline.  A
+        socket that is already connected is closed first.  If TLS is
+        configured, the handshake (SNI and hostname check against *host*)
+        completes within the same deadline.
+
+        On failure the socket is left unconnected and can be connected again.
+
+        Raises:
+          ConnectError: the name does not resolve (``"Cannot find address of
+            host:port"``) or no address accepted (``"Cannot connect socket to
+            host:port"``); ``errno`` is the OS error.
+          DeadlineError: the deadline passed first.
+          TLSError: the TLS handshake failed.
+        """
+        host = _check_host(host)
+        port = _check_port(port)
+        limit = check_deadline(deadline)
+        self._reset_connection()
+        if limit == math.inf:
+            await self._connect(host, port)
+            return
+        with trio.CancelScope(deadline=limit):
+            await self._connect(host, port)
+            return
+        raise self._failed(DeadlineError(f"Cannot connect socket to {host}:{port} before the deadline"))
+
+    async def _connect(self, host: str, port: int) -> None:
+        try:
+            addresses = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
+        except stdlib_socket.gaierror as exc:
+            raise self._failed(ConnectError(f"Cannot find address of {host}:{port}", exc.errno)) from exc
+        # Ioto's order: every IPv4 address, then every IPv6 one.
+        addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
+        last_error: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            raw = stdlib_socket.socket(family, kind, proto)
+            raw.setblocking(False)
+            trio_socket = trio.socket.from_stdlib_socket(raw)
+            try:
+                await trio_socket.connect(address)
+            except OSError as exc:
+                trio_socket.close()
+                last_error = exc
+                continue
+            except BaseException:
+                trio_socket.close()
+                raise
+            self._attach(raw)
+            return
+        code = last_error.errno if last_error is not None else None
+        raise self._failed(ConnectError(f"Cannot connect socket to {host}:{port}", code)) from last_error
+
+    # ------------------------------------------------------------------
+    # Read
+    # ------------------------------------------------------------------
+
+    async def read(self, max_bytes: int = DEFAULT_READ_SIZE, deadline: Deadline = None) -> bytes:
+        """Read 1 to *max_bytes* bytes, as soon as any are available (``rReadSocket``).
+
+        Returns ``b""`` at end of file, after which :meth:`is_eof` is true.
+        A read stopped by its deadline raises :class:`DeadlineError` and loses
+        nothing: data that arrives later is returned by the next read.
+
+        Raises:
+          DeadlineError: nothing arrived before *deadline*.
+          trio.ClosedResourceError: the socket was closed (also by another fiber
+            while this one waited).
+          trio.BrokenResourceError: the peer reset the connection.
+          trio.BusyResourceError: another fiber is already reading.
+        """
+        max_bytes = _check_max_bytes(max_bytes)
+        limit = check_deadline(deadline)
+        if limit == math.inf:
+            return await self._read(max_bytes)
+        with trio.CancelScope(deadline=limit):
+            return await self._read(max_bytes)
+        raise self._failed(DeadlineError("Read deadline passed before any data arrived"))
+
+    async def _read(self, max_bytes: int) -> bytes:
+        if self._reading:
+            raise trio.BusyResourceError("another fiber is already reading from this socket")
+        self._reading = True
+        try:
+            if self._buffer:
+                await checkpoint()
+                data = bytes(self._buffer[:max_bytes])
+                del self._buffer[:max_bytes]
+            else:
+                data = await self._receive(max_bytes)
+        finally:
+            self._reading = False
+        self._bytes_read += len(data)
+        return data
+
+    async def _receive(self, max_bytes: int) -> bytes:
+        """One receive from the connection, bypassing ``_buffer``."""
+        if self._ssl is not None:
+            data: bytes = await self._ssl_call(self._ssl.receive_some, max_bytes)
+        else:
+            raw = self._open_raw()
+            await checkpoint_if_cancelled()
+            try:
+                data = raw.recv(max_bytes)
+            except BlockingIOError:
+                data = await self._receive_blocked(raw, max_bytes)
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+            else:
+                await cancel_shielded_checkpoint()
+        if not data:
+            self._eof = True
+        return data
+
+    async def _receive_blocked(self, raw: stdlib_socket.socket, max_bytes: int) -> bytes:
+        while True:
+            await wait_readable(raw)
+            try:
+                return raw.recv(max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+
+    async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
+        """Read into *buffer* (any writable bytes-like object); return the count.
+
+        Returns ``0`` at end of file.  On plain TCP the kernel writes straight
+        into *buffer*: no extra copy.  Otherwise as :meth:`read`.
+        """
+        view = _writable_view(buffer)
+        limit = check_deadline(deadline)
+        if limit == math.inf:
+            return await self._read_into(view)
+        with trio.CancelScope(deadline=limit):
+            return await self._read_into(view)
+        raise self._failed(DeadlineError("Read deadline passed before any data arrived"))
+
+    async def _read_into(self, view: memoryview) -> int:
+        if self._reading:
+            raise trio.BusyResourceError("another fiber is already reading from this socket")
+        self._reading = True
+        try:
+            if self._buffer or self._ssl is not None:
+                count = await self._read_into_copy(view)
+            else:
+                raw = self._open_raw()
+                await checkpoint_if_cancelled()
+                try:
+                    count = raw.recv_into(view)
+                except BlockingIOError:
+                    count = await self._receive_into_blocked(raw, view)
+                except OSError as exc:
+                    raise self._failed(_broken(exc)) from exc
+                else:
+                    await cancel_shielded_checkpoint()
+                if not count:
+                    self._eof = True
+        finally:
+            self._reading = False
+        self._bytes_read += count
+        return count
+
+    async def _read_into_copy(self, view: memoryview) -> int:
+        if not self._buffer:
+            data = await self._receive(len(view))
+            view[: len(data)] = data
+            return len(data)
+        await checkpoint()
+        count = min(len(view), len(self._buffer))
+        view[:count] = self._buffer[:count]
+        del self._buffer[:count]
+        return count
+
+    async def _receive_into_blocked(self, raw: stdlib_socket.socket, view: memoryview) -> int:
+        while True:
+            await wait_readable(raw)
+            try:
+                return raw.recv_into(view)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+
+    async def read_exactly(self, count: int, deadline: Deadline = None) -> bytes:
+        """Read exactly *count* bytes.
+
+        Raises:
+          IncompleteReadError: end of file came first; ``partial`` holds what
+            arrived (consumed).
+          DeadlineError: the deadline passed first; what arrived so far stays
+            buffered for the next read.
+        """
+        count = _check_max_bytes(count, "count")
+        limit = check_deadline(deadline)
+        with trio.CancelScope(deadline=limit):
+            return await self._read_buffered(count, count, lambda: count if len(self._buffer) >= count else -1)
+        raise self._failed(DeadlineError(f"Read deadline passed before {count} bytes arrived"))
+
+    async def read_until(
+        self, delimiter: bytes, max_bytes: int = DEFAULT_READ_SIZE, deadline: Deadline = None
+    ) -> bytes:
+        """Read up to and including *delimiter*, at most *max_bytes* in all.
+
+        Raises:
+          ValueError: no delimiter within *max_bytes*; nothing is consumed.
+          IncompleteReadError: end of file before the delimiter; ``partial``
+            holds what arrived (consumed).
+          DeadlineError: the deadline passed first; what arrived so far stays
+            buffered for the next read.
+        """
+        if isinstance(delimiter, str):
+            raise TypeError("delimiter must be bytes, not str: encode it first")
+        delimiter = bytes(_data_view(delimiter, "delimiter"))
+        if not delimiter:
+            raise ValueError("delimiter must not be empty")
+        max_bytes = _check_max_bytes(max_bytes)
+        if len(delimiter) > max_bytes:
+            raise ValueError(f"delimiter ({len(delimiter)} bytes) is longer than max_bytes ({max_bytes})")
+        limit = check_deadline(deadline)
+        # Where to resume searching, so each arrival is scanned once.
+        searched = 0
+
+        def complete() -> int:
+            nonlocal searched
+            found = self._buffer.find(delimiter, searched, max_bytes)
+            if found >= 0:
+                return found + len(delimiter)
+            if len(self._buffer) >= max_bytes:
+                raise ValueError(f"no delimiter {delimiter!r} within max_bytes={max_bytes}")
+            searched = max(0, len(self._buffer) - len(delimiter) + 1)
+            return -1
+
+        with trio.CancelScope(deadline=limit):
+            return await self._read_buffered(max_bytes, None, complete)
+        raise self._failed(DeadlineError(f"Read deadline passed before delimiter {delimiter!r} arrived"))
+
+    async def _read_buffered(self, want: int, expected: int | None, complete: Callable[[], int]) -> bytes:
+        """Fill ``_buffer`` until ``complete()`` gives a length, then take it.
+
+        ``complete`` returns the length of the answer at the head of the
+        buffer, or -1 for "need more"; it may raise to refuse (consuming
+        nothing).  *want* bounds each receive; *expected* goes into the
+        :class:`IncompleteReadError` raised at end of file.
+        """
+        if self._reading:
+            raise trio.BusyResourceError("another fiber is already reading from this socket")
+        self._reading = True
+        try:
+            await checkpoint_if_cancelled()
+            end = complete()
+            while end < 0:
+                data = await self._receive(max(want - len(self._buffer), 1))
+                if not data:
+                    partial = bytes(self._buffer)
+                    self._buffer.clear()
+                    self._bytes_read += len(partial)
+                    raise self._failed(IncompleteReadError(partial, expected))
+                self._buffer += data
+                end = complete()
+            answer = bytes(self._buffer[:end])
+            del self._buffer[:end]
+        finally:
+            self._reading = False
+        await cancel_shielded_checkpoint()
+        self._bytes_read += len(answer)
+        return answer
+
+    # ------------------------------------------------------------------
+    # Write
+    # ------------------------------------------------------------------
+
+    async def write(self, data: Buffer, deadline: Deadline = None) -> int:
+        """Write all of *data* (any bytes-like object) and return its length.
+
+        (Ioto's ``rWriteSocket``, without the short writes: the fiber waits
+        until everything is handed over.)
+
+        Raises:
+          DeadlineError: the deadline passed first; its ``bytes_written`` says
+            exactly how many bytes reached the kernel (plain TCP) before that.
+          trio.BrokenResourceError: the peer reset the connection.
+          trio.ClosedResourceError: the socket was closed, or ``send_eof`` ran.
+          trio.BusyResourceError: another fiber is already writing.
+        """
+        view = _data_view(data)
+        limit = check_deadline(deadline)
+        if limit == math.inf:
+            await self._write(view)
+            return len(view)
+        with trio.CancelScope(deadline=limit):
+            await self._write(view)
+            return len(view)
+        raise self._failed(
+            DeadlineError(
+                f"Write deadline passed after {self._write_progress} of {len(view)} bytes",
+                bytes_written=self._write_progress,
+            )
+        )
+
+    async def _write(self, view: memoryview) -> None:
+        if self._writing:
+            raise trio.BusyResourceError("another fiber is already writing to this socket")
+        self._writing = True
+        self._write_progress = 0
+        try:
+            if self._ssl is not None:
+                await self._ssl_write(view)
+                return
+            raw = self._open_raw()
+            if self._sent_eof:
+                raise trio.ClosedResourceError("can't write after send_eof")
+            await checkpoint_if_cancelled()
+            total = len(view)
+            try:
+                sent = raw.send(view)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+            self._write_progress = sent
+            self._bytes_written += sent
+            if sent == total:
+                await cancel_shielded_checkpoint()
+                return
+            await self._write_blocked(raw, view, sent)
+        finally:
+            self._writing = False
+
+    async def _write_blocked(self, raw: stdlib_socket.socket, view: memoryview, sent: int) -> None:
+        total = len(view)
+        while sent < total:
+            await wait_writable(raw)
+            try:
+                count = raw.send(view[sent:])
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+            sent += count
+            self._write_progress = sent
+            self._bytes_written += count
+
+    async def _ssl_write(self, view: memoryview) -> None:
+        assert self._ssl is not None
+        await self._ssl_call(self._ssl.send_all, view)
+        self._write_progress = len(view)
+        self._bytes_written += len(view)
+
+    async def _ssl_call(self, method: Callable[[Any], Awaitable[Any]], argument: Any) -> Any:
+        try:
+            return await method(argument)
+        except trio.BrokenResourceError as exc:
+            if self._closed:
+                raise trio.ClosedResourceError("this socket was closed") from exc
+            self._failed(exc)
+            raise
+
+    # ------------------------------------------------------------------
+    # trio.abc.HalfCloseableStream
+    # ------------------------------------------------------------------
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Stream interface: write all of *data* (no deadline)."""
+        await self._write(_data_view(data))
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Stream interface: read up to *max_bytes* (default 65536); ``b""`` at EOF."""
+        return await self._read(DEFAULT_READ_SIZE if max_bytes is None else _check_max_bytes(max_bytes))
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Stream interface: wait until a write might not block."""
+        if self._writing:
+            raise trio.BusyResourceError("another fiber is already writing to this socket")
+        self._writing = True
+        try:
+            if self._ssl is not None:
+                await self._ssl.wait_send_all_might_not_block()
+                return
+            raw = self._open_raw()
+            try:
+                await wait_writable(raw)
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+        finally:
+            self._writing = False
+
+    async def send_eof(self) -> None:
+        """Half-close: tell the peer no more data is coming; reads go on.
+
+        Idempotent.  Writes afterwards raise :class:`trio.ClosedResourceError`.
+        TLS has no half-close, so on a TLS socket this raises
+        :class:`RSocketError`.
+        """
+        if self._writing:
+            raise trio.BusyResourceError("another fiber is already writing to this socket")
+        raw = self._open_raw()
+        await checkpoint()
+        if self._ssl is not None:
+            raise self._failed(RSocketError("send_eof is not possible on a TLS socket: TLS has no half-close"))
+        if self._sent_eof:
+            return
+        try:
+            raw.shutdown(stdlib_socket.SHUT_WR)
+        except OSError as exc:
+            raise self._failed(_broken(exc)) from exc
+        self._sent_eof = True
+
+    # ------------------------------------------------------------------
+    # Close
+    # ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close now (Ioto's ``rCloseSocket``): synchronous, immediate, idempotent.
+
+        Fibers blocked on the socket wake with :class:`trio.ClosedResourceError`.
+        Afterwards :meth:`is_closed` and :meth:`is_eof` are true and
+        :meth:`get_handle` is -1.  A TLS socket is closed without close_notify;
+        use :meth:`aclose` for that.
+        """
+        self._closed = True
+        self._eof = True
+        trio_socket, self._trio_socket, self._raw = self._trio_socket, None, None
+        if trio_socket is not None:
+            # trio's close() wakes blocked waiters before the descriptor goes.
+            trio_socket.close()
+
+    async def aclose(self) -> None:
+        """Close gracefully: TLS sends close_notify first.  Always closes, even
+        when cancelled, and is a checkpoint."""
+        ssl_stream = self._ssl
+        if ssl_stream is not None and not self._closed:
+            try:
+                await ssl_stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                self.close()
+            return
+        self.close()
+        await checkpoint()
+
+    def disconnect(self) -> None:
+        """Shut both directions down but keep the handle (``rDisconnectSocket``).
+
+        Reads then return end of file, writes fail; :meth:`close` still has to
+        release the handle.
+        """
+        self._eof = True
+        if self._raw is None:
+            return
+        # Already shut down, or never connected: the wanted state either way.
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(stdlib_socket.SHUT_RDWR)
+
+    def reset(self) -> None:
+        """Close and clear state, so the socket can connect again (``rResetSocket``).
+
+        Options and TLS settings are kept; the error message, EOF and closed
+        flags and any buffered data are cleared.
+        """
+        self.close()
+        self._reset_connection()
+
+    def _reset_connection(self) -> None:
+        self.close()
+        self._closed = self._eof = self._sent_eof = False
+        self._buffer.clear()
+        self._stream = None
+        self._ssl = None
+        self._error = ""
+
+    # ------------------------------------------------------------------
+    # State and options
+    # ------------------------------------------------------------------
+
+    def is_closed(self) -> bool:
+        """True after :meth:`close` (``rIsSocketClosed``)."""
+        return self._closed
+
+    def is_eof(self) -> bool:
+        """True once the peer's end of file was read, or after close (``rIsSocketEof``)."""
+        return self._eof
+
+    def is_secure(self) -> bool:
+        """True if the socket uses TLS (``rIsSocketSecure``)."""
+        return self._ssl is not None
+
+    def is_connected(self) -> bool:
+        """True while an OS socket is attached and not closed (``rIsSocketConnected``)."""
+        return self._raw is not None
+
+    def get_handle(self) -> int:
+        """The OS file descriptor, or -1 if there is none (``rGetSocketHandle``)."""
+        return self._raw.fileno() if self._raw is not None else -1
+
+    def get_addr(self) -> tuple[str, int]:
+        """The local ``(ip, port)`` (``rGetSocketAddr``).
+
+        Raises :class:`trio.ClosedResourceError` if there is no OS socket.
+        """
+        return _display_address(self._open_raw().getsockname())
+
+    def get_peer_addr(self) -> tuple[str, int]:
+        """The peer's ``(ip, port)``.
+
+        Raises :class:`trio.ClosedResourceError` if there is no OS socket.
+        """
+        try:
+            return _display_address(self._open_raw().getpeername())
+        except OSError as exc:
+            raise self._failed(_broken(exc)) from exc
+
+    def get_error(self) -> str:
+        """The message of the last error on this socket, ``""`` if none (``rGetSocketError``)."""
+        return self._error
+
+    def set_no_delay(self, enable: bool) -> None:
+        """Turn Nagle's algorithm off (``True``, the default here) or on (``rSetSocketNoDelay``)."""
+        if not isinstance(enable, bool | int):
+            raise TypeError(f"enable must be a bool, not {type(enable).__name__}")
+        self._no_delay = bool(enable)
+        if self._raw is not None:
+            self._raw.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, self._no_delay)
+
+    def set_linger(self, seconds: int) -> None:
+        """Set SO_LINGER (``rSetSocketLinger``): close waits up to *seconds* to
+        deliver unsent data; ``0`` makes close send a reset (RST) at once."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
+        if seconds < 0:
+            raise ValueError(f"seconds must be 0 or more, not {seconds}")
+        self._linger = seconds
+        if self._raw is not None:
+            self._apply_linger(self._raw, seconds)
+
+    @staticmethod
+    def _apply_linger(raw: stdlib_socket.socket, seconds: int) -> None:
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, seconds))
+
+    @property
+    def stream(self) -> trio.SocketStream | trio.SSLStream[trio.SocketStream] | None:
+        """The wrapped :class:`trio.SocketStream` (plain) or :class:`trio.SSLStream`
+        (TLS), or ``None`` when not connected.
+
+        It shares the connection: bytes already buffered by ``read_until`` /
+        ``read_exactly`` are not in it, and it must not be used concurrently
+        with this socket's own reads or writes.
+        """
+        if self._ssl is not None:
+            return self._ssl
+        if self._stream is None and self._trio_socket is not None:
+            self._stream = trio.SocketStream(self._trio_socket)
+        return self._stream
+
+    def statistics(self) -> SocketStatistics:
+        """Counters of this socket's traffic (and, for a listener, its connections)."""
+        return SocketStatistics(bytes_read=self._bytes_read, bytes_written=self._bytes_written)
+
+    # ------------------------------------------------------------------
+    # Helpers
+    # ------------------------------------------------------------------
+
+    def _open_raw(self) -> stdlib_socket.socket:
+        raw = self._raw
+        if raw is None:
+            if self._closed:
+                raise trio.ClosedResourceError("this socket was closed")
+            raise trio.ClosedResourceError("this socket is not connected")
+        return raw
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        """Record *exc* as the socket's last error and return it for raising."""
+        self._error = str(exc)
+        return exc
+
+    async def __aenter__(self) -> RSocket:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = ("closed" if self._closed else "unconnected") if self._raw is None else f"fd={self._raw.fileno()}"
+        return f"<RSocket {state}{' tls' if self._ssl is not None else ''}>"

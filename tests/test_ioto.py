@@ -1,0 +1,988 @@
+"""trio_rsocket.ioto: Ioto's C names, return codes and millisecond deadlines.
+
+Three parts: every code block of the seed document (seed-ioto-sockets.md)
+translated line by line; Ioto's own socket unit test written with these
+names; and every R_ERR_* code these calls can return.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+import trio_rsocket
+from trio_rsocket import RSocket, ioto
+from trio_rsocket.ioto import (
+    INVALID_SOCKET,
+    ME_BUFSIZE,
+    R_ERR_BAD_ARGS,
+    R_ERR_BUSY,
+    R_ERR_CANT_COMPLETE,
+    R_ERR_CANT_CONNECT,
+    R_ERR_CANT_INITIALIZE,
+    R_ERR_CANT_OPEN,
+    R_ERR_CANT_READ,
+    R_ERR_CANT_WRITE,
+    R_ERR_TIMEOUT,
+    rAllocSocket,
+    rCloseSocket,
+    rConnectSocket,
+    rDisconnectSocket,
+    rFreeSocket,
+    rGetFiber,
+    rGetSocketAddr,
+    rGetSocketError,
+    rGetSocketHandle,
+    rGetSocketLimit,
+    rGetTicks,
+    rGetTime,
+    rIsSocketClosed,
+    rIsSocketConnected,
+    rIsSocketEof,
+    rIsSocketSecure,
+    rListenSocket,
+    rReadSocket,
+    rResetSocket,
+    rResumeFiber,
+    rSetSocketCerts,
+    rSetSocketCiphers,
+    rSetSocketDefaultCerts,
+    rSetSocketDefaultCiphers,
+    rSetSocketDefaultVerify,
+    rSetSocketLimit,
+    rSetSocketLinger,
+    rSetSocketNoDelay,
+    rSetSocketVerify,
+    rSleep,
+    rSpawnFiber,
+    rStop,
+    rWriteSocket,
+    rYieldFiber,
+)
+from trio_rsocket.testing import CertFiles
+
+from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6
+
+Handler = Callable[[Any, RSocket], Awaitable[object]]
+
+# Deliberately wrong arguments go through an untyped name, so mypy lets them be.
+unchecked: Any = ioto
+
+
+@asynccontextmanager
+async def ioto_server(handler: Handler, data: object = None, host: str | None = "127.0.0.1") -> AsyncIterator[int]:
+    """A runtime with a listener made by rListenSocket; yields its port.  On
+    exit the listener is freed and the runtime stopped, so a handler still
+    waiting cannot hang the test."""
+    async with trio_rsocket.open_runtime():
+        listen = rAllocSocket()
+        assert await rListenSocket(listen, host, 0, handler, data) == 0
+        rc, _, port = rGetSocketAddr(listen)
+        assert rc == 0
+        try:
+            yield port
+        finally:
+            rFreeSocket(listen)
+            rStop()
+
+
+async def echo(data: object, sock: RSocket) -> None:
+    """A connection handler in Ioto's style: echo until EOF or error."""
+    buf = bytearray(ME_BUFSIZE)
+    for _ in range(1000):
+        nbytes = await rReadSocket(sock, buf, len(buf), 0)
+        if nbytes < 0 or await rWriteSocket(sock, buf, nbytes, 0) < 0:
+            return
+
+
+async def hang_up(data: object, sock: RSocket) -> None:
+    """A connection handler that closes at once (the listener closes the socket)."""
+
+
+def free_port() -> int:
+    """A loopback port that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose queue is full,
+    so a connect waits for ever."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port: int = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(4)]  # a backlog of 0 admits one or two
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(("127.0.0.1", port))
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+# ============================================================================
+# The names and the codes
+
+
+def test_every_name_of_spec_section_5_is_there() -> None:
+    names = [
+        "rAllocSocket",
+        "rFreeSocket",
+        "rCloseSocket",
+        "rConnectSocket",
+        "rListenSocket",
+        "rReadSocket",
+        "rWriteSocket",
+        "rIsSocketClosed",
+        "rIsSocketEof",
+        "rIsSocketSecure",
+        "rIsSocketConnected",
+        "rGetSocketHandle",
+        "rGetSocketAddr",
+        "rGetSocketError",
+        "rSetSocketCerts",
+        "rSetSocketCiphers",
+        "rSetSocketVerify",
+        "rSetSocketLinger",
+        "rSetSocketNoDelay",
+        "rSetSocketDefaultCerts",
+        "rSetSocketDefaultCiphers",
+        "rSetSocketDefaultVerify",
+        "rGetSocketLimit",
+        "rSetSocketLimit",
+        "rDisconnectSocket",
+        "rResetSocket",
+        "rGetTicks",
+        "rGetTime",
+        "rSleep",
+        "rSpawnFiber",
+        "rGetFiber",
+        "rYieldFiber",
+        "rResumeFiber",
+        "rStop",
+    ]
+    missing = [name for name in names if name not in ioto.__all__ or not callable(getattr(ioto, name, None))]
+    assert missing == []
+
+
+def test_error_codes_have_iotos_values() -> None:
+    # include/r.h of embedthis/ioto, in its order: 0, then -1 down to -42.
+    in_r_h = [
+        "OK",
+        "BASE",
+        "ERR",
+        "ABORTED",
+        "ALREADY_EXISTS",
+        "BAD_ACK",
+        "BAD_ARGS",
+        "BAD_DATA",
+        "BAD_FORMAT",
+        "BAD_HANDLE",
+        "BAD_NULL",
+        "BAD_REQUEST",
+        "BAD_RESPONSE",
+        "BAD_SESSION",
+        "BAD_STATE",
+        "BAD_SYNTAX",
+        "BAD_TYPE",
+        "BAD_VALUE",
+        "BUSY",
+        "CANT_ACCESS",
+        "CANT_ALLOCATE",
+        "CANT_COMPLETE",
+        "CANT_CONNECT",
+        "CANT_CREATE",
+        "CANT_DELETE",
+        "CANT_FIND",
+        "CANT_INITIALIZE",
+        "CANT_LOAD",
+        "CANT_OPEN",
+        "CANT_READ",
+        "CANT_WRITE",
+        "DELETED",
+        "MEMORY",
+        "NETWORK",
+        "NOT_CONNECTED",
+        "NOT_INITIALIZED",
+        "NOT_READY",
+        "READ_ONLY",
+        "TIMEOUT",
+        "TOO_MANY",
+        "WONT_FIT",
+        "WOULD_BLOCK",
+        "MAX",
+    ]
+    names = ["R_ERR" if name == "ERR" else f"R_ERR_{name}" for name in in_r_h]
+    assert {name: getattr(ioto, name) for name in names} == {name: -index for index, name in enumerate(names)}
+    assert (ioto.R_ERR_BAD_ARGS, ioto.R_ERR_CANT_CONNECT, ioto.R_ERR_TIMEOUT) == (-6, -22, -38)
+    assert set(names) <= set(ioto.__all__)
+
+
+# ============================================================================
+# The seed document, block by block
+
+
+async def test_seed_allocate_and_free() -> None:
+    # RSocket *sock = rAllocSocket();
+    sock = rAllocSocket()
+    assert isinstance(sock, RSocket)
+    # rFreeSocket(sock);
+    rFreeSocket(sock)
+    assert rIsSocketClosed(sock)
+
+
+async def test_seed_connecting(no_fd_leak: None) -> None:
+    async with ioto_server(hang_up) as port:
+        sock = rAllocSocket()
+        # int status = rConnectSocket(sock, "www.example.com", 80, 0);
+        status = await rConnectSocket(sock, "127.0.0.1", port, 0)
+        # if (status < 0) { error connecting }
+        assert status == 0
+        assert rIsSocketConnected(sock)
+        rFreeSocket(sock)
+
+
+async def test_seed_listening_on_all_interfaces(no_fd_leak: None) -> None:
+    data = {"name": "data"}
+    accepted: list[tuple[object, RSocket]] = []
+    done = trio.Event()
+
+    async def connectionHandler(data: object, sock: RSocket) -> None:
+        accepted.append((data, sock))
+        done.set()
+
+    async with trio_rsocket.open_runtime():
+        sock = rAllocSocket()
+        # rListenSocket(sock, NULL, 80, connectionHandler, data);  (port 0: any free port)
+        assert await rListenSocket(sock, None, 0, connectionHandler, data) == 0
+        _, _, port = rGetSocketAddr(sock)
+        client = rAllocSocket()
+        assert await rConnectSocket(client, "127.0.0.1", port, 0) == 0
+        await done.wait()
+        rFreeSocket(client)
+        rFreeSocket(sock)
+    [(handed_data, server_side)] = accepted
+    assert handed_data is data
+    assert isinstance(server_side, RSocket)
+    assert rIsSocketClosed(server_side)  # closed when the handler returned
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")
+async def test_seed_listening_on_all_interfaces_takes_ipv6_too() -> None:
+    async with ioto_server(echo, host=None) as port:
+        client = rAllocSocket()
+        assert await rConnectSocket(client, "::1", port, 0) == 0
+        assert await rWriteSocket(client, b"six", 3, 0) == 3
+        buf = bytearray(16)
+        assert await rReadSocket(client, buf, len(buf), 0) == 3
+        assert buf[:3] == b"six"
+        rFreeSocket(client)
+
+
+async def test_seed_testing_the_socket() -> None:
+    async with ioto_server(hang_up) as port:
+        sock = rAllocSocket()
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+        # if (rIsSocketClosed(sock)) / rIsSocketEof / rIsSocketSecure
+        assert not rIsSocketClosed(sock)
+        assert not rIsSocketEof(sock)
+        assert not rIsSocketSecure(sock)
+        # The handler returned, so the peer has closed its end: reading says EOF.
+        buf = bytearray(8)
+        assert await rReadSocket(sock, buf, len(buf), rGetTime() + 30 * 1000) < 0
+        assert rIsSocketEof(sock)
+        assert not rIsSocketClosed(sock)
+        rFreeSocket(sock)
+
+
+async def test_seed_closing_the_socket() -> None:
+    async with ioto_server(hang_up) as port:
+        sock = rAllocSocket()
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+        # rCloseSocket(sock);
+        rCloseSocket(sock)
+        assert rIsSocketClosed(sock)
+        assert rIsSocketEof(sock)
+        assert rGetSocketHandle(sock) == INVALID_SOCKET
+        # Still need to free the socket resources: rFreeSocket(sock);
+        rFreeSocket(sock)
+        rFreeSocket(sock)  # idempotent
+
+
+async def test_seed_reading_and_writing_with_a_30_second_deadline() -> None:
+    async with ioto_server(echo) as port:
+        sock = rAllocSocket()
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+        # Time deadline = rGetTime() + (30 * 1000);
+        deadline = rGetTime() + (30 * 1000)
+        # ssize count = rWriteSocket(sock, buf, bufSize, deadline);
+        data = b"hello, ioto"
+        count = await rWriteSocket(sock, data, len(data), deadline)
+        assert count == len(data)
+        # ssize count = rReadSocket(sock, buf, sizeof(buf), deadline);
+        buf = bytearray(64)
+        received = bytearray()
+        for _ in range(len(data)):
+            count = await rReadSocket(sock, buf, len(buf), deadline)
+            assert count > 0
+            received += buf[:count]
+            if len(received) == len(data):
+                break
+        assert received == data
+        rFreeSocket(sock)
+
+
+async def test_seed_using_tls(rsocket_cert_files: CertFiles, no_fd_leak: None) -> None:
+    files = rsocket_cert_files
+    async with trio_rsocket.open_runtime():
+        listen = rAllocSocket()
+        # rSetSocketCerts(socket, privateKey, certificate, authority, revoke);
+        assert rSetSocketCerts(listen, str(files.server_key), str(files.server_cert), None, None) == 0
+        assert await rListenSocket(listen, "127.0.0.1", 0, echo, None) == 0
+        _, _, port = rGetSocketAddr(listen)
+
+        sock = rAllocSocket()
+        assert rSetSocketCerts(sock, None, None, str(files.authority), None) == 0
+        # rSetSocketCiphers(sock, cipherList);
+        assert rSetSocketCiphers(sock, "ECDHE-ECDSA-AES256-GCM-SHA384,ECDHE-RSA-AES256-GCM-SHA384") == 0
+        # rSetSocketVerify(sock, verifyPeer, verifyIssuer);
+        assert rSetSocketVerify(sock, 1, 1) == 0
+        assert await rConnectSocket(sock, "127.0.0.1", port, rGetTime() + 30 * 1000) == 0
+        # if (rIsSocketSecure(sock)) { Connection is using TLS }
+        assert rIsSocketSecure(sock)
+        assert await rWriteSocket(sock, b"secret", 6, 0) == 6
+        buf = bytearray(16)
+        assert await rReadSocket(sock, buf, len(buf), 0) == 6
+        assert buf[:6] == b"secret"
+        rFreeSocket(sock)
+        rFreeSocket(listen)
+
+
+async def test_tls_handshake_failure_is_cant_connect(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+    async with trio_rsocket.open_runtime():
+        listen = rAllocSocket()
+        assert rSetSocketCerts(listen, str(files.server_key), str(files.server_cert), None, None) == 0
+        assert await rListenSocket(listen, "127.0.0.1", 0, hang_up, None) == 0
+        _, _, port = rGetSocketAddr(listen)
+        sock = rAllocSocket()
+        assert rSetSocketVerify(sock, 1, 1) == 0  # TLS, trusting only the system store
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == R_ERR_CANT_CONNECT
+        assert "Certificate" in rGetSocketError(sock)
+        rFreeSocket(sock)
+        rFreeSocket(listen)
+
+
+async def test_listen_with_a_missing_certificate_is_cant_initialize(tmp_path: Any) -> None:
+    async with trio_rsocket.open_runtime():
+        listen = rAllocSocket()
+        missing = str(tmp_path / "missing.pem")
+        assert rSetSocketCerts(listen, missing, missing, None, None) == 0  # files are read at listen
+        assert await rListenSocket(listen, "127.0.0.1", 0, echo, None) == R_ERR_CANT_INITIALIZE
+        assert "missing.pem" in rGetSocketError(listen)
+        rFreeSocket(listen)
+
+
+async def test_connect_with_a_missing_authority_is_cant_connect(tmp_path: Any) -> None:
+    async with ioto_server(hang_up) as port:
+        sock = rAllocSocket()
+        assert rSetSocketCerts(sock, None, None, str(tmp_path / "no-ca.pem"), None) == 0
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == R_ERR_CANT_CONNECT
+        assert "no-ca.pem" in rGetSocketError(sock)
+        rFreeSocket(sock)
+
+
+async def test_default_certs_and_verify_serve_sockets_that_set_none(
+    rsocket_cert_files: CertFiles, no_fd_leak: None
+) -> None:
+    files = rsocket_cert_files
+    try:
+        assert rSetSocketDefaultCerts(None, None, str(files.authority), None) == 0
+        assert rSetSocketDefaultCiphers(None) == 0
+        assert rSetSocketDefaultVerify(1, 1) == 0
+        async with trio_rsocket.open_runtime():
+            listen = rAllocSocket()
+            assert rSetSocketCerts(listen, str(files.server_key), str(files.server_cert), None, None) == 0
+            assert await rListenSocket(listen, "127.0.0.1", 0, hang_up, None) == 0
+            _, _, port = rGetSocketAddr(listen)
+            sock = rAllocSocket()
+            sock.set_tls()  # Ioto's rSetTls: TLS with the defaults only
+            assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+            assert rIsSocketSecure(sock)
+            rFreeSocket(sock)
+            rFreeSocket(listen)
+    finally:
+        trio_rsocket._tls.reset_defaults()
+
+
+def test_default_tls_setters_refuse_bad_arguments() -> None:
+    assert unchecked.rSetSocketDefaultCerts(42, None, None, None) == R_ERR_BAD_ARGS
+    assert unchecked.rSetSocketDefaultCiphers(42) == R_ERR_BAD_ARGS
+    assert unchecked.rSetSocketDefaultVerify("yes", 1) == R_ERR_BAD_ARGS
+
+
+def test_socket_tls_setters_refuse_bad_arguments() -> None:
+    sock = rAllocSocket()
+    assert unchecked.rSetSocketCerts(sock, 42, None, None, None) == R_ERR_BAD_ARGS
+    assert "key" in rGetSocketError(sock)
+    assert unchecked.rSetSocketCiphers(sock, 42) == R_ERR_BAD_ARGS
+    assert unchecked.rSetSocketVerify(sock, "yes", 1) == R_ERR_BAD_ARGS
+    assert unchecked.rSetSocketCerts(None, None, None, None, None) == R_ERR_BAD_ARGS
+
+
+# ============================================================================
+# Ioto's own socket unit test
+#
+# Ported from embedthis/ioto, test/r/socket.tst.c (commit 3eb9f0d5), statement
+# by statement, with trio_rsocket.ioto's names.  What had to change, and why:
+# - client() connects to www.google.com:80 when the machine has internet;
+#   nothing here may leave loopback, so it connects to a local listener.
+# - openServer() tries ports 9175..9249 and compares rListenSocket's result
+#   with SOCKET_ERROR (-1), though it returns 0 or a negative R_ERR code (so a
+#   failed listen passed there); here port 0 lets the OS pick a free port,
+#   rGetSocketAddr says which, and success is == 0.
+# - RBuf becomes a bytearray; testme's ttrue/teqz record a failure and carry
+#   on, as in testme, and the pytest test asserts there were none.
+
+TIMEOUT = 15 * 1000
+failures: list[str] = []
+
+
+def ttrue(condition: object) -> None:
+    if not condition:
+        failures.append(f"test_ioto.py:{sys._getframe(1).f_lineno}")
+
+
+def teqz(value: object, expected: object) -> None:
+    if value != expected:
+        failures.append(f"test_ioto.py:{sys._getframe(1).f_lineno}: {value!r} != {expected!r}")
+
+
+def tgti(value: int, bound: int) -> None:
+    if not value > bound:
+        failures.append(f"test_ioto.py:{sys._getframe(1).f_lineno}: {value!r} <= {bound!r}")
+
+
+def tnotnull(value: object) -> None:
+    if value is None:
+        failures.append(f"test_ioto.py:{sys._getframe(1).f_lineno}: None")
+
+
+class TestSocket:
+    __test__ = False  # a record, not a pytest class
+
+    def __init__(self) -> None:
+        self.fiber: trio_rsocket.Fiber | None = None  # Primary test fiber
+        self.listen: RSocket | None = None  # Server listen socket
+        self.client: RSocket | None = None  # Client socket
+        self.buf: bytearray | None = None  # Input buffer
+        self.written = 0  # Size of data written
+        self.port = 0  # Server port
+        self.deadline = 0  # Timeout deadline
+
+
+ts = TestSocket()
+hasIPv6 = 0
+
+
+async def initSocketTests() -> None:
+    global ts, hasIPv6
+    ts = TestSocket()
+    ts.deadline = rGetTicks() + TIMEOUT
+    hasIPv6 = 0
+    #  Test for IPv6 support
+    sp = await openServer(ts, "::1")
+    if sp is not None:
+        hasIPv6 = 1
+        rFreeSocket(sp)
+
+
+def termSocketTests() -> None:
+    rCloseSocket(ts.listen)
+    ts.buf = None
+
+
+def createSocket() -> None:
+    sp = rAllocSocket()
+
+    tnotnull(sp)
+    teqz(rGetSocketHandle(sp), INVALID_SOCKET)
+    ttrue(not rIsSocketSecure(sp))
+    ttrue(not rIsSocketEof(sp))
+
+    rFreeSocket(sp)
+
+
+async def client() -> None:
+    server = rAllocSocket()
+    ttrue(await rListenSocket(server, "127.0.0.1", 0, hang_up, None) == 0)
+    _, _, port = rGetSocketAddr(server)
+
+    sp = rAllocSocket()
+    tnotnull(sp)
+    rc = await rConnectSocket(sp, "127.0.0.1", port, 0)
+
+    ttrue(rc >= 0)
+    tgti(rGetSocketHandle(sp), 0)
+    ttrue(not rIsSocketSecure(sp))
+    ttrue(not rIsSocketEof(sp))
+
+    rCloseSocket(sp)
+    ttrue(rIsSocketEof(sp))
+    teqz(rGetSocketHandle(sp), INVALID_SOCKET)
+
+    rFreeSocket(sp)
+    rFreeSocket(server)
+
+
+async def openServer(tp: TestSocket, host: str) -> RSocket | None:
+    """Open a server on a free port."""
+    sp = rAllocSocket()
+    if await rListenSocket(sp, host, 0, acceptFn, tp) == 0:
+        _, _, tp.port = rGetSocketAddr(sp)
+        return sp
+    rFreeSocket(sp)
+    return None
+
+
+async def clientServer(host: str) -> None:
+    ts.listen = await openServer(ts, host)
+    tnotnull(ts.listen)
+    if ts.listen is None:
+        return
+    sp = rAllocSocket()
+    tnotnull(sp)
+
+    ts.fiber = rGetFiber()
+    ts.buf = bytearray()
+    ts.written = 0
+
+    rc = await rConnectSocket(sp, host, ts.port, ts.deadline)
+    ttrue(rc >= 0)
+
+    # Write a set of lines to the client. Server should receive. This writes about 500K of data.
+    buf = b"01234567890123456789012345678901234567890123456789\r\n"
+    count = 10000
+
+    for _ in range(count):
+        nbytes = await rWriteSocket(sp, buf, len(buf), ts.deadline)
+        if nbytes < 0:
+            ttrue(nbytes > 0)
+            break
+        ts.written += nbytes
+    rFreeSocket(sp)
+
+    #  Wait for read side to resume when read is complete
+    await rYieldFiber(0)
+
+    #  Test complete
+    rFreeSocket(ts.listen)
+    ts.listen = None
+    ts.buf = None
+
+
+async def acceptFn(tp: TestSocket, sp: RSocket) -> None:
+    assert tp.buf is not None
+    space = bytearray(ME_BUFSIZE)
+    for _ in range(1_000_000):  # do { ... } while (nbytes > 0);
+        nbytes = await rReadSocket(sp, space, len(space), tp.deadline)
+        if nbytes < 0:
+            break
+        tp.buf += space[:nbytes]
+        if not nbytes > 0:
+            break
+
+    teqz(len(tp.buf), tp.written)
+    assert tp.fiber is not None
+    rResumeFiber(tp.fiber, 0)
+
+
+async def clientServerIPv4() -> None:
+    await clientServer("127.0.0.1")
+
+
+async def clientServerIPv6() -> None:
+    if hasIPv6:
+        await clientServer("::1")
+
+
+async def fiberMain(arg: object) -> None:
+    await initSocketTests()
+    createSocket()
+    await client()
+    await clientServerIPv4()
+    await clientServerIPv6()
+    termSocketTests()
+    rStop()
+
+
+def test_iotos_socket_unit_test(no_fd_leak: None) -> None:
+    transfers: list[int] = []
+
+    async def main(arg: object) -> None:
+        # Not in the C test: a hang (a resume that never comes) fails the test
+        # instead of stalling the suite.
+        with trio.fail_after(60):
+            await fiberMain(arg)
+        transfers.append(ts.written)
+
+    failures.clear()
+    # int main(void) { rInit(fiberMain, 0); rServiceEvents(); rTerm(); }
+    trio_rsocket.run(main, 0)
+    assert failures == []
+    assert transfers == [10000 * 52]
+    assert hasIPv6 == has_ipv6()
+
+
+# ============================================================================
+# Every code the calls can return
+
+
+async def test_connect_refused_is_cant_connect() -> None:
+    sock = rAllocSocket()
+    port = free_port()
+    assert await rConnectSocket(sock, "127.0.0.1", port, 0) == R_ERR_CANT_CONNECT
+    assert rGetSocketError(sock) == f"Cannot connect socket to 127.0.0.1:{port}"
+    assert rGetSocketHandle(sock) == INVALID_SOCKET
+    assert not rIsSocketConnected(sock)
+
+
+async def test_connect_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock, full_backlog: int) -> None:
+    sock = rAllocSocket()
+    deadline = rGetTicks() + 7 * 1000
+    assert await rConnectSocket(sock, "127.0.0.1", full_backlog, deadline) == R_ERR_TIMEOUT
+    assert rGetTicks() == deadline
+    assert "before the deadline" in rGetSocketError(sock)
+    assert rGetSocketHandle(sock) == INVALID_SOCKET
+
+
+async def test_connect_after_a_failure_clears_the_error() -> None:
+    async with ioto_server(hang_up) as port:
+        sock = rAllocSocket()
+        assert await rConnectSocket(sock, "127.0.0.1", free_port(), 0) == R_ERR_CANT_CONNECT
+        assert rGetSocketError(sock) != ""
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+        assert rGetSocketError(sock) == ""
+        rFreeSocket(sock)
+
+
+async def test_read_past_its_deadline_is_timeout_and_loses_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    async with connected_pair() as (client, server):
+        buf = bytearray(16)
+        deadline = rGetTicks() + 5000
+        assert await rReadSocket(client, buf, len(buf), deadline) == R_ERR_TIMEOUT
+        assert rGetTicks() == deadline
+        assert not rIsSocketEof(client)
+        assert await rWriteSocket(server, b"late", 4, 0) == 4
+        assert await rReadSocket(client, buf, len(buf), 0) == 4
+        assert buf[:4] == b"late"
+
+
+async def test_write_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    client, server = await clogged_rsocket_pair()
+    try:
+        deadline = rGetTicks() + 3000
+        assert await rWriteSocket(client, b"x" * 65536, 65536, deadline) == R_ERR_TIMEOUT
+        assert rGetTicks() == deadline
+        assert "Write deadline passed" in rGetSocketError(client)
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_read_at_eof_is_cant_read_and_eof_tells_it_from_an_error() -> None:
+    async with connected_pair() as (client, server):
+        rCloseSocket(server)
+        buf = bytearray(16)
+        assert await rReadSocket(client, buf, len(buf), 0) == R_ERR_CANT_READ
+        assert rIsSocketEof(client)
+        assert rGetSocketError(client) == ""  # EOF is not an error
+        assert await rReadSocket(client, buf, len(buf), 0) == R_ERR_CANT_READ  # and stays EOF
+
+
+async def test_read_after_reset_by_peer_is_cant_read_and_not_eof() -> None:
+    async with connected_pair() as (client, server):
+        assert rSetSocketLinger(server, 0) == 0
+        rCloseSocket(server)  # linger 0: the peer sees RST
+        buf = bytearray(16)
+        assert await rReadSocket(client, buf, len(buf), 0) == R_ERR_CANT_READ
+        assert not rIsSocketEof(client)
+        assert rGetSocketError(client) != ""
+
+
+async def test_write_after_reset_by_peer_is_cant_write() -> None:
+    async with connected_pair() as (client, server):
+        assert rSetSocketLinger(server, 0) == 0
+        rCloseSocket(server)
+        buf = bytearray(16)
+        await rReadSocket(client, buf, len(buf), 0)  # take the RST in
+        assert await rWriteSocket(client, b"anyone?", 7, 0) == R_ERR_CANT_WRITE
+        assert rGetSocketError(client) != ""
+
+
+async def test_read_after_close_is_cant_read() -> None:
+    async with connected_pair() as (client, _):
+        rCloseSocket(client)
+        buf = bytearray(16)
+        assert await rReadSocket(client, buf, len(buf), 0) == R_ERR_CANT_READ
+        assert rIsSocketEof(client)
+        assert "closed" in rGetSocketError(client)
+
+
+async def test_write_after_close_is_cant_write() -> None:
+    async with connected_pair() as (client, _):
+        rCloseSocket(client)
+        assert await rWriteSocket(client, b"hello", 5, 0) == R_ERR_CANT_WRITE
+        assert "closed" in rGetSocketError(client)
+
+
+async def test_write_after_disconnect_is_cant_write() -> None:
+    async with connected_pair() as (client, _):
+        rDisconnectSocket(client)
+        assert rGetSocketHandle(client) != INVALID_SOCKET  # the handle is kept
+        assert await rWriteSocket(client, b"hello", 5, 0) == R_ERR_CANT_WRITE
+
+
+async def test_io_on_a_socket_never_connected() -> None:
+    sock = rAllocSocket()
+    buf = bytearray(16)
+    assert await rReadSocket(sock, buf, len(buf), 0) == R_ERR_CANT_READ
+    assert await rWriteSocket(sock, b"x", 1, 0) == R_ERR_CANT_WRITE
+    assert "not connected" in rGetSocketError(sock)
+    assert rGetSocketAddr(sock) == (R_ERR_CANT_COMPLETE, "", 0)
+
+
+async def test_the_buffer_is_free_to_grow_after_a_read() -> None:
+    async with connected_pair() as (client, server):
+        buf = bytearray(4)
+        assert await rWriteSocket(server, b"abcdef", 6, 0) == 6
+        assert await rReadSocket(client, buf, len(buf), 0) == 4
+        buf.extend(bytes(4))  # BufferError if a view of it were still held
+        rCloseSocket(client)
+        assert await rReadSocket(client, buf, len(buf), 0) == R_ERR_CANT_READ
+        buf.extend(bytes(4))
+        assert len(buf) == 12
+
+
+async def test_two_fibers_reading_at_once_is_busy() -> None:
+    async with connected_pair() as (client, server):
+        codes: list[int] = []
+        buf = bytearray(16)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rReadSocket, client, bytearray(16), 16, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            codes.append(await rReadSocket(client, buf, len(buf), 0))
+            await rWriteSocket(server, b"x", 1, 0)  # lets the first reader finish
+        assert codes == [R_ERR_BUSY]
+        assert "already reading" in rGetSocketError(client)
+
+
+async def test_listen_on_a_port_in_use_is_cant_open(no_fd_leak: None) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with trio_rsocket.open_runtime():
+            sock = rAllocSocket()
+            assert await rListenSocket(sock, "127.0.0.1", port, echo, None) == R_ERR_CANT_OPEN
+            assert rGetSocketError(sock) != ""
+            rFreeSocket(sock)
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda sock: unchecked.rConnectSocket(sock, "", 80, 0), "host"),
+        (lambda sock: unchecked.rConnectSocket(sock, "127.0.0.1", 0, 0), "port"),
+        (lambda sock: unchecked.rConnectSocket(sock, "127.0.0.1", 70000, 0), "port"),
+        (lambda sock: unchecked.rConnectSocket(sock, "127.0.0.1", 80, float("nan")), "deadline"),
+        (lambda sock: unchecked.rConnectSocket(sock, "127.0.0.1", 80, "soon"), "deadline"),
+        (lambda sock: unchecked.rReadSocket(sock, bytearray(8), 0, 0), "bufsize"),
+        (lambda sock: unchecked.rReadSocket(sock, bytearray(8), 9, 0), "bufsize"),
+        (lambda sock: unchecked.rReadSocket(sock, bytearray(8), -1, 0), "bufsize"),
+        (lambda sock: unchecked.rReadSocket(sock, b"read-only", 4, 0), "buffer"),
+        (lambda sock: unchecked.rReadSocket(sock, 1234, 4, 0), "buf"),
+        (lambda sock: unchecked.rWriteSocket(sock, "text", 4, 0), "str"),
+        (lambda sock: unchecked.rWriteSocket(sock, b"abc", 4, 0), "bufsize"),
+        (lambda sock: unchecked.rWriteSocket(sock, b"abc", 2.0, 0), "bufsize"),
+        (lambda sock: unchecked.rListenSocket(sock, "127.0.0.1", 0, "not a handler", None), "handler"),
+    ],
+)
+async def test_bad_arguments_are_bad_args_before_any_io(
+    call: Callable[[RSocket], Awaitable[int]], argument: str
+) -> None:
+    async with trio_rsocket.open_runtime():
+        sock = rAllocSocket()
+        assert await call(sock) == R_ERR_BAD_ARGS
+        assert argument in rGetSocketError(sock)
+        assert not rIsSocketConnected(sock)
+
+
+async def test_none_for_a_socket_behaves_as_null_does_in_ioto() -> None:
+    buf = bytearray(8)
+    assert await rConnectSocket(None, "127.0.0.1", 80, 0) == R_ERR_BAD_ARGS
+    assert await rReadSocket(None, buf, len(buf), 0) == R_ERR_BAD_ARGS
+    assert await rWriteSocket(None, b"x", 1, 0) == R_ERR_BAD_ARGS
+    assert await rListenSocket(None, None, 0, echo, None) == R_ERR_BAD_ARGS
+    assert rGetSocketAddr(None) == (R_ERR_BAD_ARGS, "", 0)
+    assert rSetSocketLinger(None, 0) == R_ERR_BAD_ARGS
+    assert rIsSocketClosed(None)
+    assert rIsSocketEof(None)
+    assert not rIsSocketSecure(None)
+    assert not rIsSocketConnected(None)
+    assert rGetSocketHandle(None) == INVALID_SOCKET
+    assert rGetSocketError(None) == ""
+    rCloseSocket(None)
+    rFreeSocket(None)
+    rDisconnectSocket(None)
+    rResetSocket(None)
+
+
+async def test_bad_option_values_are_bad_args() -> None:
+    sock = rAllocSocket()
+    assert rSetSocketLinger(sock, -1) == R_ERR_BAD_ARGS
+    assert "seconds" in rGetSocketError(sock)
+    assert unchecked.rSetSocketNoDelay(sock, "yes") == R_ERR_BAD_ARGS
+    assert "enable" in rGetSocketError(sock)
+    assert rSetSocketNoDelay(sock, 0) == 0
+    assert rSetSocketLimit(-5) == R_ERR_BAD_ARGS
+
+
+async def test_failures_are_checkpoints_too() -> None:
+    sock = rAllocSocket()
+    rCloseSocket(sock)
+    with trio.testing.assert_checkpoints():
+        assert await rReadSocket(sock, bytearray(8), 8, 0) == R_ERR_CANT_READ
+    with trio.testing.assert_checkpoints():
+        assert await rReadSocket(None, bytearray(8), 8, 0) == R_ERR_BAD_ARGS
+
+
+async def test_cancellation_is_never_turned_into_a_code(autojump_clock: trio.testing.MockClock) -> None:
+    async with connected_pair() as (client, _):
+        codes: list[int] = []
+        with trio.move_on_after(1) as outer:
+            codes.append(await rReadSocket(client, bytearray(8), 8, rGetTicks() + 10_000))
+        assert outer.cancelled_caught
+        assert codes == []
+        assert rGetSocketError(client) == ""
+
+
+async def test_reset_makes_a_socket_connectable_again() -> None:
+    async with ioto_server(hang_up) as port:
+        sock = rAllocSocket()
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+        rCloseSocket(sock)
+        rResetSocket(sock)
+        assert not rIsSocketClosed(sock)
+        assert not rIsSocketEof(sock)
+        assert await rConnectSocket(sock, "127.0.0.1", port, 0) == 0
+        rFreeSocket(sock)
+
+
+async def test_socket_limit_round_trips() -> None:
+    before = rGetSocketLimit()
+    try:
+        assert rSetSocketLimit(7) == 0
+        assert rGetSocketLimit() == 7 == trio_rsocket.get_socket_limit()
+    finally:
+        trio_rsocket.set_socket_limit(before)
+
+
+# ============================================================================
+# Time and fibers
+
+
+async def test_ticks_are_milliseconds_on_trios_clock(mock_clock: trio.testing.MockClock) -> None:
+    mock_clock.jump(12.3456)
+    assert rGetTicks() == int(trio.current_time() * 1000)
+    assert rGetTime() == rGetTicks()
+    mock_clock.jump(1.5)
+    assert rGetTicks() == int(trio.current_time() * 1000)
+
+
+async def test_sleep_takes_milliseconds(autojump_clock: trio.testing.MockClock) -> None:
+    start = trio.current_time()
+    await rSleep(1500)
+    assert trio.current_time() - start == pytest.approx(1.5)
+    with trio.testing.assert_checkpoints():
+        await rSleep(0)
+
+
+async def test_a_30_second_deadline_is_30_seconds_of_trio_time(autojump_clock: trio.testing.MockClock) -> None:
+    async with connected_pair() as (client, _):
+        start = trio.current_time()
+        assert await rReadSocket(client, bytearray(8), 8, rGetTime() + 30 * 1000) == R_ERR_TIMEOUT
+        assert trio.current_time() - start == pytest.approx(30, abs=0.001)
+
+
+async def test_spawned_fiber_yields_and_is_resumed_with_values() -> None:
+    seen: list[object] = []
+
+    async def worker(arg: object) -> None:
+        seen.append(arg)
+        main.append(rGetFiber())
+        seen.append(await rYieldFiber("parked"))
+
+    main: list[trio_rsocket.Fiber] = []
+    async with trio_rsocket.open_runtime():
+        assert rSpawnFiber("worker", worker, "arg") == 0
+        await trio.testing.wait_all_tasks_blocked()
+        [fiber] = main
+        assert fiber.name == "worker"
+        assert fiber.is_suspended()
+        assert fiber.yielded == "parked"
+        rResumeFiber(fiber, "resumed")
+    assert seen == ["arg", "resumed"]
+    rResumeFiber(fiber, "too late")  # a finished fiber is left alone, as in Ioto
+
+
+async def test_a_resume_before_the_yield_is_not_lost() -> None:
+    async with trio_rsocket.open_runtime():
+        me = rGetFiber()
+        rResumeFiber(me, 42)
+        assert await rYieldFiber(None) == 42
+
+
+async def test_stop_cancels_every_fiber() -> None:
+    finished: list[str] = []
+
+    async def forever(arg: object) -> None:
+        await trio.sleep_forever()
+        finished.append("never")
+
+    async with trio_rsocket.open_runtime():
+        rSpawnFiber("forever", forever, None)
+        await trio.testing.wait_all_tasks_blocked()
+        rStop()
+    assert finished == []
+
+
+async def test_spawn_bad_function_is_bad_args() -> None:
+    async with trio_rsocket.open_runtime():
+        assert unchecked.rSpawnFiber("bad", "not callable", None) == R_ERR_BAD_ARGS
+
+
+async def test_outside_a_runtime_fiber_and_listen_calls_raise() -> None:
+    async def nothing(arg: object) -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="runtime"):
+        rSpawnFiber("orphan", nothing, None)
+    with pytest.raises(RuntimeError, match="runtime"):
+        rStop()
+    with pytest.raises(RuntimeError, match="runtime"):
+        await rListenSocket(rAllocSocket(), "127.0.0.1", 0, echo, None)

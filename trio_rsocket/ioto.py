@@ -1,0 +1,732 @@
+"""Ioto's C names over trio_rsocket, so code from the Ioto docs ports line by line.
+
+::
+
+    import trio_rsocket
+    from trio_rsocket.ioto import *
+
+    async def main(arg):
+        sock = rAllocSocket()
+        if await rConnectSocket(sock, "127.0.0.1", 4100, rGetTime() + 30 * 1000) < 0:
+            print("cannot connect:", rGetSocketError(sock))
+        rFreeSocket(sock)
+
+    trio_rsocket.run(main, None)          # rInit(main, 0); rServiceEvents();
+
+Theory of operation
+-------------------
+Each function is a thin layer over the public API (:class:`RSocket` methods and
+``trio_rsocket.*`` functions) and holds no socket logic of its own.  What it
+adds is C's calling conventions:
+
+* **Return codes.**  Calls return ``0`` or a count on success and a negative
+  ``R_ERR_*`` code (Ioto's values) on failure; the message is kept for
+  :func:`rGetSocketError`.  Exceptions are turned into codes in one place,
+  :func:`_failed`.  :class:`trio.Cancelled` is never caught: cancellation
+  passes through every call unchanged.  Calling a fiber or listen function
+  outside a runtime raises :class:`RuntimeError`, as the API does (in C that
+  is undefined behaviour: Ioto's socket calls must run in a fiber).
+* **Milliseconds.**  Times are milliseconds on trio's clock: ``rGetTime() +
+  30 * 1000`` is a deadline 30 s away, ``0`` is no deadline.
+* **NULL.**  ``None`` where C takes a socket pointer behaves as Ioto does with
+  ``NULL``: tests say "closed"/"EOF", I/O returns ``R_ERR_BAD_ARGS``, close and
+  free do nothing.
+* **Out parameters** become extra return values after the status:
+  ``rc, ip, port = rGetSocketAddr(sock)``.
+
+Every ``async`` function here is a trio checkpoint, also when it fails at once,
+so a C-style retry loop never starves other fibers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from trio.lowlevel import checkpoint
+
+from . import (
+    CertSource,
+    DeadlineError,
+    Fiber,
+    RSocket,
+    TLSError,
+    current_fiber,
+    get_socket_limit,
+    resume_fiber,
+    set_default_certs,
+    set_default_ciphers,
+    set_default_verify,
+    set_socket_limit,
+    spawn_fiber,
+    stop,
+    suspend_fiber,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = [
+    "INVALID_SOCKET",
+    "ME_BUFSIZE",
+    "R_ERR",
+    "R_ERR_ABORTED",
+    "R_ERR_ALREADY_EXISTS",
+    "R_ERR_BAD_ACK",
+    "R_ERR_BAD_ARGS",
+    "R_ERR_BAD_DATA",
+    "R_ERR_BAD_FORMAT",
+    "R_ERR_BAD_HANDLE",
+    "R_ERR_BAD_NULL",
+    "R_ERR_BAD_REQUEST",
+    "R_ERR_BAD_RESPONSE",
+    "R_ERR_BAD_SESSION",
+    "R_ERR_BAD_STATE",
+    "R_ERR_BAD_SYNTAX",
+    "R_ERR_BAD_TYPE",
+    "R_ERR_BAD_VALUE",
+    "R_ERR_BASE",
+    "R_ERR_BUSY",
+    "R_ERR_CANT_ACCESS",
+    "R_ERR_CANT_ALLOCATE",
+    "R_ERR_CANT_COMPLETE",
+    "R_ERR_CANT_CONNECT",
+    "R_ERR_CANT_CREATE",
+    "R_ERR_CANT_DELETE",
+    "R_ERR_CANT_FIND",
+    "R_ERR_CANT_INITIALIZE",
+    "R_ERR_CANT_LOAD",
+    "R_ERR_CANT_OPEN",
+    "R_ERR_CANT_READ",
+    "R_ERR_CANT_WRITE",
+    "R_ERR_DELETED",
+    "R_ERR_MAX",
+    "R_ERR_MEMORY",
+    "R_ERR_NETWORK",
+    "R_ERR_NOT_CONNECTED",
+    "R_ERR_NOT_INITIALIZED",
+    "R_ERR_NOT_READY",
+    "R_ERR_OK",
+    "R_ERR_READ_ONLY",
+    "R_ERR_TIMEOUT",
+    "R_ERR_TOO_MANY",
+    "R_ERR_WONT_FIT",
+    "R_ERR_WOULD_BLOCK",
+    "SOCKET_ERROR",
+    "rAllocSocket",
+    "rCloseSocket",
+    "rConnectSocket",
+    "rDisconnectSocket",
+    "rFreeSocket",
+    "rGetFiber",
+    "rGetSocketAddr",
+    "rGetSocketError",
+    "rGetSocketHandle",
+    "rGetSocketLimit",
+    "rGetTicks",
+    "rGetTime",
+    "rIsSocketClosed",
+    "rIsSocketConnected",
+    "rIsSocketEof",
+    "rIsSocketSecure",
+    "rListenSocket",
+    "rReadSocket",
+    "rResetSocket",
+    "rResumeFiber",
+    "rSetSocketCerts",
+    "rSetSocketCiphers",
+    "rSetSocketDefaultCerts",
+    "rSetSocketDefaultCiphers",
+    "rSetSocketDefaultVerify",
+    "rSetSocketLimit",
+    "rSetSocketLinger",
+    "rSetSocketNoDelay",
+    "rSetSocketVerify",
+    "rSleep",
+    "rSpawnFiber",
+    "rStop",
+    "rWriteSocket",
+    "rYieldFiber",
+]
+
+# ----------------------------------------------------------------------------
+# Ioto's error codes: include/r.h, "Standard errors. All errors are negative
+# and zero is success."  The values are Ioto's, so codes compare and print the
+# same as in C.
+
+R_ERR_OK: Final = 0
+R_ERR_BASE: Final = -1
+R_ERR: Final = -2
+R_ERR_ABORTED: Final = -3
+R_ERR_ALREADY_EXISTS: Final = -4
+R_ERR_BAD_ACK: Final = -5
+R_ERR_BAD_ARGS: Final = -6
+R_ERR_BAD_DATA: Final = -7
+R_ERR_BAD_FORMAT: Final = -8
+R_ERR_BAD_HANDLE: Final = -9
+R_ERR_BAD_NULL: Final = -10
+R_ERR_BAD_REQUEST: Final = -11
+R_ERR_BAD_RESPONSE: Final = -12
+R_ERR_BAD_SESSION: Final = -13
+R_ERR_BAD_STATE: Final = -14
+R_ERR_BAD_SYNTAX: Final = -15
+R_ERR_BAD_TYPE: Final = -16
+R_ERR_BAD_VALUE: Final = -17
+R_ERR_BUSY: Final = -18
+R_ERR_CANT_ACCESS: Final = -19
+R_ERR_CANT_ALLOCATE: Final = -20
+R_ERR_CANT_COMPLETE: Final = -21
+R_ERR_CANT_CONNECT: Final = -22
+R_ERR_CANT_CREATE: Final = -23
+R_ERR_CANT_DELETE: Final = -24
+R_ERR_CANT_FIND: Final = -25
+R_ERR_CANT_INITIALIZE: Final = -26
+R_ERR_CANT_LOAD: Final = -27
+R_ERR_CANT_OPEN: Final = -28
+R_ERR_CANT_READ: Final = -29
+R_ERR_CANT_WRITE: Final = -30
+R_ERR_DELETED: Final = -31
+R_ERR_MEMORY: Final = -32
+R_ERR_NETWORK: Final = -33
+R_ERR_NOT_CONNECTED: Final = -34
+R_ERR_NOT_INITIALIZED: Final = -35
+R_ERR_NOT_READY: Final = -36
+R_ERR_READ_ONLY: Final = -37
+R_ERR_TIMEOUT: Final = -38
+R_ERR_TOO_MANY: Final = -39
+R_ERR_WONT_FIT: Final = -40
+R_ERR_WOULD_BLOCK: Final = -41
+R_ERR_MAX: Final = -42
+
+#: ``rGetSocketHandle`` of a socket with no OS socket (Ioto's osdep.h).
+INVALID_SOCKET: Final = -1
+#: Ioto's osdep.h name for -1, which C code compares some results with.
+SOCKET_ERROR: Final = -1
+#: Ioto's default I/O buffer size, for ``bytearray(ME_BUFSIZE)`` read buffers.
+ME_BUFSIZE: Final = 4096
+
+_logger = logging.getLogger("trio_rsocket")
+
+# The message of the last failed call on each socket, for rGetSocketError.
+# RSocket.get_error() records the library's own errors; this also keeps those
+# that trio's conventions raise without a record (use after close, bad
+# arguments).  Weak, so a socket dropped without rFreeSocket is not kept alive.
+_errors: weakref.WeakKeyDictionary[RSocket, str] = weakref.WeakKeyDictionary()
+
+# What a call can fail with and still return a code.  Everything else is a bug
+# or a missing runtime and propagates; trio.Cancelled is a BaseException and
+# is never among these.
+_EXPECTED: Final = (
+    OSError,  # RSocketError and its subclasses, and the OS's own
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    trio.BusyResourceError,
+    TypeError,  # bad arguments: the API refuses them before any I/O
+    ValueError,
+)
+
+
+def _failed(sock: RSocket | None, exc: Exception, code: int) -> int:
+    """The one place that turns an exception into Ioto's negative code.
+
+    *code* is what the call returns for a failure of its own kind
+    (``R_ERR_CANT_READ`` for a read, ...); a passed deadline, bad arguments
+    and a busy socket have codes of their own whatever the call.  The message
+    is kept for :func:`rGetSocketError` and logged at debug level, as Ioto's
+    ``rSetSocketError`` does.
+    """
+    if isinstance(exc, DeadlineError):
+        code = R_ERR_TIMEOUT
+    elif isinstance(exc, TypeError | ValueError):
+        code = R_ERR_BAD_ARGS
+    elif isinstance(exc, trio.BusyResourceError):
+        code = R_ERR_BUSY
+    message = str(exc) or type(exc).__name__
+    if sock is not None:
+        _errors[sock] = message
+    _logger.debug("ioto: %s (%d)", message, code)
+    return code
+
+
+def _null() -> int:
+    """Ioto's answer for a NULL socket pointer, recorded nowhere (there is no socket)."""
+    _logger.debug("ioto: socket is None (%d)", R_ERR_BAD_ARGS)
+    return R_ERR_BAD_ARGS
+
+
+def _seconds(deadline: object) -> Any:
+    """An Ioto deadline (milliseconds on trio's clock, 0 for none) in the API's
+    seconds.  Anything that is not a number is passed on for the API to refuse
+    with a message that names the argument."""
+    if isinstance(deadline, int | float) and not isinstance(deadline, bool):
+        return deadline / 1000
+    return deadline
+
+
+def _span(buf: object, bufsize: object, smallest: int) -> memoryview:
+    """The first *bufsize* bytes of *buf*, without a copy.
+
+    C trusts the caller's size; here a size past the end of the buffer is
+    refused (ValueError) instead of silently cut short.
+    """
+    if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+        raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
+    if isinstance(buf, str):
+        raise TypeError("buf must be bytes-like, not str: encode it first")
+    try:
+        view = memoryview(buf)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"buf must be a bytes-like object, not {type(buf).__name__}") from None
+    if view.itemsize != 1 or view.ndim != 1:
+        view = view.cast("B")
+    if not smallest <= bufsize <= view.nbytes:
+        raise ValueError(f"bufsize must be in {smallest}..{view.nbytes} (the size of buf), not {bufsize}")
+    return view[:bufsize]
+
+
+def _c_bool(value: object) -> Any:
+    """C's int flags (``1``, ``0``) as the API's bools; anything else is passed
+    on for the API to refuse."""
+    if isinstance(value, int):
+        return bool(value)
+    return value
+
+
+# ----------------------------------------------------------------------------
+# Sockets
+
+
+def rAllocSocket() -> RSocket:
+    """Allocate an unconnected socket: ``RSocket()`` (Ioto's ``rAllocSocket``).
+
+    Its handle is ``INVALID_SOCKET`` (-1); it is neither secure nor at EOF.
+    """
+    return RSocket()
+
+
+def rFreeSocket(sock: RSocket | None) -> None:
+    """Close *sock* and forget its error message: ``sock.close()`` (``rFreeSocket``).
+
+    Idempotent; ``None`` is ignored.  On a listening socket this stops
+    accepting and frees the port; handlers already running go on.
+    """
+    if sock is None:
+        return
+    sock.close()
+    _errors.pop(sock, None)
+
+
+def rCloseSocket(sock: RSocket | None) -> None:
+    """Close *sock* now: ``sock.close()`` (``rCloseSocket``).
+
+    Synchronous and idempotent; fibers blocked on the socket wake and their
+    calls fail.  Afterwards :func:`rIsSocketClosed` and :func:`rIsSocketEof`
+    are true and the handle is -1.  A TLS socket closes without close_notify
+    (``await sock.aclose()`` sends one).  ``None`` is ignored.
+    """
+    if sock is not None:
+        sock.close()
+
+
+def rDisconnectSocket(sock: RSocket | None) -> None:
+    """Shut both directions down, keeping the handle: ``sock.disconnect()``
+    (``rDisconnectSocket``).  ``None`` is ignored."""
+    if sock is not None:
+        sock.disconnect()
+
+
+def rResetSocket(sock: RSocket | None) -> None:
+    """Close *sock* and clear its state so it can connect again: ``sock.reset()``
+    (``rResetSocket``).  ``None`` is ignored."""
+    if sock is not None:
+        _errors.pop(sock, None)
+        sock.reset()
+
+
+async def rConnectSocket(sock: RSocket | None, host: str, port: int, deadline: float = 0) -> int:
+    """Connect to *host*:*port* before *deadline* (ms on trio's clock, 0 for none):
+    ``await sock.connect(host, port, deadline)`` (``rConnectSocket``).
+
+    Returns 0, or ``R_ERR_CANT_CONNECT`` (no address accepted, the name does
+    not resolve, the TLS handshake failed), ``R_ERR_TIMEOUT`` (the deadline
+    passed) or ``R_ERR_BAD_ARGS`` (empty host, port outside 1..65535, socket
+    ``None``).  The message is in :func:`rGetSocketError`.
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    _errors.pop(sock, None)
+    try:
+        await sock.connect(host, port, _seconds(deadline))
+    except _EXPECTED as exc:
+        await checkpoint()
+        return _failed(sock, exc, R_ERR_CANT_CONNECT)
+    return 0
+
+
+async def rListenSocket(
+    sock: RSocket | None,
+    host: str | None,
+    port: int,
+    handler: Callable[[Any, RSocket], Awaitable[object]],
+    data: object = None,
+) -> int:
+    """Listen on *host*:*port* and run ``await handler(data, client)`` in a new
+    fiber for each connection: ``await sock.listen(host, port, handler, data)``
+    (``rListenSocket``).
+
+    *host* ``None`` listens on all interfaces; port 0 picks a free port
+    (:func:`rGetSocketAddr` says which).  The accept loop runs in the current
+    runtime, and each connection's socket is closed when its handler returns.
+    Returns 0, or ``R_ERR_CANT_OPEN`` (cannot bind or listen: the port is in
+    use, ...), ``R_ERR_CANT_INITIALIZE`` (bad TLS settings) or
+    ``R_ERR_BAD_ARGS`` (handler not callable, bad port, socket ``None``).
+
+    Raises :class:`RuntimeError` outside a runtime, as the API does.
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    try:
+        await sock.listen(host, port, handler, data)
+    except _EXPECTED as exc:
+        await checkpoint()
+        return _failed(sock, exc, R_ERR_CANT_INITIALIZE if isinstance(exc, TLSError) else R_ERR_CANT_OPEN)
+    return 0
+
+
+async def rReadSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline: float = 0) -> int:
+    """Read up to *bufsize* bytes into the writable buffer *buf* (a
+    ``bytearray``, say) as soon as any are available, before *deadline* (ms on
+    trio's clock, 0 for none): ``await sock.read_into(memoryview(buf)[:bufsize],
+    deadline)`` (``rReadSocket``).
+
+    Returns the count read.  At end of file it returns ``R_ERR_CANT_READ``, as
+    Ioto does, and :func:`rIsSocketEof` is then true: that tells EOF from an
+    error.  Other failures: ``R_ERR_CANT_READ`` (connection reset, socket
+    closed or never connected), ``R_ERR_TIMEOUT`` (nothing arrived before the
+    deadline; nothing is lost, a later read returns what comes),
+    ``R_ERR_BUSY`` (another fiber is reading) and ``R_ERR_BAD_ARGS`` (*buf*
+    not writable, *bufsize* outside 1..len(buf), socket ``None``).
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    try:
+        count = await sock.read_into(_span(buf, bufsize, 1), _seconds(deadline))
+    except _EXPECTED as exc:
+        await checkpoint()
+        return _failed(sock, exc, R_ERR_CANT_READ)
+    return count if count else R_ERR_CANT_READ
+
+
+async def rWriteSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline: float = 0) -> int:
+    """Write the first *bufsize* bytes of *buf* (bytes-like) before *deadline*
+    (ms on trio's clock, 0 for none): ``await sock.write(memoryview(buf)[:bufsize],
+    deadline)`` (``rWriteSocket``).
+
+    Returns *bufsize*: the fiber waits until everything is handed over, as
+    Ioto's ``rWriteSocket`` does.  Failures: ``R_ERR_CANT_WRITE`` (socket
+    closed or never connected, peer gone), ``R_ERR_TIMEOUT`` (the deadline
+    passed; how much went out is lost, as in C: use ``sock.write`` to learn
+    it from ``DeadlineError.bytes_written``), ``R_ERR_BUSY`` (another fiber is
+    writing) and ``R_ERR_BAD_ARGS`` (*buf* a ``str`` or not bytes-like,
+    *bufsize* outside 0..len(buf), socket ``None``).
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    try:
+        return await sock.write(_span(buf, bufsize, 0), _seconds(deadline))
+    except _EXPECTED as exc:
+        await checkpoint()
+        return _failed(sock, exc, R_ERR_CANT_WRITE)
+
+
+def rIsSocketClosed(sock: RSocket | None) -> bool:
+    """True after :func:`rCloseSocket`: ``sock.is_closed()`` (``rIsSocketClosed``).
+    True for ``None``, as Ioto answers for NULL."""
+    return sock.is_closed() if sock is not None else True
+
+
+def rIsSocketEof(sock: RSocket | None) -> bool:
+    """True once the peer's end of file was read, or after close:
+    ``sock.is_eof()`` (``rIsSocketEof``).  True for ``None``."""
+    return sock.is_eof() if sock is not None else True
+
+
+def rIsSocketSecure(sock: RSocket | None) -> bool:
+    """True if *sock* uses TLS: ``sock.is_secure()`` (``rIsSocketSecure``).
+    False for ``None``."""
+    return sock.is_secure() if sock is not None else False
+
+
+def rIsSocketConnected(sock: RSocket | None) -> bool:
+    """True while *sock* has a connection: ``sock.is_connected()``
+    (``rIsSocketConnected``).  False for ``None``."""
+    return sock.is_connected() if sock is not None else False
+
+
+def rGetSocketHandle(sock: RSocket | None) -> int:
+    """The OS file descriptor, or ``INVALID_SOCKET`` (-1):
+    ``sock.get_handle()`` (``rGetSocketHandle``)."""
+    return sock.get_handle() if sock is not None else INVALID_SOCKET
+
+
+def rGetSocketAddr(sock: RSocket | None) -> tuple[int, str, int]:
+    """The local address: ``(0, ip, port)`` from ``sock.get_addr()``
+    (``rGetSocketAddr(sock, ipbuf, ipbufLen, &port)``; the out parameters are
+    returned after the status).
+
+    IPv4-mapped IPv6 addresses are shown as dotted IPv4, as in Ioto.  On
+    failure ``(R_ERR_CANT_COMPLETE, "", 0)`` (no OS socket), or
+    ``(R_ERR_BAD_ARGS, "", 0)`` for ``None``.
+    """
+    if sock is None:
+        return _null(), "", 0
+    try:
+        ip, port = sock.get_addr()
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_CANT_COMPLETE), "", 0
+    return 0, ip, port
+
+
+def rGetSocketError(sock: RSocket | None) -> str:
+    """The message of the last failed call on *sock*, ``""`` if none
+    (``rGetSocketError``).
+
+    The message of a failed call made here, else ``sock.get_error()``.
+    Cleared by :func:`rConnectSocket` and :func:`rResetSocket`.
+    """
+    if sock is None:
+        return ""
+    return _errors.get(sock) or sock.get_error()
+
+
+def rSetSocketLinger(sock: RSocket | None, timeout: int) -> int:
+    """Set SO_LINGER: close waits up to *timeout* seconds to deliver unsent data,
+    ``0`` makes close reset the connection (RST): ``sock.set_linger(timeout)``
+    (``rSetSocketLinger``).  Returns 0 or ``R_ERR_BAD_ARGS``."""
+    if sock is None:
+        return _null()
+    try:
+        sock.set_linger(timeout)
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+def rSetSocketNoDelay(sock: RSocket | None, enable: int) -> int:
+    """Turn Nagle's algorithm off (true, the default here) or on:
+    ``sock.set_no_delay(enable)`` (``rSetSocketNoDelay``).  Returns 0 or
+    ``R_ERR_BAD_ARGS``."""
+    if sock is None:
+        return _null()
+    try:
+        sock.set_no_delay(_c_bool(enable))
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# TLS
+
+
+def rSetSocketCerts(
+    sock: RSocket | None,
+    key: CertSource | None,
+    cert: CertSource | None,
+    authority: CertSource | None,
+    revoke: CertSource | None,
+) -> int:
+    """Configure TLS on *sock* and make it secure:
+    ``sock.set_certs(key, cert, authority, revoke)`` (``rSetSocketCerts``).
+
+    The order is the seed document's: private key, certificate, certificate
+    authority, revocation list; each a PEM file path, PEM bytes or ``None``.
+    (Ioto's current ``r.h`` puts the authority first:
+    ``rSetSocketCerts(sp, ca, key, cert, revoke)``; reorder such calls.)
+    Returns 0, or ``R_ERR_BAD_ARGS``.  The files are read when the socket
+    connects or listens: a missing or unusable one makes
+    :func:`rConnectSocket` return ``R_ERR_CANT_CONNECT`` and
+    :func:`rListenSocket` ``R_ERR_CANT_INITIALIZE``, naming the file.
+    """
+    if sock is None:
+        return _null()
+    try:
+        sock.set_certs(key=key, cert=cert, authority=authority, revoke=revoke)
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_CANT_INITIALIZE)
+    return 0
+
+
+def rSetSocketCiphers(sock: RSocket | None, ciphers: str | None) -> int:
+    """Choose the TLS ciphers (an OpenSSL cipher string, ``,`` or ``:``
+    separated): ``sock.set_ciphers(ciphers)`` (``rSetSocketCiphers``).
+    Returns 0 or ``R_ERR_BAD_ARGS``; a list that selects no cipher fails at
+    connect or listen time, as a bad certificate file does."""
+    if sock is None:
+        return _null()
+    try:
+        sock.set_ciphers(ciphers)
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_CANT_INITIALIZE)
+    return 0
+
+
+def rSetSocketVerify(sock: RSocket | None, verifyPeer: int, verifyIssuer: int) -> int:
+    """Choose how the peer's certificate is checked:
+    ``sock.set_verify(verifyPeer, verifyIssuer)`` (``rSetSocketVerify``).
+    C's ``1``/``0`` are taken as true/false.  Returns 0 or ``R_ERR_BAD_ARGS``."""
+    if sock is None:
+        return _null()
+    try:
+        sock.set_verify(_c_bool(verifyPeer), _c_bool(verifyIssuer))
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+def rSetSocketDefaultCerts(
+    key: CertSource | None,
+    cert: CertSource | None,
+    authority: CertSource | None,
+    revoke: CertSource | None,
+) -> int:
+    """Set the certificates used by sockets that set none:
+    ``trio_rsocket.set_default_certs(key, cert, authority, revoke)``
+    (``rSetSocketDefaultCerts``; same order as :func:`rSetSocketCerts`).
+    Returns 0 or ``R_ERR_BAD_ARGS`` (the message is logged: there is no
+    socket to keep it); the files are read when a socket connects or listens."""
+    try:
+        set_default_certs(key=key, cert=cert, authority=authority, revoke=revoke)
+    except _EXPECTED as exc:
+        return _failed(None, exc, R_ERR_CANT_INITIALIZE)
+    return 0
+
+
+def rSetSocketDefaultCiphers(ciphers: str | None) -> int:
+    """Set the ciphers used by sockets that set none:
+    ``trio_rsocket.set_default_ciphers(ciphers)`` (``rSetSocketDefaultCiphers``).
+    Returns 0 or ``R_ERR_BAD_ARGS``."""
+    try:
+        set_default_ciphers(ciphers)
+    except _EXPECTED as exc:
+        return _failed(None, exc, R_ERR_CANT_INITIALIZE)
+    return 0
+
+
+def rSetSocketDefaultVerify(verifyPeer: int, verifyIssuer: int) -> int:
+    """Set the verification used by sockets that set none:
+    ``trio_rsocket.set_default_verify(verifyPeer, verifyIssuer)``
+    (``rSetSocketDefaultVerify``).  Returns 0 or ``R_ERR_BAD_ARGS``."""
+    try:
+        set_default_verify(_c_bool(verifyPeer), _c_bool(verifyIssuer))
+    except _EXPECTED as exc:
+        return _failed(None, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+def rGetSocketLimit() -> int:
+    """How many server-side sockets may be alive at once:
+    ``trio_rsocket.get_socket_limit()`` (``rGetSocketLimit``)."""
+    return get_socket_limit()
+
+
+def rSetSocketLimit(limit: int) -> int:
+    """Bound the server-side sockets alive at once, across listeners:
+    ``trio_rsocket.set_socket_limit(limit)`` (``rSetSocketLimit``).  Past the
+    limit a connection is accepted and closed at once.  Returns 0 or
+    ``R_ERR_BAD_ARGS``."""
+    try:
+        set_socket_limit(limit)
+    except _EXPECTED as exc:
+        return _failed(None, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# Time
+
+
+def rGetTicks() -> int:
+    """Milliseconds on trio's clock: ``int(trio.current_time() * 1000)``
+    (``rGetTicks``).  ``rGetTicks() + 30 * 1000`` is a deadline 30 s away."""
+    return math.floor(trio.current_time() * 1000)
+
+
+def rGetTime() -> int:
+    """The same clock as :func:`rGetTicks` (``rGetTime``).
+
+    Ioto's ``rGetTime`` is wall-clock time, but here every deadline is on
+    trio's clock (so :class:`trio.testing.MockClock` drives it), and
+    ``rGetTime() + 30 * 1000`` from the Ioto docs must be a deadline 30 s away.
+    """
+    return math.floor(trio.current_time() * 1000)
+
+
+async def rSleep(ms: float) -> None:
+    """Let other fibers run for *ms* milliseconds: ``await trio.sleep(ms / 1000)``
+    (``rSleep``).  0 or less just lets the others run once."""
+    await trio.sleep(max(ms, 0) / 1000)
+
+
+# ----------------------------------------------------------------------------
+# Fibers
+
+
+def rSpawnFiber(name: str | None, fn: Callable[[Any], Awaitable[object]], arg: object = None) -> int:
+    """Start ``await fn(arg)`` as a new fiber named *name* in the current
+    runtime: ``trio_rsocket.spawn_fiber(fn, arg, name=name)`` (``rSpawnFiber``).
+
+    It starts running at the caller's next checkpoint.  Returns 0, or
+    ``R_ERR_BAD_ARGS`` (*fn* not callable, *name* not a ``str``).  Raises
+    :class:`RuntimeError` outside a runtime.  Inside the fiber,
+    :func:`rGetFiber` gives its handle.
+    """
+    try:
+        spawn_fiber(fn, arg, name=name)
+    except (TypeError, ValueError) as exc:
+        return _failed(None, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+def rGetFiber() -> Fiber:
+    """The running fiber, for :func:`rResumeFiber`: ``trio_rsocket.current_fiber()``
+    (``rGetFiber``)."""
+    return current_fiber()
+
+
+async def rYieldFiber(value: object = None) -> object:
+    """Park this fiber until :func:`rResumeFiber` wakes it, and return the value
+    given there: ``await trio_rsocket.suspend_fiber(value)`` (``rYieldFiber``).
+
+    *value* is left on the fiber (``fiber.yielded``) for the resumer.  A
+    resume that came first is not lost: this then returns at once.
+    """
+    return await suspend_fiber(value)
+
+
+def rResumeFiber(fiber: Fiber, value: object = None) -> None:
+    """Wake *fiber* from :func:`rYieldFiber`, which returns *value*:
+    ``trio_rsocket.resume_fiber(fiber, value)`` (``rResumeFiber``).
+
+    Synchronous: the fiber runs at the caller's next checkpoint, as Ioto does
+    for a resume from another fiber, so this returns ``None``, not the value
+    the fiber yields next (that is on ``fiber.yielded`` once it has).  A
+    fiber that has finished is left alone, as in Ioto.
+    """
+    if isinstance(fiber, Fiber) and fiber.is_done():
+        return
+    resume_fiber(fiber, value)
+
+
+def rStop() -> None:
+    """Stop the runtime: every fiber is cancelled and :func:`trio_rsocket.run`
+    returns: ``trio_rsocket.stop()`` (``rStop``)."""
+    stop()

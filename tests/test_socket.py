@@ -6,6 +6,7 @@ import array
 import errno
 import socket
 import struct
+from typing import Any
 
 import pytest
 import trio
@@ -526,3 +527,56 @@ async def test_connection_errors_are_rsocket_errors_and_oserrors() -> None:
     with pytest.raises(RSocketError) as caught:
         await RSocket().connect("127.0.0.1", free_port())
     assert isinstance(caught.value, OSError)
+
+
+# ----------------------------------------------------------------------------
+# Address order: IPv4 first, then IPv6 (Ioto's order)
+
+
+class FixedResolver(trio.abc.HostnameResolver):
+    """trio's own resolver hook, answering one name with given loopback
+    addresses in the order given (IPv6 first, to show the order is ours)."""
+
+    def __init__(self, addresses: list[tuple[str, int]]) -> None:
+        self.addresses = addresses
+
+    async def getaddrinfo(self, host: bytes | None, port: bytes | str | int | None, *args: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return [
+            (
+                socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (ip, number, 0, 0) if ":" in ip else (ip, number),
+            )
+            for ip, number in self.addresses
+        ]
+
+    async def getnameinfo(self, sockaddr: Any, flags: int) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")
+async def test_ipv4_addresses_are_tried_before_ipv6() -> None:
+    v4 = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    v6 = (await trio.open_tcp_listeners(0, host="::1"))[0]
+    async with v4, v6:
+        trio.socket.set_custom_hostname_resolver(
+            FixedResolver([("::1", v6.socket.getsockname()[1]), ("127.0.0.1", v4.socket.getsockname()[1])])
+        )
+        async with RSocket() as sock:
+            await sock.connect("dual.test", 80)
+            assert sock.get_peer_addr()[0] == "127.0.0.1"
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")
+async def test_ipv6_is_tried_when_ipv4_refuses() -> None:
+    v6 = (await trio.open_tcp_listeners(0, host="::1"))[0]
+    async with v6:
+        trio.socket.set_custom_hostname_resolver(
+            FixedResolver([("::1", v6.socket.getsockname()[1]), ("127.0.0.1", free_port())])
+        )
+        async with RSocket() as sock:
+            await sock.connect("dual.test", 80)
+            assert sock.get_peer_addr()[0] == "::1"

@@ -1,0 +1,367 @@
+"""Fibers: run, open_runtime, spawn_fiber, stop, current_fiber, suspend/resume."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+import trio_rsocket
+from trio_rsocket import (
+    Fiber,
+    current_fiber,
+    open_runtime,
+    resume_fiber,
+    spawn_fiber,
+    stop,
+    suspend_fiber,
+)
+
+# ----------------------------------------------------------------------------
+# run()
+
+
+def test_run_returns_the_result_of_fn() -> None:
+    async def main(a: int, b: int) -> int:
+        await trio.lowlevel.checkpoint()
+        return a + b
+
+    assert trio_rsocket.run(main, 2, 3) == 5
+
+
+def test_run_returns_once_every_fiber_has_finished() -> None:
+    finished: list[str] = []
+
+    async def worker() -> None:
+        await trio.sleep(10)
+        finished.append("worker")
+
+    async def main() -> str:
+        spawn_fiber(worker)
+        return "main"
+
+    assert trio_rsocket.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == "main"
+    assert finished == ["worker"]
+
+
+def test_run_uses_the_clock_it_is_given() -> None:
+    async def main() -> float:
+        await trio.sleep(1000)
+        return trio.current_time()
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    assert trio_rsocket.run(main, clock=clock) == pytest.approx(1000)
+
+
+def test_run_after_stop_returns_none_if_fn_was_cancelled() -> None:
+    async def main() -> str:
+        spawn_fiber(stopper)
+        await trio.sleep_forever()
+        return "never"
+
+    async def stopper() -> None:
+        await trio.sleep(1)
+        stop()
+
+    assert trio_rsocket.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) is None
+
+
+def test_run_after_stop_returns_the_result_fn_had_returned() -> None:
+    async def forever() -> None:
+        await trio.sleep_forever()
+
+    async def stopper() -> None:
+        await trio.sleep(1)
+        stop()
+
+    async def main() -> str:
+        spawn_fiber(forever)
+        spawn_fiber(stopper)
+        return "done"
+
+    assert trio_rsocket.run(main, clock=trio.testing.MockClock(autojump_threshold=0)) == "done"
+
+
+def test_an_exception_in_a_fiber_propagates_out_of_run_as_a_group() -> None:
+    async def broken() -> None:
+        await trio.lowlevel.checkpoint()
+        raise ValueError("fiber failed")
+
+    async def main() -> None:
+        spawn_fiber(broken)
+        await trio.sleep_forever()
+
+    with pytest.RaisesGroup(pytest.RaisesExc(ValueError, match="fiber failed")):
+        trio_rsocket.run(main)
+
+
+def test_run_rejects_a_non_callable() -> None:
+    with pytest.raises(TypeError, match="fn must be"):
+        trio_rsocket.run(42)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------
+# Outside a runtime
+
+
+def test_spawn_fiber_outside_a_runtime_says_how_to_fix_it() -> None:
+    async def main() -> None:
+        async def nothing() -> None:
+            await trio.lowlevel.checkpoint()
+
+        spawn_fiber(nothing)
+
+    with pytest.raises(RuntimeError, match=r"open_runtime\(\).*trio_rsocket\.run"):
+        trio.run(main)
+
+
+async def test_stop_outside_a_runtime_raises_runtime_error() -> None:
+    with pytest.raises(RuntimeError, match=r"stop.*open_runtime"):
+        stop()
+
+
+# ----------------------------------------------------------------------------
+# open_runtime()
+
+
+async def test_open_runtime_waits_for_its_fibers(autojump_clock: trio.testing.MockClock) -> None:
+    finished = trio.Event()
+
+    async def worker() -> None:
+        await trio.sleep(5)
+        finished.set()
+
+    async with open_runtime():
+        spawn_fiber(worker)
+    assert finished.is_set()
+
+
+async def test_open_runtime_binds_its_nursery() -> None:
+    async with open_runtime() as nursery:
+        assert isinstance(nursery, trio.Nursery)
+
+
+async def test_stop_cancels_the_body_and_the_fibers(autojump_clock: trio.testing.MockClock) -> None:
+    reached: list[str] = []
+
+    async def worker() -> None:
+        await trio.sleep_forever()
+
+    async with open_runtime():
+        spawn_fiber(worker)
+        stop()
+        await trio.lowlevel.checkpoint()
+        reached.append("after stop")
+    assert reached == []
+
+
+async def test_fibers_spawned_by_fibers_join_the_same_runtime(autojump_clock: trio.testing.MockClock) -> None:
+    order: list[str] = []
+
+    async def grandchild() -> None:
+        await trio.sleep(2)
+        order.append("grandchild")
+
+    async def child() -> None:
+        spawn_fiber(grandchild)
+        await trio.sleep(1)
+        order.append("child")
+
+    async with open_runtime():
+        spawn_fiber(child)
+    assert order == ["child", "grandchild"]
+
+
+async def test_runtimes_nest_and_stop_stops_only_the_innermost(autojump_clock: trio.testing.MockClock) -> None:
+    outer_done = trio.Event()
+
+    async def outer_worker() -> None:
+        await trio.sleep(10)
+        outer_done.set()
+
+    async def inner_worker() -> None:
+        await trio.sleep_forever()
+
+    async with open_runtime():
+        spawn_fiber(outer_worker)
+        async with open_runtime():
+            spawn_fiber(inner_worker)
+            await trio.sleep(1)
+            stop()
+        assert not outer_done.is_set()
+    assert outer_done.is_set()
+
+
+async def test_spawn_fiber_uses_the_innermost_runtime(autojump_clock: trio.testing.MockClock) -> None:
+    finished = trio.Event()
+
+    async def worker() -> None:
+        await trio.sleep(3)
+        finished.set()
+
+    async with open_runtime():
+        async with open_runtime():
+            spawn_fiber(worker)
+        # The inner block waited for the fiber: it ran in the inner runtime.
+        assert finished.is_set()
+
+
+async def test_the_runtime_ends_with_its_block() -> None:
+    async with open_runtime():
+        pass
+    with pytest.raises(RuntimeError):
+        stop()
+
+
+# ----------------------------------------------------------------------------
+# spawn_fiber() and Fiber
+
+
+async def test_spawn_fiber_returns_a_fiber_named_after_fn() -> None:
+    async def worker() -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with open_runtime():
+        fiber = spawn_fiber(worker)
+        assert isinstance(fiber, Fiber)
+        assert fiber.task is None
+        assert fiber.name.endswith("worker")
+        await trio.testing.wait_all_tasks_blocked()
+        assert fiber.task is not None
+        assert fiber.task.name == fiber.name
+    assert fiber.is_done()
+
+
+async def test_spawn_fiber_takes_a_name_and_arguments() -> None:
+    seen: list[object] = []
+
+    async def worker(a: int, b: str) -> None:
+        seen.append((current_fiber().name, a, b))
+        await trio.lowlevel.checkpoint()
+
+    async with open_runtime():
+        spawn_fiber(worker, 1, "two", name="my-fiber")
+    assert seen == [("my-fiber", 1, "two")]
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((42,), {}, "fn must be"),
+        ((trio.sleep_forever,), {"name": 7}, "name must be"),
+    ],
+)
+async def test_spawn_fiber_rejects_bad_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], message: str
+) -> None:
+    async with open_runtime():
+        with pytest.raises(TypeError, match=message):
+            spawn_fiber(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_current_fiber_in_a_spawned_fiber_is_the_one_spawn_fiber_returned() -> None:
+    seen: list[Fiber] = []
+
+    async def worker() -> None:
+        seen.append(current_fiber())
+        await trio.lowlevel.checkpoint()
+
+    async with open_runtime():
+        fiber = spawn_fiber(worker)
+    assert seen == [fiber]
+
+
+async def test_current_fiber_works_in_any_task_and_is_stable() -> None:
+    fiber = current_fiber()
+    assert fiber.task is trio.lowlevel.current_task()
+    assert current_fiber() is fiber
+
+
+async def test_a_plain_child_task_gets_its_own_fiber() -> None:
+    parent = current_fiber()
+    seen: list[Fiber] = []
+
+    async def child() -> None:
+        seen.append(current_fiber())
+        await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(child)
+    assert seen[0] is not parent
+    assert seen[0].task is not parent.task
+
+
+# ----------------------------------------------------------------------------
+# suspend_fiber() / resume_fiber()
+
+
+async def test_resume_wakes_a_suspended_fiber_with_a_value() -> None:
+    results: list[object] = []
+
+    async def worker() -> None:
+        results.append(await suspend_fiber("from the fiber"))
+
+    async with open_runtime():
+        fiber = spawn_fiber(worker)
+        await trio.testing.wait_all_tasks_blocked()
+        assert fiber.is_suspended()
+        assert fiber.yielded == "from the fiber"
+        resume_fiber(fiber, "from main")
+        assert not fiber.is_suspended()
+    assert results == ["from main"]
+
+
+async def test_a_resume_before_the_suspend_is_not_lost() -> None:
+    fiber = current_fiber()
+    resume_fiber(fiber, 1)
+    resume_fiber(fiber, 2)
+    with trio.testing.assert_checkpoints():
+        assert await suspend_fiber() == 1
+    assert await suspend_fiber() == 2
+
+
+async def test_resume_before_a_spawned_fiber_starts_is_kept() -> None:
+    results: list[object] = []
+
+    async def worker() -> None:
+        results.append(await suspend_fiber())
+
+    async with open_runtime():
+        fiber = spawn_fiber(worker)
+        resume_fiber(fiber, "early")
+    assert results == ["early"]
+
+
+async def test_suspend_is_cancellable_and_a_later_resume_is_kept(autojump_clock: trio.testing.MockClock) -> None:
+    fiber = current_fiber()
+    with trio.move_on_after(1) as scope:
+        await suspend_fiber()
+    assert scope.cancelled_caught
+    assert not fiber.is_suspended()
+    resume_fiber(fiber, "later")
+    assert await suspend_fiber() == "later"
+
+
+async def test_a_cancelled_suspend_leaves_a_queued_value_queued() -> None:
+    fiber = current_fiber()
+    resume_fiber(fiber, "kept")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await suspend_fiber()
+    assert scope.cancelled_caught
+    assert await suspend_fiber() == "kept"
+
+
+async def test_resuming_a_finished_fiber_raises_runtime_error() -> None:
+    async def worker() -> None:
+        await trio.lowlevel.checkpoint()
+
+    async with open_runtime():
+        fiber = spawn_fiber(worker)
+    with pytest.raises(RuntimeError, match="finished"):
+        resume_fiber(fiber)
+
+
+async def test_resume_fiber_rejects_what_is_not_a_fiber() -> None:
+    with pytest.raises(TypeError, match="fiber must be a Fiber"):
+        resume_fiber("fiber")  # type: ignore[arg-type]

@@ -1,0 +1,448 @@
+"""Listening: the listening socket, the accept loop, handler fibers, the socket limit.
+
+Theory of operation
+-------------------
+:meth:`RSocket.listen` validates its arguments, opens the listening socket
+here (:func:`open_listening_socket`) and starts :meth:`Listener.serve` in the
+caller's nursery (or the current runtime's).  ``serve`` opens one nursery of
+its own for the connection fibers, so that :meth:`Listener.shutdown` can
+cancel every handler still running with a single cancel scope instead of one
+per connection, and runs the accept loop in it.
+
+The accept loop calls ``accept()`` on the non-blocking stdlib socket straight
+away and waits for readability only when nothing is queued; it takes up to
+:data:`ACCEPT_BATCH` connections in a row before it yields, so a burst of
+connections is taken in at the speed of the kernel while the handlers it
+started still get to run.  Each connection becomes a server-side ``RSocket``
+through the listener's ``_accepted`` (which sets TCP_NODELAY and inherits the
+listener's options and TLS settings) and gets a fiber that runs the TLS
+handshake (bounded by the handshake timeout; TLS sockets only), then
+``await handler(data, sock)``, then closes the socket.
+
+Nothing a connection does stops the listener: a failed handshake is logged as
+a warning and dropped, a handler's exception is logged with its traceback, and
+accept errors that mean "out of descriptors or memory" are logged and retried
+after :data:`ACCEPT_RETRY_PAUSE` seconds (trio's ``serve_listeners`` does the
+same).  :class:`trio.Cancelled` always passes through.
+
+This module knows nothing of ``RSocket`` itself: the listener hands it a
+``make_socket`` callback, and it speaks to the sockets it gets through the
+small :class:`Connection` protocol.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import logging
+import os
+import socket as stdlib_socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, Protocol
+
+import trio
+from trio.lowlevel import checkpoint, wait_readable
+
+from ._errors import ListenError
+from ._runtime import current_nursery
+
+__all__ = [
+    "ACCEPT_BATCH",
+    "ACCEPT_RETRY_PAUSE",
+    "DEFAULT_SOCKET_LIMIT",
+    "Connection",
+    "Listener",
+    "check_listen_arguments",
+    "get_socket_limit",
+    "open_listening_socket",
+    "set_socket_limit",
+]
+
+logger: Final = logging.getLogger("trio_rsocket")
+
+#: Ioto's default bound on server-side sockets alive at once.
+DEFAULT_SOCKET_LIMIT: Final = 1000
+#: Connections accepted in a row before the accept loop yields to the handlers
+#: it started: large enough to drain a burst cheaply, small enough that the
+#: first handlers of the burst are not kept waiting.
+ACCEPT_BATCH: Final = 32
+#: Seconds to wait before accepting again after the process or the system ran
+#: out of descriptors or memory (trio's ``serve_listeners`` uses the same).
+ACCEPT_RETRY_PAUSE: Final = 0.1
+#: The backlog when none is given: as long as the OS allows (it clamps this to
+#: ``net.core.somaxconn``), trio's choice, so bursts of connects are not refused.
+DEFAULT_BACKLOG: Final = 0xFFFF
+
+# accept() errors that mean "out of resources": log, pause, retry.
+_CAPACITY_ERRNOS: Final = frozenset({errno_codes.EMFILE, errno_codes.ENFILE, errno_codes.ENOBUFS, errno_codes.ENOMEM})
+# accept() errors about one connection that died in the queue: skip it (trio's list).
+_SKIPPABLE_ERRNOS: Final = frozenset(
+    getattr(errno_codes, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
+    )
+    if hasattr(errno_codes, name)
+)
+
+# The socket limit is process-wide (Ioto's is too): it bounds the server-side
+# sockets alive across every listener, counted from accept until the
+# connection's fiber has closed the socket.
+_socket_limit = DEFAULT_SOCKET_LIMIT
+_sockets_alive = 0
+
+
+def set_socket_limit(limit: int) -> None:
+    """Bound the server-side sockets alive at once, across all listeners (Ioto's
+    ``rSetSocketLimit``).  The default is 1000.
+
+    A connection accepted while *limit* sockets are alive is closed at once
+    and a warning is logged; the listener keeps serving.  Lowering the limit
+    closes nothing that is already open.
+    """
+    global _socket_limit
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit must be an int, not {type(limit).__name__}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    _socket_limit = limit
+
+
+def get_socket_limit() -> int:
+    """The bound set by :func:`set_socket_limit` (Ioto's ``rGetSocketLimit``)."""
+    return _socket_limit
+
+
+class Connection(Protocol):
+    """What the accept loop needs of a server-side socket (an ``RSocket``)."""
+
+    def is_secure(self) -> bool: ...
+
+    async def _server_handshake(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+#: ``await handler(data, sock)`` for each connection (``sock`` is an ``RSocket``;
+#: ``RSocket.listen`` types it, this module does not know the class).
+Handler = Callable[[Any, Any], Awaitable[object]]
+
+
+def check_listen_arguments(
+    host: object,
+    port: object,
+    handler: object,
+    nursery: object,
+    backlog: object,
+    reuse_port: object,
+    handshake_timeout: object,
+) -> trio.Nursery:
+    """Validate ``listen``'s arguments (before any I/O) and return the nursery
+    the listener will run in: *nursery*, or the current runtime's."""
+    if host is not None and not isinstance(host, str):
+        raise TypeError(f"host must be a str or None, not {type(host).__name__}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535 (0: any free port), not {port}")
+    if not callable(handler):
+        raise TypeError(f"handler must be an async function handler(data, sock), not {type(handler).__name__}")
+    if backlog is not None:
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
+        if backlog < 1:
+            raise ValueError(f"backlog must be at least 1, not {backlog}")
+    if not isinstance(reuse_port, bool):
+        raise TypeError(f"reuse_port must be a bool, not {type(reuse_port).__name__}")
+    if reuse_port and not hasattr(stdlib_socket, "SO_REUSEPORT"):
+        raise ValueError("reuse_port=True needs SO_REUSEPORT, which this platform does not have")
+    check_seconds(handshake_timeout, "handshake_timeout", allow_zero=False)
+    if nursery is None:
+        return current_nursery("listen() without nursery=", ", or pass nursery=")
+    if not isinstance(nursery, trio.Nursery):
+        raise TypeError(f"nursery must be a trio.Nursery or None, not {type(nursery).__name__}")
+    return nursery
+
+
+def check_seconds(seconds: object, argument: str, *, allow_zero: bool = True) -> float:
+    """Validate a relative time in seconds; ``inf`` is allowed (no limit)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"{argument} must be a number of seconds, not {type(seconds).__name__}")
+    if seconds != seconds:
+        raise ValueError(f"{argument} must be a number of seconds, not NaN")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ValueError(f"{argument} must be {bound} seconds, not {seconds}")
+    return float(seconds)
+
+
+async def open_listening_socket(
+    host: str | None, port: int, backlog: int | None, reuse_port: bool
+) -> stdlib_socket.socket:
+    """Bind and listen; return the non-blocking listening socket.
+
+    ``None``/``""``: one dual-stack IPv6 socket on ``::`` (IPv4 arrives as
+    IPv4-mapped addresses, so port 0 is one port for both), or IPv4
+    ``0.0.0.0`` where the machine has no IPv6.  ``"localhost"``: 127.0.0.1.
+    Any other name or address is resolved with trio and the first address
+    bound; an IPv6 address listens on IPv6 only.
+
+    Raises :class:`ListenError` (errno kept) if the name does not resolve or
+    the address cannot be bound.
+    """
+    where = f"{host or '*'}:{port}"
+    dual_stack = False
+    address: Any
+    if host:
+        if host == "localhost":
+            await checkpoint()
+            family, address = stdlib_socket.AF_INET, ("127.0.0.1", port)
+        else:
+            try:
+                found = await trio.socket.getaddrinfo(
+                    host, port, type=stdlib_socket.SOCK_STREAM, flags=stdlib_socket.AI_PASSIVE
+                )
+            except stdlib_socket.gaierror as exc:
+                raise ListenError(f"Cannot find address of {where}", exc.errno) from exc
+            family, _, _, _, address = found[0]
+    else:
+        await checkpoint()
+        family, address, dual_stack = stdlib_socket.AF_INET6, ("::", port), True
+    if backlog is None:
+        backlog = DEFAULT_BACKLOG
+    try:
+        return _bind(family, address, backlog, reuse_port, dual_stack)
+    except OSError as exc:
+        if dual_stack and exc.errno in (errno_codes.EAFNOSUPPORT, errno_codes.EADDRNOTAVAIL, errno_codes.ENOPROTOOPT):
+            # No IPv6 here (or no dual-stack): all interfaces means all IPv4 ones.
+            try:
+                return _bind(stdlib_socket.AF_INET, ("0.0.0.0", port), backlog, reuse_port, False)
+            except OSError as exc4:
+                exc = exc4
+        raise ListenError(f"Cannot bind/listen on {where}: {exc.strerror or exc}", exc.errno) from exc
+
+
+def _bind(family: int, address: Any, backlog: int, reuse_port: bool, dual_stack: bool) -> stdlib_socket.socket:
+    raw = stdlib_socket.socket(family, stdlib_socket.SOCK_STREAM)
+    try:
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEPORT, 1)
+        if family == stdlib_socket.AF_INET6:
+            raw.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, not dual_stack)
+        raw.bind(address)
+        raw.listen(backlog)
+        raw.setblocking(False)
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
+def _peer_text(address: Any) -> str:
+    """``host:port`` of a peer for log messages (IPv4-mapped shown as IPv4)."""
+    try:
+        host, port = str(address[0]), address[1]
+    except (TypeError, IndexError):
+        return repr(address)
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Listener:
+    """The accept loop and handler fibers of one listening ``RSocket``.
+
+    Internal: users see it through the listening ``RSocket``'s ``close``,
+    ``shutdown`` and ``statistics``.
+    """
+
+    def __init__(
+        self,
+        raw: stdlib_socket.socket,
+        handler: Handler,
+        data: object,
+        make_socket: Callable[[stdlib_socket.socket], Connection],
+        on_close: Callable[[], None],
+        handshake_timeout: float,
+    ) -> None:
+        self._raw = raw
+        self._handler = handler
+        self._data = data
+        self._make_socket = make_socket
+        # Closes the listening RSocket; called when accepting stops for any
+        # reason (close, shutdown, or the enclosing nursery's cancellation).
+        self._on_close = on_close
+        self._handshake_timeout = handshake_timeout
+        self._task_name = getattr(handler, "__qualname__", None) or repr(handler)
+        self._accept_scope = trio.CancelScope()
+        self._handlers_scope: trio.CancelScope | None = None
+        self._closed = False
+        self._done = trio.Event()
+        #: Connections accepted, including those rejected by the socket limit.
+        self.accepted = 0
+        #: Connection fibers (handshake + handler) running now.
+        self.active = 0
+        #: Connections closed at once because the socket limit was reached.
+        self.rejected = 0
+        #: Handlers that ended with an exception.
+        self.handler_errors = 0
+
+    def close(self) -> None:
+        """Stop accepting (the caller closes the listening socket itself)."""
+        self._closed = True
+        self._accept_scope.cancel()
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def serve(self) -> None:
+        """Accept until closed or cancelled, then wait for the handlers."""
+        try:
+            async with trio.open_nursery() as handlers:
+                self._handlers_scope = handlers.cancel_scope
+                try:
+                    with self._accept_scope:
+                        await self._accept_loop(handlers)
+                finally:
+                    self._closed = True
+                    self._on_close()
+        finally:
+            self._done.set()
+
+    async def shutdown(self, grace: float | None) -> int:
+        """Stop accepting, wait up to *grace* seconds for the handlers, cancel
+        the rest; return how many were cancelled."""
+        self._on_close()
+        if grace is None:
+            await self._done.wait()
+            return 0
+        with trio.move_on_after(grace):
+            await self._done.wait()
+            return 0
+        cancelled = self.active
+        if self._handlers_scope is not None:
+            self._handlers_scope.cancel()
+        await self._done.wait()
+        return cancelled
+
+    async def _accept_loop(self, handlers: trio.Nursery) -> None:
+        global _sockets_alive
+        raw = self._raw
+        start = handlers.start_soon
+        in_a_row = 0
+        while True:
+            try:
+                client, address = raw.accept()
+            except BlockingIOError:
+                in_a_row = 0
+                try:
+                    await wait_readable(raw)
+                except trio.ClosedResourceError:
+                    return
+                continue
+            except OSError as exc:
+                if self._closed or exc.errno in (errno_codes.EBADF, errno_codes.EINVAL, errno_codes.ENOTSOCK):
+                    return
+                await self._accept_failed(exc)
+                continue
+            self.accepted += 1
+            if _sockets_alive >= _socket_limit:
+                client.close()
+                self.rejected += 1
+                logger.warning(
+                    "Too many sockets (the socket limit is %d): closed the connection from %s",
+                    _socket_limit,
+                    _peer_text(address),
+                )
+            else:
+                try:
+                    conn = self._make_socket(client)
+                except OSError as exc:
+                    # Reset by the peer before we could set it up: nothing to serve.
+                    client.close()
+                    logger.debug("Dropped the connection from %s: %s", _peer_text(address), exc)
+                else:
+                    self.active += 1
+                    _sockets_alive += 1
+                    start(self._connection, conn, address, name=self._task_name)
+            in_a_row += 1
+            if in_a_row >= ACCEPT_BATCH:
+                in_a_row = 0
+                await checkpoint()
+
+    async def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno in _CAPACITY_ERRNOS:
+            logger.error(
+                "accept() failed with %s (%s); retrying in %s seconds",
+                errno_codes.errorcode.get(exc.errno, exc.errno),
+                os.strerror(exc.errno),
+                ACCEPT_RETRY_PAUSE,
+            )
+            await trio.sleep(ACCEPT_RETRY_PAUSE)
+        elif exc.errno in _SKIPPABLE_ERRNOS:
+            await checkpoint()
+        else:
+            raise ListenError(f"Cannot accept connections: {exc.strerror or exc}", exc.errno) from exc
+
+    async def _connection(self, conn: Connection, address: Any) -> None:
+        """One connection's fiber: handshake, handler, close."""
+        global _sockets_alive
+        secure = conn.is_secure()
+        try:
+            if secure and not await self._handshake(conn, address):
+                return
+            await self._handler(self._data, conn)
+        except* Exception as group:
+            self.handler_errors += 1
+            error: BaseException = group.exceptions[0] if len(group.exceptions) == 1 else group
+            logger.error(
+                "Handler %s for the connection from %s failed",
+                self._task_name,
+                _peer_text(address),
+                exc_info=error,
+            )
+        finally:
+            try:
+                if secure:
+                    await self._close_secure(conn)
+                else:
+                    conn.close()
+            finally:
+                self.active -= 1
+                _sockets_alive -= 1
+
+    async def _handshake(self, conn: Connection, address: Any) -> bool:
+        """The server TLS handshake within the timeout; False (logged) if it failed."""
+        with trio.move_on_after(self._handshake_timeout):
+            try:
+                await conn._server_handshake()
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+                logger.warning("TLS handshake with %s failed: %s", _peer_text(address), exc)
+                return False
+            return True
+        logger.warning(
+            "TLS handshake with %s did not finish within %s seconds", _peer_text(address), self._handshake_timeout
+        )
+        return False
+
+    async def _close_secure(self, conn: Connection) -> None:
+        # close_notify first, but never wait on a peer that does not read for
+        # longer than a handshake may take; aclose closes the socket regardless.
+        with trio.move_on_after(self._handshake_timeout):
+            await conn.aclose()
+        conn.close()

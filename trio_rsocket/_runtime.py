@@ -1,0 +1,288 @@
+"""Fibers: run, open_runtime, spawn_fiber, stop, and suspend/resume.
+
+Theory of operation
+-------------------
+Ioto runs every fiber on one event loop started by ``rInit`` +
+``rServiceEvents``.  Here a fiber is a trio task, and the *runtime* is a
+nursery those tasks are started in.  The innermost runtime is held in a
+:class:`contextvars.ContextVar`: trio gives every task a copy of its parent's
+context, so fibers see the runtime they were spawned in, and an
+``open_runtime()`` inside another one shadows it for its own body only
+(runtimes nest).
+
+A :class:`Fiber` is a handle on one task.  ``spawn_fiber`` makes one before its
+task starts; :func:`current_fiber` makes one on first use for any other task
+(the main function, a pytest-trio test, a task started with plain
+``nursery.start_soon``) and keeps it in the task's own context, checked
+against the running task so that a child task never mistakes its parent's
+fiber for its own.
+
+``suspend_fiber`` / ``resume_fiber`` are Ioto's ``rYieldFiber`` /
+``rResumeFiber`` over trio's ``wait_task_rescheduled`` / ``reschedule``.  A
+resume that arrives while the fiber is not suspended is queued on the fiber,
+and its next suspend returns it at once, so no wake-up is ever lost.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Final, TypeVar
+
+import outcome
+import trio
+from trio.lowlevel import (
+    Abort,
+    RaiseCancelT,
+    Task,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+__all__ = [
+    "Fiber",
+    "current_fiber",
+    "current_nursery",
+    "open_runtime",
+    "resume_fiber",
+    "run",
+    "spawn_fiber",
+    "stop",
+    "suspend_fiber",
+]
+
+T = TypeVar("T")
+
+#: How to get a runtime, appended to every "no runtime" error.
+_HOW_TO_FIX: Final = (
+    "call it inside `async with trio_rsocket.open_runtime():`, or run the program with `trio_rsocket.run(main)`"
+)
+
+
+class _Runtime:
+    """One fiber runtime: the nursery its fibers run in."""
+
+    __slots__ = ("nursery",)
+
+    def __init__(self, nursery: trio.Nursery) -> None:
+        self.nursery = nursery
+
+
+_current_runtime: contextvars.ContextVar[_Runtime | None] = contextvars.ContextVar("trio_rsocket.runtime", default=None)
+_current_fiber: contextvars.ContextVar[Fiber | None] = contextvars.ContextVar("trio_rsocket.fiber", default=None)
+
+
+def _runtime(what: str, remedy: str = "") -> _Runtime:
+    runtime = _current_runtime.get()
+    if runtime is None:
+        raise RuntimeError(f"{what} needs a trio_rsocket runtime, and there is none here: {_HOW_TO_FIX}{remedy}")
+    return runtime
+
+
+def current_nursery(what: str, remedy: str = "") -> trio.Nursery:
+    """The current runtime's nursery, or :class:`RuntimeError` saying how to get one.
+
+    *what* names the caller in the message ("listen() without nursery="),
+    *remedy* adds the caller's own way out (", or pass nursery=").
+    """
+    return _runtime(what, remedy).nursery
+
+
+@asynccontextmanager
+async def open_runtime() -> AsyncIterator[trio.Nursery]:
+    """Provide a fiber runtime for the body of an ``async with`` block.
+
+    ::
+
+        async with trio_rsocket.open_runtime():
+            trio_rsocket.spawn_fiber(worker)
+            await listener.listen(None, 8080, handler)
+
+    The runtime is a nursery: the block exits only when every fiber spawned in
+    it has finished, :func:`stop` cancels the body and all its fibers, and an
+    exception from the body or a fiber cancels the rest and propagates as
+    trio's nurseries do (a :class:`BaseExceptionGroup`).  The nursery is what
+    ``as`` binds, for code that wants to start trio tasks in it directly.
+
+    Runtimes nest: inside the block, :func:`spawn_fiber`, :func:`stop` and
+    ``listen`` without ``nursery=`` use the innermost one.  This is how a
+    trio program (or a pytest-trio test) gets what Ioto's ``rInit`` gives.
+    """
+    async with trio.open_nursery() as nursery:
+        token = _current_runtime.set(_Runtime(nursery))
+        try:
+            yield nursery
+        finally:
+            _current_runtime.reset(token)
+
+
+def run(fn: Callable[..., Awaitable[T]], *args: object, clock: trio.abc.Clock | None = None) -> T | None:
+    """Run ``await fn(*args)`` in a new runtime: Ioto's ``rInit(fn, arg)`` +
+    ``rServiceEvents()``.
+
+    This is :func:`trio.run` with a root fiber runtime (:func:`open_runtime`)
+    around *fn*, so *fn* and everything it starts can :func:`spawn_fiber`
+    and ``listen``.  It returns *fn*'s result once every fiber has finished.
+    After :func:`stop` it returns as soon as the cancelled fibers have
+    unwound: *fn*'s result if *fn* had already returned, ``None`` if ``stop``
+    cancelled it first.  Exceptions propagate as from :func:`open_runtime`.
+
+    *clock* is passed to :func:`trio.run` (a :class:`trio.testing.MockClock`,
+    say).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be an async function, not {type(fn).__name__}")
+    results: list[T] = []
+
+    async def root() -> None:
+        async with open_runtime():
+            results.append(await fn(*args))
+
+    trio.run(root, clock=clock)
+    return results[0] if results else None
+
+
+def stop() -> None:
+    """Cancel the current runtime: its body and every fiber in it (Ioto's ``rStop``).
+
+    Synchronous; the fibers unwind at their next checkpoint and :func:`run`
+    (or the ``open_runtime`` block) returns.  Only the innermost runtime is
+    stopped.
+
+    Raises :class:`RuntimeError` outside a runtime.
+    """
+    _runtime("stop()").nursery.cancel_scope.cancel()
+
+
+class Fiber:
+    """A fiber: one trio task (Ioto's ``RFiber``).
+
+    Made by :func:`spawn_fiber` or, for any other task, by
+    :func:`current_fiber`.  Pass it to :func:`resume_fiber` to wake it from
+    :func:`suspend_fiber`.
+    """
+
+    __slots__ = ("_resumes", "_suspended", "name", "task", "yielded")
+
+    def __init__(self, name: str, task: Task | None = None) -> None:
+        #: The fiber's name (the trio task's name).
+        self.name = name
+        #: The trio task, or ``None`` for a spawned fiber that has not started yet.
+        self.task = task
+        #: The value passed to the last :func:`suspend_fiber` (``None`` at first),
+        #: for whoever resumes it: Ioto's ``rYieldFiber`` hands it to its resumer.
+        self.yielded: object = None
+        # Values from resume_fiber calls that found the fiber running.
+        self._resumes: deque[object] = deque()
+        self._suspended = False
+
+    def is_suspended(self) -> bool:
+        """True while the fiber waits in :func:`suspend_fiber`."""
+        return self._suspended
+
+    def is_done(self) -> bool:
+        """True once the fiber's task has finished."""
+        return self.task is not None and self.task.coro.cr_frame is None
+
+    def __repr__(self) -> str:
+        state = "suspended" if self._suspended else "done" if self.is_done() else "running"
+        return f"<Fiber {self.name!r} {state}>"
+
+
+def spawn_fiber(fn: Callable[..., Awaitable[object]], *args: object, name: str | None = None) -> Fiber:
+    """Start ``await fn(*args)`` as a new fiber in the current runtime (Ioto's
+    ``rSpawnFiber(name, fn, arg)``) and return its :class:`Fiber`.
+
+    Like ``nursery.start_soon``, the fiber starts running at the caller's next
+    checkpoint; until then ``fiber.task`` is ``None``.  *name* defaults to
+    *fn*'s qualified name.  An exception from the fiber cancels the runtime
+    and propagates out of it, as in any trio nursery; catch it in *fn* if the
+    rest should go on.
+
+    Raises :class:`RuntimeError` outside a runtime.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be an async function, not {type(fn).__name__}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+    nursery = _runtime("spawn_fiber()").nursery
+    if name is None:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+    fiber = Fiber(name)
+    nursery.start_soon(_fiber_main, fiber, fn, args, name=name)
+    return fiber
+
+
+async def _fiber_main(fiber: Fiber, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+    fiber.task = current_task()
+    _current_fiber.set(fiber)
+    await fn(*args)
+
+
+def current_fiber() -> Fiber:
+    """The :class:`Fiber` of the running task (Ioto's ``rGetFiber``).
+
+    Works in any trio task: a task not started by :func:`spawn_fiber` gets a
+    Fiber on first call, the same one on every later call.
+    """
+    task = current_task()
+    fiber = _current_fiber.get()
+    if fiber is None or fiber.task is not task:
+        fiber = Fiber(task.name, task)
+        _current_fiber.set(fiber)
+    return fiber
+
+
+async def suspend_fiber(value: object = None) -> object:
+    """Park the current fiber until :func:`resume_fiber` wakes it, and return
+    the value given there (Ioto's ``rYieldFiber``).
+
+    *value* is left on :attr:`Fiber.yielded` for the resumer.  If a resume
+    already arrived while the fiber was running, this returns its value at
+    once (still a checkpoint).  Cancellable: a cancellation raises
+    :class:`trio.Cancelled` and a later resume is queued for the next suspend.
+    """
+    fiber = current_fiber()
+    fiber.yielded = value
+    if fiber._resumes:
+        # Check for cancellation before taking the value, so a cancelled
+        # suspend leaves it queued.
+        await checkpoint_if_cancelled()
+        resumed = fiber._resumes.popleft()
+        await cancel_shielded_checkpoint()
+        return resumed
+
+    def abort(raise_cancel: RaiseCancelT) -> Abort:
+        fiber._suspended = False
+        return Abort.SUCCEEDED
+
+    fiber._suspended = True
+    return await wait_task_rescheduled(abort)
+
+
+def resume_fiber(fiber: Fiber, value: object = None) -> None:
+    """Wake *fiber* from :func:`suspend_fiber`, which returns *value* (Ioto's
+    ``rResumeFiber``).
+
+    Synchronous; call it from any task of the same trio run.  If the fiber is
+    not suspended (still running, or not started yet), the value is queued and
+    its next ``suspend_fiber`` returns it at once: no wake-up is lost.
+
+    Raises :class:`RuntimeError` if the fiber has finished (nothing would
+    ever take the value).
+    """
+    if not isinstance(fiber, Fiber):
+        raise TypeError(f"fiber must be a Fiber, not {type(fiber).__name__}")
+    if fiber._suspended:
+        fiber._suspended = False
+        assert fiber.task is not None
+        reschedule(fiber.task, outcome.Value(value))
+        return
+    if fiber.is_done():
+        raise RuntimeError(f"cannot resume {fiber!r}: it has finished")
+    fiber._resumes.append(value)

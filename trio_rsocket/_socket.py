@@ -35,6 +35,7 @@ import contextlib
 import errno as errno_codes
 import math
 import socket as stdlib_socket
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,12 +50,15 @@ from trio.lowlevel import (
     wait_writable,
 )
 
+from . import _listen, _tls
 from ._deadline import Deadline, check_deadline
 from ._errors import (
     ConnectError,
     DeadlineError,
     IncompleteReadError,
+    ListenError,
     RSocketError,
+    TLSError,
 )
 
 if TYPE_CHECKING:
@@ -198,6 +202,15 @@ class RSocket(trio.abc.HalfCloseableStream):
         # Options set before there is an OS socket are applied when one comes.
         self._no_delay: bool | None = None
         self._linger: int | None = None
+        # Set by listen(): the accept loop and its counters (kept after close
+        # for statistics()), and whether this socket is listening right now.
+        self._listener: _listen.Listener | None = None
+        self._listening = False
+        # TLS settings (None: plain TCP), kept across reset and reconnect; a
+        # listener's server context, built once by listen() and shared with
+        # every socket it accepts.
+        self._tls_settings: _tls.TLSSettings | None = None
+        self._server_tls_context: ssl.SSLContext | None = None
 
     # ------------------------------------------------------------------
     # Construction from an existing connection (used by accept and tests)
@@ -229,13 +242,106 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         sock = RSocket()
         sock._no_delay, sock._linger = self._no_delay, self._linger
+        if self._server_tls_context is not None:
+            # The context listen() built, shared by every accepted socket;
+            # settings are immutable, so sharing them is safe too.
+            sock._tls_settings = self._tls_settings
+            sock._server_tls_context = self._server_tls_context
         sock._attach(raw)
         return sock
 
+    def _server_context(self) -> ssl.SSLContext:
+        """This socket's server-side SSLContext, built on first use and kept.
+
+        ``listen`` calls it before binding, so configuration errors come first.
+
+        Raises:
+          TLSError: the settings are unusable (missing or bad file, ...).
+        """
+        assert self._tls_settings is not None
+        if self._server_tls_context is None:
+            try:
+                self._server_tls_context = _tls.server_context(self._tls_settings)
+            except TLSError as exc:
+                raise self._failed(exc) from exc.__cause__
+        return self._server_tls_context
+
     async def _server_handshake(self) -> None:
         """Run the server side of the TLS handshake, if this socket has TLS
-        settings; a no-op for plain TCP.  The caller bounds it in time."""
-        await checkpoint()
+        settings; a no-op for plain TCP.  The caller bounds it in time.
+
+        On failure the socket is closed.
+
+        Raises:
+          TLSError: the handshake failed (client certificate rejected, ...).
+          trio.ClosedResourceError: the socket was closed meanwhile.
+        """
+        if self._tls_settings is None:
+            await checkpoint()
+            return
+        context = self._server_context()
+        trio_socket = self._trio_socket
+        if trio_socket is None:
+            await checkpoint()
+            raise trio.ClosedResourceError("this socket was closed")
+        ssl_stream = trio.SSLStream(self._tls_transport(trio_socket), context, server_side=True)
+        try:
+            await ssl_stream.do_handshake()
+        except trio.BrokenResourceError as exc:
+            self._send_alert(ssl_stream)
+            self.close()
+            raise self._failed(_tls.handshake_error(exc)) from exc
+        except BaseException:
+            self.close()
+            raise
+        self._ssl = ssl_stream
+
+    def _client_context(self) -> _tls.TLSContext | None:
+        if self._tls_settings is None:
+            return None
+        try:
+            return _tls.client_context(self._tls_settings)
+        except TLSError as exc:
+            raise self._failed(exc) from exc.__cause__
+
+    async def _client_handshake(self, tls: _tls.TLSContext, host: str) -> None:
+        """The client side of the TLS handshake, SNI and hostname = *host*.
+
+        On failure (and on cancellation) the socket is left unconnected and
+        can be connected again.
+        """
+        assert self._trio_socket is not None
+        ssl_stream = trio.SSLStream(self._tls_transport(self._trio_socket), tls.context, server_hostname=host)
+        try:
+            await ssl_stream.do_handshake()
+            if tls.check_peer:
+                _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host)
+        except trio.BrokenResourceError as exc:
+            self._send_alert(ssl_stream)
+            self.reset()
+            raise self._failed(_tls.handshake_error(exc, host)) from exc
+        except TLSError as exc:
+            self.reset()
+            raise self._failed(exc) from None
+        except BaseException:
+            self.reset()
+            raise
+        self._ssl = ssl_stream
+
+    def _send_alert(self, ssl_stream: trio.SSLStream[trio.SocketStream]) -> None:
+        """Tell the peer why the handshake failed, if the kernel takes it now."""
+        alert = _tls.pending_alert(ssl_stream)
+        if alert and self._raw is not None:
+            # Best effort on a connection about to be closed: never wait.
+            with contextlib.suppress(OSError):
+                self._raw.send(alert)
+
+    def _tls_transport(self, trio_socket: trio.socket.SocketType) -> trio.SocketStream:
+        stream = trio.SocketStream(trio_socket)
+        if self._no_delay is False:
+            # SocketStream turns TCP_NODELAY on; the user asked for Nagle.
+            stream.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, False)
+        return stream
 
     def _attach(self, raw: stdlib_socket.socket) -> None:
         raw.setblocking(False)
@@ -279,7 +385,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         host = _check_host(host)
         port = _check_port(port)
         limit = check_deadline(deadline)
-        self._reset_connection()
+        self.reset()
         if limit == math.inf:
             await self._connect(host, port)
             return
@@ -289,6 +395,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         raise self._failed(DeadlineError(f"Cannot connect socket to {host}:{port} before the deadline"))
 
     async def _connect(self, host: str, port: int) -> None:
+        # TLS configuration errors (a missing key file, ...) come before any I/O.
+        tls = self._client_context()
         try:
             addresses = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
         except stdlib_socket.gaierror as exc:
@@ -310,9 +418,107 @@ class RSocket(trio.abc.HalfCloseableStream):
                 trio_socket.close()
                 raise
             self._attach(raw)
+            if tls is not None:
+                await self._client_handshake(tls, host)
             return
         code = last_error.errno if last_error is not None else None
         raise self._failed(ConnectError(f"Cannot connect socket to {host}:{port}", code)) from last_error
+
+    # ------------------------------------------------------------------
+    # Listen
+    # ------------------------------------------------------------------
+
+    async def listen(
+        self,
+        host: str | None,
+        port: int,
+        handler: Callable[[Any, RSocket], Awaitable[object]],
+        data: Any = None,
+        *,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+        handshake_timeout: float = 30,
+    ) -> None:
+        """Listen on *host*:*port*; run ``await handler(data, sock)`` for each
+        connection in a fiber of its own (Ioto's ``rListenSocket``).
+
+        Returns once the socket is bound and listening.  *host* ``None`` or
+        ``""`` listens on all interfaces, IPv4 and IPv6 on one dual-stack
+        socket (IPv4 only where the machine has no IPv6); ``"127.0.0.1"`` or
+        ``"localhost"`` on IPv4 loopback only; any other name or address on
+        the first address it resolves to.  Port ``0`` picks a free port
+        (:meth:`get_addr` tells which; one port for IPv4 and IPv6).
+        SO_REUSEADDR is on; *reuse_port* sets SO_REUSEPORT so that several
+        processes can share the port.  *backlog* ``None`` is as long as the OS
+        allows.
+
+        The accept loop runs in *nursery*, or the current runtime's
+        (:func:`trio_rsocket.open_runtime`).  Each connection gets a
+        server-side ``RSocket`` (TCP_NODELAY on, this socket's options and TLS
+        settings inherited); a TLS handshake must finish within
+        *handshake_timeout* seconds, else it is logged and the connection
+        dropped.  The socket is closed when the handler returns.  An exception
+        from a handler is logged with its traceback on the ``"trio_rsocket"``
+        logger and stops nothing else.  Past the socket limit
+        (:func:`trio_rsocket.set_socket_limit`) a connection is closed at once
+        and a warning logged.
+
+        :meth:`close` stops accepting and frees the port (running handlers go
+        on); :meth:`shutdown` also waits for, then cancels, the handlers.
+
+        Raises:
+          ListenError: the name does not resolve, or the address cannot be
+            bound (in use, ...); ``errno`` is the OS error.
+          RuntimeError: no *nursery* and no current runtime.
+          TypeError, ValueError: a bad argument, before any I/O.
+        """
+        target = _listen.check_listen_arguments(host, port, handler, nursery, backlog, reuse_port, handshake_timeout)
+        self.reset()
+        if self._tls_settings is not None:
+            # Built once for every connection; configuration errors before binding.
+            self._server_tls_context = None
+            self._server_context()
+        try:
+            raw = await _listen.open_listening_socket(host, port, backlog, reuse_port)
+        except ListenError as exc:
+            self._failed(exc)
+            raise
+
+        def stop_listening() -> None:
+            # The accept loop ends: close this socket unless it was closed
+            # (and maybe reused) already.
+            if self._listener is listener and self._listening:
+                self.close()
+
+        listener = _listen.Listener(raw, handler, data, self._accepted, stop_listening, float(handshake_timeout))
+        self._raw = raw
+        self._trio_socket = trio.socket.from_stdlib_socket(raw)
+        self._listener = listener
+        self._listening = True
+        try:
+            target.start_soon(listener.serve, name=f"trio_rsocket listener {_display_address(raw.getsockname())}")
+        except BaseException:
+            # A nursery closed to new arrivals: no accept loop, so no port.
+            self.close()
+            raise
+
+    async def shutdown(self, grace: float | None = None) -> int:
+        """Shut a listener down gracefully: stop accepting at once (the port is
+        freed), let running handlers finish, and cancel those still running
+        *grace* seconds from now (``None``: wait for them however long they
+        take).  Returns how many handlers were cancelled.
+
+        Works after :meth:`close` too, for the handlers still running.
+
+        Raises :class:`RuntimeError` if this socket never listened.
+        """
+        if grace is not None:
+            grace = _listen.check_seconds(grace, "grace")
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError("shutdown() is for a listening socket; close a connection with close() or aclose()")
+        return await listener.shutdown(grace)
 
     # ------------------------------------------------------------------
     # Read
@@ -332,20 +538,50 @@ class RSocket(trio.abc.HalfCloseableStream):
           trio.BrokenResourceError: the peer reset the connection.
           trio.BusyResourceError: another fiber is already reading.
         """
-        max_bytes = _check_max_bytes(max_bytes)
-        limit = check_deadline(deadline)
-        if limit == math.inf:
+        # The common call (an int, no deadline) skips the validators; they
+        # raise for anything else.
+        if type(max_bytes) is not int or max_bytes < 1:
+            max_bytes = _check_max_bytes(max_bytes)
+        if deadline is None or (limit := check_deadline(deadline)) == math.inf:
             return await self._read(max_bytes)
         with trio.CancelScope(deadline=limit):
             return await self._read(max_bytes)
         raise self._failed(DeadlineError("Read deadline passed before any data arrived"))
+
+    # Whether the next plain-TCP read waits for readability before its first
+    # recv: true after a read that had to wait and then got less than it asked
+    # for (a peer that sends in small pieces with pauses, as request/response
+    # protocols do), because then the next read will most likely have to wait
+    # too, and a recv that fails with EAGAIN (a system call and an exception)
+    # is the costliest part of such a read.  A read that fills its buffer
+    # turns it off: more data is probably queued.  Either way the read is one
+    # checkpoint and returns the same data; only the order of recv and wait
+    # changes.
+    _read_waits: bool = False
 
     async def _read(self, max_bytes: int) -> bytes:
         if self._reading:
             raise trio.BusyResourceError("another fiber is already reading from this socket")
         self._reading = True
         try:
-            if self._buffer:
+            raw = self._raw
+            if raw is not None and self._ssl is None and not self._buffer:
+                # Plain TCP, nothing buffered: the hot path, _receive inlined.
+                if self._read_waits:
+                    data = await self._receive_blocked(raw, max_bytes)
+                else:
+                    await checkpoint_if_cancelled()
+                    try:
+                        data = raw.recv(max_bytes)
+                    except BlockingIOError:
+                        data = await self._receive_blocked(raw, max_bytes)
+                    except OSError as exc:
+                        raise self._failed(_broken(exc)) from exc
+                    else:
+                        await cancel_shielded_checkpoint()
+                if not data:
+                    self._eof = True
+            elif self._buffer:
                 await checkpoint()
                 data = bytes(self._buffer[:max_bytes])
                 del self._buffer[:max_bytes]
@@ -379,11 +615,13 @@ class RSocket(trio.abc.HalfCloseableStream):
         while True:
             await wait_readable(raw)
             try:
-                return raw.recv(max_bytes)
+                data = raw.recv(max_bytes)
             except BlockingIOError:
-                pass
+                continue
             except OSError as exc:
                 raise self._failed(_broken(exc)) from exc
+            self._read_waits = len(data) < max_bytes
+            return data
 
     async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
         """Read into *buffer* (any writable bytes-like object); return the count.
@@ -392,8 +630,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         into *buffer*: no extra copy.  Otherwise as :meth:`read`.
         """
         view = _writable_view(buffer)
-        limit = check_deadline(deadline)
-        if limit == math.inf:
+        if deadline is None or (limit := check_deadline(deadline)) == math.inf:
             return await self._read_into(view)
         with trio.CancelScope(deadline=limit):
             return await self._read_into(view)
@@ -408,15 +645,18 @@ class RSocket(trio.abc.HalfCloseableStream):
                 count = await self._read_into_copy(view)
             else:
                 raw = self._open_raw()
-                await checkpoint_if_cancelled()
-                try:
-                    count = raw.recv_into(view)
-                except BlockingIOError:
+                if self._read_waits:
                     count = await self._receive_into_blocked(raw, view)
-                except OSError as exc:
-                    raise self._failed(_broken(exc)) from exc
                 else:
-                    await cancel_shielded_checkpoint()
+                    await checkpoint_if_cancelled()
+                    try:
+                        count = raw.recv_into(view)
+                    except BlockingIOError:
+                        count = await self._receive_into_blocked(raw, view)
+                    except OSError as exc:
+                        raise self._failed(_broken(exc)) from exc
+                    else:
+                        await cancel_shielded_checkpoint()
                 if not count:
                     self._eof = True
         finally:
@@ -439,11 +679,13 @@ class RSocket(trio.abc.HalfCloseableStream):
         while True:
             await wait_readable(raw)
             try:
-                return raw.recv_into(view)
+                count = raw.recv_into(view)
             except BlockingIOError:
-                pass
+                continue
             except OSError as exc:
                 raise self._failed(_broken(exc)) from exc
+            self._read_waits = count < len(view)
+            return count
 
     async def read_exactly(self, count: int, deadline: Deadline = None) -> bytes:
         """Read exactly *count* bytes.
@@ -605,10 +847,31 @@ class RSocket(trio.abc.HalfCloseableStream):
             self._bytes_written += count
 
     async def _ssl_write(self, view: memoryview) -> None:
-        assert self._ssl is not None
-        await self._ssl_call(self._ssl.send_all, view)
-        self._write_progress = len(view)
-        self._bytes_written += len(view)
+        """Write through the TLS layer.
+
+        With no deadline in force the data goes to :meth:`trio.SSLStream.send_all`
+        in one piece (fastest).  Under a deadline it goes one TLS record
+        (:data:`_tls.RECORD_SIZE` bytes) at a time, so ``bytes_written`` can
+        be honest: it counts the records wholly handed to the kernel, which
+        are exactly the bytes the peer can decrypt.  If the deadline passes in
+        the middle of a record, trio's SSLStream cannot take back the half it
+        sent and the stream is broken (later calls raise
+        :class:`trio.BrokenResourceError`); if it passes between records the
+        socket stays usable and the rest can be written.
+        """
+        ssl_stream = self._ssl
+        assert ssl_stream is not None
+        total = len(view)
+        if total <= _tls.RECORD_SIZE or trio.current_effective_deadline() == math.inf:
+            await self._ssl_call(ssl_stream.send_all, view)
+            self._write_progress = total
+            self._bytes_written += total
+            return
+        for start in range(0, total, _tls.RECORD_SIZE):
+            record = view[start : start + _tls.RECORD_SIZE]
+            await self._ssl_call(ssl_stream.send_all, record)
+            self._write_progress += len(record)
+            self._bytes_written += len(record)
 
     async def _ssl_call(self, method: Callable[[Any], Awaitable[Any]], argument: Any) -> Any:
         try:
@@ -616,8 +879,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         except trio.BrokenResourceError as exc:
             if self._closed:
                 raise trio.ClosedResourceError("this socket was closed") from exc
-            self._failed(exc)
-            raise
+            raise self._failed(_tls.broken_error(exc)) from exc.__cause__
 
     # ------------------------------------------------------------------
     # trio.abc.HalfCloseableStream
@@ -680,7 +942,14 @@ class RSocket(trio.abc.HalfCloseableStream):
         Afterwards :meth:`is_closed` and :meth:`is_eof` are true and
         :meth:`get_handle` is -1.  A TLS socket is closed without close_notify;
         use :meth:`aclose` for that.
+
+        On a listener it stops the accept loop and frees the port; handlers
+        already running go on (see :meth:`shutdown`).
         """
+        if self._listening:
+            self._listening = False
+            assert self._listener is not None
+            self._listener.close()
         self._closed = True
         self._eof = True
         trio_socket, self._trio_socket, self._raw = self._trio_socket, None, None
@@ -723,10 +992,6 @@ class RSocket(trio.abc.HalfCloseableStream):
         flags and any buffered data are cleared.
         """
         self.close()
-        self._reset_connection()
-
-    def _reset_connection(self) -> None:
-        self.close()
         self._closed = self._eof = self._sent_eof = False
         self._buffer.clear()
         self._stream = None
@@ -746,12 +1011,16 @@ class RSocket(trio.abc.HalfCloseableStream):
         return self._eof
 
     def is_secure(self) -> bool:
-        """True if the socket uses TLS (``rIsSocketSecure``)."""
-        return self._ssl is not None
+        """True if the socket uses TLS (``rIsSocketSecure``): from the first
+        TLS setting on (as in Ioto), before and after it connects."""
+        return self._tls_settings is not None
 
     def is_connected(self) -> bool:
-        """True while an OS socket is attached and not closed (``rIsSocketConnected``)."""
-        return self._raw is not None
+        """True while a connection is attached and not closed (``rIsSocketConnected``).
+
+        Never true for a listening socket.
+        """
+        return self._raw is not None and not self._listening
 
     def get_handle(self) -> int:
         """The OS file descriptor, or -1 if there is none (``rGetSocketHandle``)."""
@@ -818,7 +1087,139 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     def statistics(self) -> SocketStatistics:
         """Counters of this socket's traffic (and, for a listener, its connections)."""
-        return SocketStatistics(bytes_read=self._bytes_read, bytes_written=self._bytes_written)
+        listener = self._listener
+        if listener is None:
+            return SocketStatistics(bytes_read=self._bytes_read, bytes_written=self._bytes_written)
+        return SocketStatistics(
+            bytes_read=self._bytes_read,
+            bytes_written=self._bytes_written,
+            accepted=listener.accepted,
+            active=listener.active,
+            rejected=listener.rejected,
+            handler_errors=listener.handler_errors,
+        )
+
+    # ------------------------------------------------------------------
+    # TLS
+    # ------------------------------------------------------------------
+
+    def _change_tls(self, **changes: object) -> None:
+        settings = self._tls_settings if self._tls_settings is not None else _tls.TLSSettings()
+        self._tls_settings = settings.replace(**changes)
+        if not self._listening:
+            # A running listener keeps the context it started with.
+            self._server_tls_context = None
+
+    def set_certs(
+        self,
+        key: _tls.CertSource | None = None,
+        cert: _tls.CertSource | None = None,
+        authority: _tls.CertSource | None = None,
+        revoke: _tls.CertSource | None = None,
+    ) -> None:
+        """Set the TLS key, certificate, authority and revocation list
+        (Ioto's ``rSetSocketCerts``, in the seed's argument order; keywords
+        recommended).  Makes the socket TLS.
+
+        Each is a PEM file path (``str`` or :class:`os.PathLike`) or the PEM
+        text as ``bytes``; ``None`` leaves that setting as it was (falling
+        back to :func:`trio_rsocket.set_default_certs`).  *key* defaults to
+        *cert* (a file holding both).  *authority* holds the CA certificates
+        that peers must chain to (a file, a directory of hashed certificates,
+        or bytes); clients without one use the system store.  *revoke* is a
+        certificate revocation list (CRL); it is checked against the peer's
+        certificate when the issuer is verified.
+
+        Files are read when the socket connects or listens: a missing or bad
+        file raises :class:`TLSError` there, naming it, before any connection
+        is tried.  Settings changed while a socket is connected or listening
+        take effect at the next ``connect`` or ``listen``.
+        """
+        changes = {
+            name: _tls.check_source(value, name)
+            for name, value in (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
+            if value is not None
+        }
+        self._change_tls(**changes)
+
+    def set_tls(self) -> None:
+        """Make the socket TLS with the module defaults only (Ioto's ``rSetTls``)."""
+        self._change_tls()
+
+    def set_ciphers(self, ciphers: str | None) -> None:
+        """Choose the ciphers (``rSetSocketCiphers``): an OpenSSL cipher
+        string, ``,`` or ``:`` separated; ``None`` or ``""`` for the default.
+        Makes the socket TLS.
+
+        TLS 1.3 suite names (``TLS_AES_256_GCM_SHA384``, ...) are checked and
+        accepted, but Python's :mod:`ssl` cannot restrict TLS 1.3 suites: all
+        of them stay enabled.  A string that selects no cipher raises
+        :class:`TLSError` at connect or listen time.
+        """
+        self._change_tls(ciphers=_tls.check_ciphers(ciphers))
+
+    def set_verify(self, verify_peer: bool, verify_issuer: bool) -> None:
+        """Choose how the peer's certificate is verified (``rSetSocketVerify``).
+        Makes the socket TLS.
+
+        For a client (defaults: both true): *verify_peer* false checks
+        nothing; *verify_issuer* false accepts a self-signed or unknown issuer
+        but still rejects an expired certificate or one for another host.
+
+        For a listener: *verify_peer* true requires a client certificate that
+        chains to this socket's *authority* (mutual TLS); false (the default)
+        asks for none.  A listener cannot accept unknown issuers
+        (*verify_issuer* false raises :class:`TLSError` at listen time).
+        """
+        verify_peer, verify_issuer = _tls.check_verify(verify_peer, verify_issuer)
+        self._change_tls(verify_peer=verify_peer, verify_issuer=verify_issuer)
+
+    def set_alpn(self, protocols: str | list[str] | tuple[str, ...] | None) -> None:
+        """Offer (client) or accept (listener) these ALPN protocols, most
+        preferred first: one name (``"h2"``) or a list; ``None`` for none.
+        Makes the socket TLS.  :meth:`get_alpn` says which was agreed."""
+        self._change_tls(alpn=_tls.check_alpn(protocols))
+
+    def set_ssl_context(self, context: ssl.SSLContext | None) -> None:
+        """Use *context* as it is, for anything the TLS settings do not cover
+        (the escape hatch); ``None`` goes back to the settings.  Makes the
+        socket TLS.
+
+        A client needs a client context (``ssl.create_default_context()``), a
+        listener a server one (``ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)``
+        or ``ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)``).  The other TLS
+        settings are then ignored; the client still sends *host* as SNI and,
+        if the context checks hostnames, checks it.
+        """
+        if context is not None and not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
+        self._change_tls(context=context)
+
+    def get_alpn(self) -> str | None:
+        """The ALPN protocol agreed in the handshake, or ``None``."""
+        return self._ssl.selected_alpn_protocol() if self._ssl is not None else None
+
+    def get_cipher(self) -> str | None:
+        """The cipher in use (e.g. ``"TLS_AES_256_GCM_SHA384"``), or ``None``
+        before a handshake and on plain TCP."""
+        if self._ssl is None:
+            return None
+        cipher = self._ssl.cipher()
+        return cipher[0] if cipher else None
+
+    def get_tls_version(self) -> str | None:
+        """The TLS version in use (e.g. ``"TLSv1.3"``), or ``None``."""
+        return self._ssl.version() if self._ssl is not None else None
+
+    def get_peer_certificate(self) -> bytes | None:
+        """The peer's certificate in DER form, or ``None`` (plain TCP, no
+        handshake yet, or a client that sent none).
+
+        DER is what the peer sent, whatever was verified; turn it into PEM
+        with :func:`ssl.DER_cert_to_PEM_cert` or read it with
+        ``cryptography.x509.load_der_x509_certificate``.
+        """
+        return self._ssl.getpeercert(binary_form=True) if self._ssl is not None else None
 
     # ------------------------------------------------------------------
     # Helpers

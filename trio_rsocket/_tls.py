@@ -1,0 +1,774 @@
+"""TLS: Ioto's settings turned into an :class:`ssl.SSLContext`, and TLS errors
+turned into Ioto's words.
+
+Theory of operation
+-------------------
+A socket's TLS settings (:class:`TLSSettings`) are what Ioto keeps in its
+``Rtls`` object: key, certificate, authority, revocation list, ciphers,
+verify flags and ALPN, each left ``None`` to fall back to the module default
+(:func:`set_default_certs` and friends, Ioto's ``rSetSocketDefault*``).
+Settings are immutable; every setter makes a new one, so a listener and the
+sockets it accepts can share them safely.
+
+:func:`client_context` and :func:`server_context` resolve the defaults and
+build the :class:`ssl.SSLContext`, raising :class:`TLSError` naming the file or
+setting at fault.  They are called by ``connect`` and ``listen`` before any
+network I/O, so a missing key file is reported before a connection is tried.
+Building a context can cost tens of milliseconds (the system CA store), so
+contexts are cached by their resolved settings plus the size and mtime of
+every file they read: a certificate replaced on disk is picked up by the next
+connect or listen.
+
+Verification follows Ioto's ``rSetSocketVerify(sock, verifyPeer,
+verifyIssuer)``.  Both true is OpenSSL's full verification (chain, dates,
+hostname, and the revocation list when one is given).  ``verify_issuer=False``
+must accept a self-signed or unknown issuer yet still reject an expired
+certificate or a wrong hostname.  Ioto does that in an OpenSSL verify
+callback; Python's :mod:`ssl` has no verify callback, and OpenSSL stops at the
+first error (an unknown issuer hides an expiry).  So that mode handshakes
+without verification and then checks the peer's certificate itself
+(:func:`check_peer`): its validity dates against the wall clock and its names
+against the host, read from the DER with the small parser at the end of this
+module (the :mod:`ssl` module has no public decoder, and ``cryptography`` is
+not a run-time dependency).  Hostname matching follows OpenSSL's defaults as
+Python configures them (RFC 6125: subjectAltName DNS names, a ``*`` only as
+the whole left-most label, IP addresses against iPAddress entries, the
+subject's common name only when there is no DNS name).
+
+:func:`handshake_error` and :func:`broken_error` are the one place where
+:mod:`ssl` errors become the library's: verification codes become Ioto's words
+("Certificate has expired", ...), alerts and protocol failures plain
+sentences.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import dataclasses
+import ipaddress
+import os
+import ssl
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+from ._errors import TLSError
+
+__all__ = [
+    "RECORD_SIZE",
+    "CertSource",
+    "TLSContext",
+    "TLSSettings",
+    "broken_error",
+    "check_alpn",
+    "check_ciphers",
+    "check_peer",
+    "check_source",
+    "check_verify",
+    "client_context",
+    "handshake_error",
+    "pending_alert",
+    "reset_defaults",
+    "server_context",
+    "set_default_certs",
+    "set_default_ciphers",
+    "set_default_verify",
+]
+
+#: A certificate, key, authority or revocation list: a file path, or the PEM
+#: text as bytes.
+CertSource = str | os.PathLike[str] | bytes
+
+#: The largest plaintext one TLS record carries (RFC 8446 section 5.1).  A TLS
+#: write with a deadline hands data to the TLS layer a record at a time, so a
+#: deadline stops it between records or inside exactly one.
+RECORD_SIZE: Final = 16384
+
+# How many built contexts to keep.  A program uses a handful of TLS
+# configurations; the bound only stops a program that generates PEM bytes per
+# connection from growing the cache without end.
+_CACHE_SIZE: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """The TLS settings of one socket; ``None`` means "the module default"."""
+
+    key: CertSource | None = None
+    cert: CertSource | None = None
+    authority: CertSource | None = None
+    revoke: CertSource | None = None
+    ciphers: str | None = None
+    verify_peer: bool | None = None
+    verify_issuer: bool | None = None
+    alpn: tuple[str, ...] | None = None
+    #: A context from ``set_ssl_context``: used as it is, everything else ignored.
+    context: ssl.SSLContext | None = None
+
+    def replace(self, **changes: object) -> TLSSettings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+# The module defaults (Ioto's rSetSocketDefaultCerts/Ciphers/Verify).  Ioto
+# verifies peer and issuer unless told otherwise.
+_defaults = TLSSettings(verify_peer=True, verify_issuer=True)
+
+
+# ----------------------------------------------------------------------
+# Argument checks (at set time: TypeError/ValueError naming the argument)
+# ----------------------------------------------------------------------
+
+
+def check_source(value: object, argument: str) -> CertSource | None:
+    """Validate a key/cert/authority/revoke argument: a path or PEM bytes."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        if not data.strip():
+            raise ValueError(f"{argument} must not be empty")
+        return data
+    if isinstance(value, str):
+        if not value:
+            raise ValueError(f"{argument} must be a file path, not an empty string")
+        if value.lstrip().startswith("-----BEGIN"):
+            raise TypeError(f"{argument} looks like PEM text: pass PEM as bytes (str is a file path)")
+        return value
+    if isinstance(value, os.PathLike):
+        path = os.fspath(value)
+        return os.fsdecode(path) if isinstance(path, bytes) else path
+    raise TypeError(f"{argument} must be a file path (str or os.PathLike) or PEM bytes, not {type(value).__name__}")
+
+
+def check_ciphers(ciphers: object) -> str | None:
+    """Validate a cipher list; ``,`` or ``:`` separated.  ``None`` or ``""`` clears it."""
+    if ciphers is None:
+        return None
+    if not isinstance(ciphers, str):
+        raise TypeError(f"ciphers must be a str, not {type(ciphers).__name__}")
+    names = [name.strip() for name in ciphers.replace(",", ":").split(":")]
+    joined = ":".join(name for name in names if name)
+    return joined or None
+
+
+def check_verify(verify_peer: object, verify_issuer: object) -> tuple[bool, bool]:
+    for argument, value in (("verify_peer", verify_peer), ("verify_issuer", verify_issuer)):
+        if not isinstance(value, bool | int):
+            raise TypeError(f"{argument} must be a bool, not {type(value).__name__}")
+    return bool(verify_peer), bool(verify_issuer)
+
+
+def check_alpn(protocols: object) -> tuple[str, ...] | None:
+    """Validate ALPN protocol names: one ``str`` or an iterable of them."""
+    if protocols is None:
+        return None
+    names: list[object] = [protocols] if isinstance(protocols, str) else list(protocols)  # type: ignore[call-overload]
+    result = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"protocols must be str names, not {type(name).__name__}")
+        try:
+            encoded = name.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError(f"protocol name {name!r} must be ASCII") from None
+        if not 1 <= len(encoded) <= 255:
+            raise ValueError(f"protocol name {name!r} must be 1 to 255 bytes long")
+        result.append(name)
+    if not result:
+        raise ValueError("protocols must name at least one protocol (None for no ALPN)")
+    return tuple(result)
+
+
+# ----------------------------------------------------------------------
+# Module defaults
+# ----------------------------------------------------------------------
+
+
+def set_default_certs(
+    key: CertSource | None = None,
+    cert: CertSource | None = None,
+    authority: CertSource | None = None,
+    revoke: CertSource | None = None,
+) -> None:
+    """Set the key, certificate, authority and revocation list that sockets use
+    when they set none themselves (Ioto's ``rSetSocketDefaultCerts``).
+
+    Each is a PEM file path or PEM bytes; ``None`` leaves that default as it
+    is.  The default authority is for clients only: a listener that verifies
+    client certificates needs its own ``authority`` (as in Ioto).  Defaults are
+    read when a socket connects or listens, and do not by themselves make a
+    socket TLS.
+    """
+    global _defaults
+    changes = {
+        name: check_source(value, name)
+        for name, value in (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
+        if value is not None
+    }
+    _defaults = _defaults.replace(**changes)
+
+
+def set_default_ciphers(ciphers: str | None) -> None:
+    """Set the cipher list sockets use when they set none (``rSetSocketDefaultCiphers``).
+
+    An OpenSSL cipher string, ``,`` or ``:`` separated; ``None`` or ``""``
+    restores OpenSSL's defaults.
+    """
+    global _defaults
+    _defaults = _defaults.replace(ciphers=check_ciphers(ciphers))
+
+
+def set_default_verify(verify_peer: bool, verify_issuer: bool) -> None:
+    """Set how clients verify servers when a socket does not say
+    (``rSetSocketDefaultVerify``).  Initially both true.
+
+    Listeners ignore this default: they ask for client certificates only when
+    ``set_verify(True, ...)`` is called on them.
+    """
+    global _defaults
+    verify_peer, verify_issuer = check_verify(verify_peer, verify_issuer)
+    _defaults = _defaults.replace(verify_peer=verify_peer, verify_issuer=verify_issuer)
+
+
+def reset_defaults() -> None:
+    """Restore the module defaults as at import (for tests)."""
+    global _defaults
+    _defaults = TLSSettings(verify_peer=True, verify_issuer=True)
+
+
+# ----------------------------------------------------------------------
+# Building contexts
+# ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TLSContext:
+    """A built context, and whether :func:`check_peer` must run after a
+    client's handshake (the ``verify_issuer=False`` mode)."""
+
+    context: ssl.SSLContext
+    check_peer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """Settings with the defaults filled in: what a context is built from."""
+
+    server: bool
+    key: CertSource | None
+    cert: CertSource | None
+    authority: CertSource | None
+    revoke: CertSource | None
+    ciphers: str | None
+    verify_peer: bool
+    verify_issuer: bool
+    alpn: tuple[str, ...] | None
+
+
+_cache: dict[tuple[object, ...], TLSContext] = {}
+
+
+def _resolve(settings: TLSSettings, server: bool) -> _Resolved:
+    defaults = _defaults
+
+    def pick(own: CertSource | None, default: CertSource | None) -> CertSource | None:
+        return own if own is not None else default
+
+    if server:
+        # A listener verifies clients only when told to, on the listener
+        # itself, and only against its own authority (Ioto's rule).
+        verify_peer = bool(settings.verify_peer)
+        verify_issuer = True if settings.verify_issuer is None else settings.verify_issuer
+        authority = settings.authority
+    else:
+        verify_peer = bool(pick(settings.verify_peer, defaults.verify_peer))  # type: ignore[arg-type]
+        verify_issuer = bool(pick(settings.verify_issuer, defaults.verify_issuer))  # type: ignore[arg-type]
+        authority = pick(settings.authority, defaults.authority)
+    return _Resolved(
+        server=server,
+        key=pick(settings.key, defaults.key),
+        cert=pick(settings.cert, defaults.cert),
+        authority=authority,
+        revoke=pick(settings.revoke, defaults.revoke),
+        ciphers=settings.ciphers if settings.ciphers is not None else defaults.ciphers,
+        verify_peer=verify_peer,
+        verify_issuer=verify_issuer,
+        alpn=settings.alpn,
+    )
+
+
+def _stamp(source: CertSource | None) -> object:
+    """What changes when a file changes; the bytes themselves otherwise."""
+    if source is None or isinstance(source, bytes):
+        return source
+    try:
+        info = os.stat(source)
+    except OSError:
+        return (source, None)
+    return (source, info.st_mtime_ns, info.st_size)
+
+
+def client_context(settings: TLSSettings) -> TLSContext:
+    """The context a client connects with.
+
+    Raises:
+      TLSError: a file cannot be read or parsed, the key does not match the
+        certificate, or the cipher string selects nothing.
+    """
+    if settings.context is not None:
+        if settings.context.protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise TLSError("set_ssl_context gave a server context (PROTOCOL_TLS_SERVER) to a client socket")
+        return TLSContext(settings.context, check_peer=False)
+    return _cached(_resolve(settings, server=False))
+
+
+def server_context(settings: TLSSettings) -> ssl.SSLContext:
+    """The context a listener accepts with; call it before binding.
+
+    Raises:
+      TLSError: no certificate, a file cannot be read or parsed, the key does
+        not match the certificate, or the cipher string selects nothing.
+    """
+    if settings.context is not None:
+        if settings.context.protocol == ssl.PROTOCOL_TLS_CLIENT:
+            raise TLSError("set_ssl_context gave a client context (PROTOCOL_TLS_CLIENT) to a listening socket")
+        return settings.context
+    return _cached(_resolve(settings, server=True)).context
+
+
+def _cached(resolved: _Resolved) -> TLSContext:
+    key = (resolved, *(_stamp(source) for source in (resolved.key, resolved.cert, resolved.authority, resolved.revoke)))
+    found = _cache.get(key)
+    if found is None:
+        found = _build(resolved)
+        if len(_cache) >= _CACHE_SIZE:
+            del _cache[next(iter(_cache))]
+        _cache[key] = found
+    return found
+
+
+def _build(resolved: _Resolved) -> TLSContext:
+    server = resolved.server
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    # Ioto refuses SSLv3, TLS 1.0 and 1.1; so does Python's default, said here.
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    check_peer = False
+    if resolved.cert is not None:
+        _load_chain(context, resolved.cert, resolved.key)
+    elif resolved.key is not None:
+        raise TLSError(f"A key was given ({_name(resolved.key, 'key')}) without a certificate")
+    elif server:
+        raise TLSError("A TLS listener needs a certificate and key: call set_certs(key=..., cert=...)")
+    if resolved.ciphers:
+        _set_ciphers(context, resolved.ciphers)
+    if resolved.alpn:
+        context.set_alpn_protocols(list(resolved.alpn))
+
+    if server:
+        if resolved.verify_peer:
+            if not resolved.verify_issuer:
+                raise TLSError(
+                    "A listener cannot accept client certificates from unknown issuers (verify_issuer=False): "
+                    "put the client's certificate, or its issuer, in authority"
+                )
+            context.verify_mode = ssl.CERT_REQUIRED
+            _load_trust(context, resolved, ssl.Purpose.CLIENT_AUTH)
+        else:
+            context.verify_mode = ssl.CERT_NONE
+    elif resolved.verify_peer and resolved.verify_issuer:
+        context.check_hostname = True
+        context.verify_mode = ssl.CERT_REQUIRED
+        _load_trust(context, resolved, ssl.Purpose.SERVER_AUTH)
+    else:
+        # verify_issuer=False: OpenSSL verifies nothing and check_peer checks
+        # dates and names afterwards.  verify_peer=False: nothing at all.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        check_peer = resolved.verify_peer
+    return TLSContext(context, check_peer)
+
+
+def _name(source: CertSource, what: str) -> str:
+    return f"({what} given as PEM bytes)" if isinstance(source, bytes) else str(source)
+
+
+def _read(source: CertSource, what: str) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    try:
+        with open(source, "rb") as file:
+            return file.read()
+    except OSError as exc:
+        raise TLSError(f"Unable to read {what} {source}: {exc.strerror}", exc.errno) from exc
+
+
+@contextlib.contextmanager
+def _as_files(*sources: CertSource) -> Iterator[list[str]]:
+    """Paths for *sources*: PEM bytes go to files in a private temporary
+    directory (the :mod:`ssl` module loads chains and CRLs only from files),
+    removed as soon as they are loaded."""
+    if not any(isinstance(source, bytes) for source in sources):
+        yield [str(source) for source in sources]
+        return
+    with tempfile.TemporaryDirectory(prefix="trio-rsocket-") as directory:
+        paths = []
+        for index, source in enumerate(sources):
+            if isinstance(source, bytes):
+                path = os.path.join(directory, f"{index}.pem")
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+                    file.write(source)
+                paths.append(path)
+            else:
+                paths.append(str(source))
+        yield paths
+
+
+def _load_chain(context: ssl.SSLContext, cert: CertSource, key: CertSource | None) -> None:
+    cert_name = _name(cert, "cert")
+    # Parse the certificates on their own first, so that a bad certificate is
+    # not reported as a bad key (load_cert_chain says "PEM lib" for both).
+    cert_data = _read(cert, "certificate")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert_data.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError):
+        raise TLSError(f"Unable to load certificate {cert_name}") from None
+    key_name = cert_name if key is None else _name(key, "key")
+    if key is not None:
+        _read(key, "key")
+    with _as_files(cert, key if key is not None else cert) as (cert_path, key_path):
+        try:
+            context.load_cert_chain(cert_path, key_path)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise TLSError(
+                    f"Check of private key file failed: {key_name} does not match certificate {cert_name}"
+                ) from exc
+            if key is None:
+                raise TLSError(f"Unable to load key from certificate {cert_name}: give key=") from exc
+            raise TLSError(f"Unable to load key {key_name}") from exc
+        except OSError as exc:  # a file vanished between the checks and the load
+            raise TLSError(f"Unable to read certificate or key: {exc.strerror}", exc.errno) from exc
+
+
+def _load_trust(context: ssl.SSLContext, resolved: _Resolved, purpose: ssl.Purpose) -> None:
+    authority = resolved.authority
+    if authority is None:
+        context.load_default_certs(purpose)
+    elif isinstance(authority, str) and os.path.isdir(authority):
+        context.load_verify_locations(capath=authority)
+    else:
+        data = _read(authority, "certificate authority")
+        try:
+            context.load_verify_locations(cadata=data.decode("ascii"))
+        except (ssl.SSLError, UnicodeDecodeError, ValueError):
+            raise TLSError(f"Unable to load certificate authority {_name(authority, 'authority')}") from None
+    if resolved.revoke is not None:
+        revoke = resolved.revoke
+        revoke_name = _name(revoke, "revoke")
+        data = _read(revoke, "certificate revoke list")
+        # OpenSSL would load certificates in this file as trust anchors too:
+        # a revocation list must not widen what is trusted.
+        if b"-----BEGIN X509 CRL-----" not in data or b"-----BEGIN CERTIFICATE-----" in data:
+            raise TLSError(f"Cannot load certificate revoke list: {revoke_name} must hold PEM CRLs only")
+        with _as_files(revoke) as (path,):
+            try:
+                context.load_verify_locations(cafile=path)
+            except (ssl.SSLError, OSError) as exc:
+                raise TLSError(f"Cannot load certificate revoke list: {revoke_name}") from exc
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def _tls13_suites() -> frozenset[str]:
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return frozenset(cipher["name"] for cipher in probe.get_ciphers() if cipher["protocol"] == "TLSv1.3")
+
+
+def _set_ciphers(context: ssl.SSLContext, ciphers: str) -> None:
+    """Ioto's setCiphers: TLS 1.3 suite names and TLS 1.2 cipher strings in one list.
+
+    Python's :mod:`ssl` can restrict only TLS 1.2 and below; TLS 1.3 suite
+    names are checked and accepted, and every TLS 1.3 suite stays enabled.
+    """
+    names = ciphers.split(":")
+    suites = _tls13_suites()
+    legacy = [name for name in names if not name.startswith("TLS_")]
+    unknown = [name for name in names if name.startswith("TLS_") and name not in suites]
+    if unknown:
+        raise TLSError(f'Unable to define ciphers "{ciphers}": unknown TLS 1.3 suite {unknown[0]}')
+    if legacy:
+        try:
+            context.set_ciphers(":".join(legacy))
+        except ssl.SSLError:
+            raise TLSError(f'Unable to define ciphers "{ciphers}"') from None
+
+
+# ----------------------------------------------------------------------
+# Errors in words: the one place ssl's errors become the library's
+# ----------------------------------------------------------------------
+
+# OpenSSL X509_V_ERR_* codes, in Ioto's words (its verifyPeerCertificate).
+_VERIFY_WORDS: Final = {
+    2: "Certificate not trusted",  # UNABLE_TO_GET_ISSUER_CERT
+    3: "Certificate revocation list not found for the issuer",  # UNABLE_TO_GET_CRL
+    9: "Certificate is not yet valid",  # CERT_NOT_YET_VALID
+    10: "Certificate has expired",  # CERT_HAS_EXPIRED
+    12: "Certificate revocation list has expired",  # CRL_HAS_EXPIRED
+    18: "Self-signed certificate",  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "Self-signed certificate",  # SELF_SIGNED_CERT_IN_CHAIN
+    20: "Certificate not trusted",  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "Certificate not trusted",  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    23: "Certificate revoked",  # CERT_REVOKED
+    27: "Certificate not trusted",  # CERT_UNTRUSTED
+}
+_HOSTNAME_CODES: Final = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+
+# OpenSSL reason codes of handshake and alert failures, in words.
+_REASON_WORDS: Final = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "No certificate provided",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "The peer requires a certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "The peer does not trust the certificate's issuer",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "The peer rejected the certificate",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "The peer rejected the certificate as expired",
+    "SSLV3_ALERT_CERTIFICATE_REVOKED": "The peer rejected the certificate as revoked",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "The peer rejected the certificate",
+    "NO_SHARED_CIPHER": "No shared cipher",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": "The peer ended the handshake (no shared cipher or protocol?)",
+    "WRONG_VERSION_NUMBER": "The peer is not speaking TLS",
+    "UNSUPPORTED_PROTOCOL": "No shared TLS version",
+    "TLSV1_ALERT_PROTOCOL_VERSION": "No shared TLS version",
+    "NO_APPLICATION_PROTOCOL": "No shared ALPN protocol",
+    "TLSV1_ALERT_NO_APPLICATION_PROTOCOL": "No shared ALPN protocol",
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": "A TLS record failed its integrity check",
+    "UNEXPECTED_EOF_WHILE_READING": "The peer closed the connection without close_notify",
+}
+
+
+def _ssl_words(error: ssl.SSLError) -> str:
+    reason = error.reason
+    if reason is not None and reason in _REASON_WORDS:
+        return _REASON_WORDS[reason]
+    if isinstance(error, ssl.SSLEOFError | ssl.SSLSyscallError | ssl.SSLZeroReturnError):
+        return "The peer closed the connection"
+    return reason.replace("_", " ").lower() if reason else str(error)
+
+
+def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
+    """The :class:`TLSError` for a failed handshake, in Ioto's words.
+
+    *exc* is what :meth:`trio.SSLStream.do_handshake` raised (a
+    :class:`trio.BrokenResourceError` whose ``__cause__`` is the
+    :class:`ssl.SSLError` or :class:`OSError`); *host* is the name the client
+    asked for.
+    """
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        code = cause.verify_code
+        if code in _HOSTNAME_CODES:
+            return TLSError(f"Certificate hostname mismatch. Expecting {host}")
+        words = _VERIFY_WORDS.get(code)
+        if words is None:
+            return TLSError(f"Certificate verification error {code}: {cause.verify_message}")
+        return TLSError(words)
+    if isinstance(cause, ssl.SSLError):
+        return TLSError(f"TLS handshake failed: {_ssl_words(cause)}")
+    if isinstance(cause, OSError):
+        return TLSError(f"TLS handshake failed: the connection broke ({cause.strerror or cause})", cause.errno)
+    return TLSError("TLS handshake failed: the peer closed the connection")
+
+
+def pending_alert(ssl_stream: trio.SSLStream[trio.SocketStream]) -> bytes:
+    """The alert OpenSSL wrote when the handshake failed, not yet sent.
+
+    :class:`trio.SSLStream` raises as soon as OpenSSL fails, before sending
+    what OpenSSL wrote, so the peer would see the connection close without a
+    reason.  Sending the alert lets it say "unknown ca" or "certificate
+    required" instead.  This reads a private attribute of trio's SSLStream
+    and returns nothing if that ever changes.
+    """
+    outgoing = getattr(ssl_stream, "_outgoing", None)
+    return outgoing.read() if isinstance(outgoing, ssl.MemoryBIO) else b""
+
+
+def broken_error(exc: trio.BrokenResourceError) -> trio.BrokenResourceError:
+    """A TLS stream broke after the handshake: say why, in words, keeping trio's type."""
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        broken = trio.BrokenResourceError(f"TLS connection broken: {_ssl_words(cause)}")
+        broken.__cause__ = cause
+        return broken
+    return exc
+
+
+# ----------------------------------------------------------------------
+# verify_issuer=False: dates and names checked here, after the handshake
+# ----------------------------------------------------------------------
+
+
+def check_peer(der: bytes | None, host: str) -> None:
+    """Reject a peer certificate that has expired, is not yet valid, or does
+    not name *host*; its issuer is not checked.
+
+    Raises:
+      TLSError: with Ioto's words.
+    """
+    if der is None:
+        raise TLSError("No certificate provided")
+    try:
+        certificate = _parse_certificate(der)
+    except (ValueError, IndexError):
+        raise TLSError("Unable to parse the peer's certificate") from None
+    now = time.time()
+    if now > certificate.not_after:
+        raise TLSError("Certificate has expired")
+    if now < certificate.not_before:
+        raise TLSError("Certificate is not yet valid")
+    if not certificate.matches(host):
+        names = ", ".join(certificate.dns_names + [str(ip) for ip in certificate.ip_addresses])
+        raise TLSError(f"Certificate hostname mismatch. Expecting {host} got {names or certificate.common_name}")
+
+
+# The DER parser: just enough of X.509 (RFC 5280) for dates and names.
+_SEQUENCE: Final = 0x30
+_SET: Final = 0x31
+_UTC_TIME: Final = 0x17
+_GENERALIZED_TIME: Final = 0x18
+_OID: Final = 0x06
+_OCTET_STRING: Final = 0x04
+_EXPLICIT_0: Final = 0xA0  # tbsCertificate's version
+_EXPLICIT_3: Final = 0xA3  # tbsCertificate's extensions
+_DNS_NAME: Final = 0x82  # GeneralName [2] IA5String
+_IP_ADDRESS: Final = 0x87  # GeneralName [7] OCTET STRING
+_SUBJECT_ALT_NAME: Final = bytes([0x55, 0x1D, 0x11])  # 2.5.29.17
+_COMMON_NAME: Final = bytes([0x55, 0x04, 0x03])  # 2.5.4.3
+
+
+def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """``(tag, value_start, value_end)`` for each DER element in data[start:end]."""
+    while start < end:
+        tag = data[start]
+        length = data[start + 1]
+        start += 2
+        if length & 0x80:
+            count = length & 0x7F
+            if not 1 <= count <= 4:
+                raise ValueError("unsupported DER length")
+            length = int.from_bytes(data[start : start + count], "big")
+            start += count
+        if start + length > end:
+            raise ValueError("DER element overruns its container")
+        yield tag, start, start + length
+        start += length
+
+
+def _children(data: bytes, start: int, end: int, tag: int) -> list[tuple[int, int, int]]:
+    items = list(_elements(data, start, end))
+    if len(items) != 1 or items[0][0] != tag:
+        raise ValueError(f"expected one DER element with tag {tag:#x}")
+    return list(_elements(data, items[0][1], items[0][2]))
+
+
+def _time(data: bytes, tag: int, start: int, end: int) -> float:
+    text = data[start:end].decode("ascii")
+    if not text.endswith("Z"):
+        raise ValueError("certificate time is not in UTC")
+    if tag == _UTC_TIME:
+        year = int(text[:2])
+        text = ("19" if year >= 50 else "20") + text
+    elif tag != _GENERALIZED_TIME:
+        raise ValueError("not a time")
+    stamp = time.strptime(text[:14], "%Y%m%d%H%M%S")
+    return float(calendar.timegm(stamp))
+
+
+@dataclass(slots=True)
+class _Certificate:
+    not_before: float
+    not_after: float
+    dns_names: list[str]
+    ip_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    common_name: str
+
+    def matches(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            pass
+        else:
+            return ip in self.ip_addresses
+        wanted = _normal_hostname(host)
+        patterns = self.dns_names if self.dns_names else [self.common_name] if self.common_name else []
+        return any(_hostname_matches(_normal_hostname(pattern), wanted) for pattern in patterns)
+
+
+def _normal_hostname(name: str) -> str:
+    name = name.rstrip(".").lower()
+    try:
+        name.encode("ascii")
+    except UnicodeEncodeError:
+        name = name.encode("idna").decode("ascii")
+    return name
+
+
+def _hostname_matches(pattern: str, host: str) -> bool:
+    if not pattern.startswith("*."):
+        return "*" not in pattern and pattern == host
+    # "*" only as the whole left-most label, matching exactly one label, and
+    # never directly under a top-level domain.
+    suffix = pattern[1:]
+    if suffix.count(".") < 2 or "*" in suffix:
+        return False
+    label, _, rest = host.partition(".")
+    return bool(label) and "." + rest == suffix
+
+
+def _parse_certificate(der: bytes) -> _Certificate:
+    certificate = _children(der, 0, len(der), _SEQUENCE)
+    tbs_tag, tbs_start, tbs_end = certificate[0]
+    if tbs_tag != _SEQUENCE:
+        raise ValueError("no tbsCertificate")
+    fields = list(_elements(der, tbs_start, tbs_end))
+    if fields[0][0] == _EXPLICIT_0:
+        fields = fields[1:]
+    # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
+    _, validity_start, validity_end = fields[3]
+    (before_tag, before_start, before_end), (after_tag, after_start, after_end) = _elements(
+        der, validity_start, validity_end
+    )
+    not_before = _time(der, before_tag, before_start, before_end)
+    not_after = _time(der, after_tag, after_start, after_end)
+    common_name = _common_name(der, fields[4][1], fields[4][2])
+    dns_names: list[str] = []
+    ip_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for tag, start, end in fields[6:]:
+        if tag != _EXPLICIT_3:
+            continue
+        for _, ext_start, ext_end in _children(der, start, end, _SEQUENCE):
+            parts = list(_elements(der, ext_start, ext_end))
+            if parts[0][0] != _OID or der[parts[0][1] : parts[0][2]] != _SUBJECT_ALT_NAME:
+                continue
+            _, value_start, value_end = parts[-1]
+            for name_tag, name_start, name_end in _children(der, value_start, value_end, _SEQUENCE):
+                value = der[name_start:name_end]
+                if name_tag == _DNS_NAME:
+                    dns_names.append(value.decode("ascii"))
+                elif name_tag == _IP_ADDRESS and len(value) in (4, 16):
+                    ip_addresses.append(ipaddress.ip_address(value))
+    return _Certificate(not_before, not_after, dns_names, ip_addresses, common_name)
+
+
+def _common_name(der: bytes, start: int, end: int) -> str:
+    """The last commonName in a Name (the most specific, as OpenSSL takes it)."""
+    found = ""
+    for set_tag, set_start, set_end in _elements(der, start, end):
+        if set_tag != _SET:
+            continue
+        for _, attribute_start, attribute_end in _elements(der, set_start, set_end):
+            (oid_tag, oid_start, oid_end), (_, value_start, value_end) = _elements(der, attribute_start, attribute_end)
+            if oid_tag == _OID and der[oid_start:oid_end] == _COMMON_NAME:
+                found = der[value_start:value_end].decode("utf-8", "replace")
+    return found

@@ -580,3 +580,16 @@ async def test_ipv6_is_tried_when_ipv4_refuses() -> None:
         async with RSocket() as sock:
             await sock.connect("dual.test", 80)
             assert sock.get_peer_addr()[0] == "::1"
+
+
+def test_close_works_outside_trio() -> None:
+    async def connected() -> tuple[RSocket, RSocket]:
+        return await rsocket_pair()
+
+    client, server = trio.run(connected)
+    assert client.get_handle() >= 0
+    client.close()
+    server.close()
+    assert client.is_closed()
+    assert client.get_handle() == -1
+    assert server.get_handle() == -1

@@ -1,0 +1,280 @@
+"""The trio-rsocket command, run as a user runs it: in subprocesses, over loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from trio_rsocket._cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_TLS, EXIT_USAGE, main
+from trio_rsocket.testing import CertFiles
+
+from .conftest import has_ipv6
+
+# Generous bounds on how long a subprocess may take before the test gives up;
+# they bound a hang, they do not time anything.
+PATIENCE = 60.0
+
+COMMAND = [sys.executable, "-m", "trio_rsocket"]
+
+
+def run_cli(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*COMMAND, *args], input=stdin, capture_output=True, timeout=PATIENCE, check=False, env=env)
+
+
+def read_line(stream: IO[bytes]) -> bytes:
+    """One line from a subprocess's pipe, or fail if none comes in time."""
+    ready, _, _ = select.select([stream], [], [], PATIENCE)
+    assert ready, "the subprocess printed nothing"
+    return stream.readline()
+
+
+@contextmanager
+def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str, int]]:
+    """``trio-rsocket echo`` in a subprocess: yields it, and the host and port it printed."""
+    server = subprocess.Popen([*COMMAND, "echo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        line = read_line(server.stdout).decode()
+        found = re.search(r"listening on \[?([^\]\s]+?)\]?:(\d+) ", line)
+        assert found, f"no address in {line!r}"
+        yield server, found[1], int(found[2])
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+        try:
+            server.wait(PATIENCE)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            for pipe in (server.stdout, server.stderr):
+                if pipe is not None:
+                    pipe.close()
+
+
+@contextmanager
+def interactive_connect(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``trio-rsocket connect`` in a subprocess, its pipes open for the test."""
+    client = subprocess.Popen(
+        [*COMMAND, "connect", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        yield client
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.communicate()
+
+
+def echo_one_line(client: subprocess.Popen[bytes], line: bytes) -> bytes:
+    """Send *line*, read the line that comes back, then end standard input
+    and wait for the client to exit."""
+    assert client.stdin is not None
+    assert client.stdout is not None
+    client.stdin.write(line)
+    client.stdin.flush()
+    echoed = read_line(client.stdout)
+    # communicate() closes standard input; TLS has no half-close, so the
+    # client then closes once the server has been quiet for --wait.
+    client.communicate(timeout=PATIENCE)
+    return echoed
+
+
+@contextmanager
+def silent_listener() -> Iterator[int]:
+    """A listening TCP socket that accepts (through its backlog) and never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+# ----------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------
+
+
+def test_demo_exits_0_after_echoing_every_message_intact() -> None:
+    result = run_cli("demo")
+    output = result.stdout.decode()
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    assert re.search(r"^summary: .* (\d+)/\1 echoed intact", output, flags=re.MULTILINE), output
+    assert output.rstrip().endswith("-> ok")
+
+
+def test_demo_without_trustme_says_how_to_install_it(tmp_path: Path) -> None:
+    # A trustme that cannot be imported, first on the path.
+    (tmp_path / "trustme.py").write_text("raise ImportError('hidden from this test')\n")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    result = run_cli("demo", env={**os.environ, "PYTHONPATH": path})
+    assert result.returncode == EXIT_FAILED
+    assert b"pip install 'trio-rsocket[testing]'" in result.stderr
+
+
+# ----------------------------------------------------------------------
+# echo + connect
+# ----------------------------------------------------------------------
+
+
+def test_echo_and_connect_round_trip_over_plain_tcp() -> None:
+    message = b"hello\nover plain TCP\n"
+    with echo_server() as (_, host, port):
+        result = run_cli("connect", host, str(port), stdin=message)
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    assert result.stdout == message
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
+def test_echo_and_connect_round_trip_over_ipv6_loopback() -> None:
+    with echo_server("--host", "::1") as (_, host, port):
+        result = run_cli("connect", host, str(port), stdin=b"over IPv6")
+    assert host == "::1"
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    assert result.stdout == b"over IPv6"
+
+
+def test_echo_and_connect_round_trip_over_tls(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+    with (
+        echo_server("--cert", str(files.server_cert), "--key", str(files.server_key)) as (_, host, port),
+        interactive_connect(host, str(port), "--ca", str(files.authority), "--wait", "0.1") as client,
+    ):
+        echoed = echo_one_line(client, b"hello over TLS\n")
+    assert echoed == b"hello over TLS\n"
+    assert client.returncode == EXIT_OK
+
+
+def test_echo_prints_one_line_per_connection_on_stderr() -> None:
+    with echo_server() as (server, host, port):
+        run_cli("connect", host, str(port), stdin=b"12345")
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=PATIENCE)
+    assert re.search(rb"connected\n.*closed after echoing 5 bytes", errors), errors
+
+
+def test_echo_stops_with_status_0_on_ctrl_c() -> None:
+    with echo_server() as (server, _, _):
+        server.send_signal(signal.SIGINT)
+        server.wait(PATIENCE)
+    assert server.returncode == EXIT_OK
+
+
+def test_echo_on_a_port_in_use_exits_1_with_a_message() -> None:
+    with silent_listener() as port:
+        result = run_cli("echo", "--port", str(port))
+    assert result.returncode == EXIT_FAILED
+    assert b"cannot listen on 127.0.0.1:%d" % port in result.stderr
+
+
+def test_echo_with_a_missing_certificate_file_exits_3_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    result = run_cli("echo", "--cert", str(missing), "--key", str(missing))
+    assert result.returncode == EXIT_TLS
+    assert str(missing).encode() in result.stderr
+
+
+# ----------------------------------------------------------------------
+# connect failures
+# ----------------------------------------------------------------------
+
+
+def test_connect_to_a_closed_port_exits_1_saying_refused() -> None:
+    # Bound but not listening: the kernel refuses connections to it, and no
+    # other process can take the port meanwhile.
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        result = run_cli("connect", "127.0.0.1", str(port))
+    assert result.returncode == EXIT_FAILED
+    assert b"Cannot connect socket to 127.0.0.1:%d" % port in result.stderr
+    assert b"refused" in result.stderr
+
+
+def test_connect_to_an_untrusted_certificate_exits_3(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+    with echo_server("--cert", str(files.server_cert), "--key", str(files.server_key)) as (_, host, port):
+        # The system CA store does not know the test CA.
+        result = run_cli("connect", "--tls", host, str(port))
+    assert result.returncode == EXIT_TLS
+    assert b"TLS" in result.stderr
+
+
+def test_connect_insecure_accepts_an_untrusted_certificate(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+    with (
+        echo_server("--cert", str(files.server_cert), "--key", str(files.server_key)) as (_, host, port),
+        interactive_connect("--insecure", host, str(port), "--wait", "0.1") as client,
+    ):
+        echoed = echo_one_line(client, b"anyone there?\n")
+    assert echoed == b"anyone there?\n"
+    assert client.returncode == EXIT_OK
+
+
+def test_connect_times_out_with_status_4_when_the_handshake_never_ends() -> None:
+    with silent_listener() as port:
+        result = run_cli("connect", "--tls", "--timeout", "0.2", "127.0.0.1", str(port))
+    assert result.returncode == EXIT_TIMEOUT
+    assert b"timed out" in result.stderr
+
+
+def test_connect_to_an_unknown_host_exits_1() -> None:
+    # .invalid never resolves (RFC 2606), so nothing is looked up off the machine.
+    result = run_cli("connect", "no-such-host.invalid", "80")
+    assert result.returncode == EXIT_FAILED
+    assert b"Cannot find address of no-such-host.invalid:80" in result.stderr
+
+
+# ----------------------------------------------------------------------
+# Arguments and help
+# ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["launch"], "invalid choice: 'launch'"),
+        (["connect", "127.0.0.1"], "the following arguments are required: PORT"),
+        (["connect", "127.0.0.1", "65536"], "port must be in 1..65535, not 65536"),
+        (["connect", "127.0.0.1", "http"], "port must be a number, not 'http'"),
+        (["connect", "127.0.0.1", "80", "--timeout", "-1"], "must be a positive number of seconds"),
+        (["connect", "127.0.0.1", "80", "--ca", "ca.pem", "--insecure"], "--ca and --insecure contradict"),
+        (["echo", "--port", "-5"], "port must be in 0..65535, not -5"),
+        (["echo", "--cert", "server.pem"], "--cert and --key go together"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_bad_arguments_exit_2_from_the_command_line() -> None:
+    result = run_cli("connect")
+    assert result.returncode == EXIT_USAGE
+    assert b"usage:" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["demo", "echo", "connect", "bench"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == EXIT_OK
+    assert f"trio-rsocket {command}" in capsys.readouterr().out
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("trio-rsocket")
+    if not script.exists():
+        pytest.skip("trio-rsocket is not installed as a console script in this environment")
+    result = subprocess.run([script, "--version"], capture_output=True, timeout=PATIENCE, check=False)
+    assert result.returncode == EXIT_OK
+    assert result.stdout.startswith(b"trio-rsocket ")

@@ -1,0 +1,541 @@
+"""The ``trio-rsocket`` command (also ``python -m trio_rsocket``).
+
+Subcommands:
+
+``demo``
+    A TLS echo server and a few clients in one process, on a loopback port,
+    with throwaway certificates: shows the library working, no arguments.
+``echo``
+    An echo server that prints the address it listens on; Ctrl-C stops it.
+``connect``
+    A netcat-like client: standard input to the socket, the socket to
+    standard output.
+``bench``
+    The benchmark (:mod:`trio_rsocket._bench`), given the remaining arguments.
+
+Exit status: 0 success, 1 the connection (or listen) failed, 2 bad
+arguments, 3 TLS failed, 4 timed out, 130 interrupted by Ctrl-C.
+
+Only the public API is used here, as a user would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import math
+import os
+import signal
+import statistics
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final, TextIO
+
+import trio
+
+import trio_rsocket
+from trio_rsocket import (
+    ConnectError,
+    DeadlineError,
+    ListenError,
+    RSocket,
+    RSocketError,
+    TLSError,
+    deadline_after,
+)
+
+if TYPE_CHECKING:
+    import trustme
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_TLS: Final = 3
+EXIT_TIMEOUT: Final = 4
+EXIT_INTERRUPTED: Final = 130
+
+PROG: Final = "trio-rsocket"
+
+_EXIT_STATUS_HELP = """\
+exit status:
+  0    success
+  1    the connection or listen failed (refused, unknown host, reset, port in use)
+  2    bad arguments
+  3    TLS failed (certificate not trusted, expired, wrong host name, bad file)
+  4    timed out
+  130  interrupted (Ctrl-C)
+"""
+
+# How much each copy step moves at most: trio's default receive size.
+_CHUNK: Final = 65536
+
+
+class _Failure(Exception):
+    """A failure to report in one line and turn into an exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _port_number(text: str, lowest: int) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, not {text!r}") from None
+    if not lowest <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in {lowest}..65535, not {port}")
+    return port
+
+
+def _port(text: str) -> int:
+    """A port to listen on: 0 picks a free one."""
+    return _port_number(text, 0)
+
+
+def _remote_port(text: str) -> int:
+    """A port to connect to."""
+    return _port_number(text, 1)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return seconds
+
+
+def _show(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _os_words(error: OSError) -> str:
+    """The OS's words for why *error* happened (``"Connection refused"``), or ``""``."""
+    # ConnectError keeps the OS error it came from as its cause; a resolver
+    # error's number is not an errno, so its words come from there.
+    cause = error.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    if error.errno is None or error.errno <= 0:
+        return ""
+    return os.strerror(error.errno)
+
+
+# ----------------------------------------------------------------------
+# The parser
+# ----------------------------------------------------------------------
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="trio_rsocket: the Embedthis Ioto agent's RSocket API on trio.",
+        epilog=f"Start with '{prog} demo'. Each command has --help.\n\n{_EXIT_STATUS_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {trio_rsocket.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser(
+        "demo",
+        help="TLS echo round trips over loopback with throwaway certificates",
+        description=(
+            "Start a TLS echo server on an ephemeral loopback port with throwaway "
+            "certificates, run a few clients through it, and print what happened. "
+            "Needs trustme (pip install 'trio-rsocket[testing]')."
+        ),
+        epilog=_EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    echo = commands.add_parser(
+        "echo",
+        help="run an echo server until Ctrl-C",
+        description=(
+            "Run an echo server: every connection gets back what it sends. Prints the "
+            "address it listens on, then one line per connection on standard error. "
+            "Ctrl-C (or SIGTERM) stops it."
+        ),
+        epilog=_EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    echo.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; '' for every interface)",
+    )
+    echo.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: any free port)")
+    echo.add_argument("--cert", metavar="FILE", help="serve TLS with this certificate (PEM; needs --key)")
+    echo.add_argument("--key", metavar="FILE", help="the certificate's private key (PEM; needs --cert)")
+
+    connect = commands.add_parser(
+        "connect",
+        help="netcat-like client: standard input to the socket, the socket to standard output",
+        description=(
+            "Connect to HOST PORT, copy standard input to the socket and the socket to "
+            "standard output. When standard input ends, plain TCP sends end of file and "
+            "goes on printing until the peer closes; TLS, which has no half-close, goes "
+            "on printing until the peer closes or has been quiet for --wait seconds."
+        ),
+        epilog=_EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    connect.add_argument("host", metavar="HOST", help="host name or IP address")
+    connect.add_argument("port", metavar="PORT", type=_remote_port, help="port number")
+    connect.add_argument("--tls", action="store_true", help="use TLS, verifying the server with the system CAs")
+    connect.add_argument("--ca", metavar="FILE", help="trust this CA certificate (PEM) instead; implies --tls")
+    connect.add_argument(
+        "--insecure",
+        action="store_true",
+        help="use TLS without checking the server's certificate at all; implies --tls",
+    )
+    connect.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="give up if connecting (and the TLS handshake) takes longer than S seconds (default 30)",
+    )
+    connect.add_argument(
+        "--wait",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="TLS only: after standard input ends, close once the peer has been quiet for S seconds (default 1)",
+    )
+
+    commands.add_parser(
+        "bench",
+        help="benchmark RSocket against trio and asyncio streams (see 'bench --help')",
+        add_help=False,
+    )
+    return parser
+
+
+# ----------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    """Run the ``trio-rsocket`` command with *argv* (default ``sys.argv[1:]``)
+    and return its exit status.  The console script passes that to
+    :func:`sys.exit`."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        return _bench(args_list[1:], prog)
+    parser = _parser(prog)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return _dispatch(args, prog)
+    except BaseException as exc:
+        # Nurseries wrap what escapes them in exception groups: report the
+        # one error inside, as the user would want to read it.
+        error = _single(exc)
+        if isinstance(error, _Failure):
+            print(f"{prog} {args.command}: {error}", file=sys.stderr)
+            return error.status
+        if isinstance(error, KeyboardInterrupt):
+            print(f"{prog} {args.command}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if isinstance(error, TLSError):
+            print(f"{prog} {args.command}: TLS failed: {error}", file=sys.stderr)
+            return EXIT_TLS
+        if isinstance(error, RSocketError | trio.BrokenResourceError):
+            print(f"{prog} {args.command}: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        raise
+
+
+def _dispatch(args: argparse.Namespace, prog: str) -> int:
+    if args.command == "echo" and (args.cert is None) != (args.key is None):
+        raise _Failure("--cert and --key go together: give both for TLS", EXIT_USAGE)
+    if args.command == "connect" and args.ca is not None and args.insecure:
+        raise _Failure("--ca and --insecure contradict each other: give one", EXIT_USAGE)
+    # Handler errors and failed handshakes are logged by the library: show them.
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(name)s: %(message)s")
+    if args.command == "demo":
+        return _run_demo(sys.stdout)
+    if args.command == "echo":
+        status: int = trio.run(_echo_server, args.host, args.port, args.cert, args.key)
+        return status
+    status = trio.run(_connect, args)
+    return status
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The exception inside nested one-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _bench(argv: list[str], prog: str) -> int:
+    if importlib.util.find_spec("trio_rsocket._bench") is None:
+        print(f"{prog} bench: the benchmark is not part of this version of trio-rsocket", file=sys.stderr)
+        return EXIT_FAILED
+    from . import _bench
+
+    try:
+        return _bench.main(argv)
+    except SystemExit as exc:  # its --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
+
+# ----------------------------------------------------------------------
+# echo
+# ----------------------------------------------------------------------
+
+
+async def _echo_server(host: str, port: int, cert: str | None, key: str | None) -> int:
+    listener = RSocket()
+    if cert is not None and key is not None:
+        try:
+            listener.set_certs(key=key, cert=cert)
+        except TLSError as exc:
+            raise _Failure(str(exc), EXIT_TLS) from None
+    kind = "TLS" if cert is not None else "plain TCP"
+
+    async def echo(_data: object, sock: RSocket) -> None:
+        peer = "a client"
+        try:
+            peer = _show(*sock.get_peer_addr())
+            print(f"{peer} connected", file=sys.stderr, flush=True)
+            while data := await sock.read():
+                await sock.write(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            print(f"{peer} broken: {exc}", file=sys.stderr, flush=True)
+            return
+        count = sock.statistics().bytes_written
+        print(f"{peer} closed after echoing {count} bytes", file=sys.stderr, flush=True)
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            try:
+                await listener.listen(host or None, port, echo, nursery=nursery)
+            except ListenError as exc:
+                raise _Failure(f"cannot listen on {_show(host, port)}: {exc}", EXIT_FAILED) from None
+            except TLSError as exc:  # the certificate or key, read now
+                raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
+            address = _show(*listener.get_addr())
+            print(f"echo server listening on {address} ({kind}); Ctrl-C stops it", flush=True)
+            async for signum in signals:
+                print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+                break
+            listener.close()
+            nursery.cancel_scope.cancel()
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------
+# connect
+# ----------------------------------------------------------------------
+
+
+async def _connect(args: argparse.Namespace) -> int:
+    host: str = args.host
+    port: int = args.port
+    where = _show(host, port)
+    sock = RSocket()
+    tls = bool(args.tls or args.ca or args.insecure)
+    try:
+        if args.insecure:
+            sock.set_tls()
+            sock.set_verify(False, False)
+        elif args.ca is not None:
+            sock.set_certs(authority=args.ca)
+        elif tls:
+            sock.set_tls()
+    except TLSError as exc:
+        raise _Failure(str(exc), EXIT_TLS) from None
+
+    try:
+        await sock.connect(host, port, deadline=deadline_after(args.timeout))
+    except DeadlineError:
+        raise _Failure(f"timed out after {args.timeout:g} s connecting to {where}", EXIT_TIMEOUT) from None
+    except TLSError as exc:
+        raise _Failure(f"TLS with {where} failed: {exc}", EXIT_TLS) from None
+    except ConnectError as exc:
+        words = _os_words(exc)
+        raise _Failure(f"{exc}{f' ({words})' if words else ''}", EXIT_FAILED) from None
+
+    async with sock:
+        try:
+            await _copy_both_ways(sock, tls, args.wait)
+        except BaseException as exc:
+            error = _single(exc)
+            if isinstance(error, trio.BrokenResourceError):
+                raise _Failure(f"connection to {where} broken: {error}", EXIT_FAILED) from None
+            if isinstance(error, RSocketError):
+                raise _Failure(f"connection to {where} failed: {error}", EXIT_FAILED) from None
+            if isinstance(error, BrokenPipeError):
+                # Standard output was closed (`| head`): nobody is left to
+                # tell, and the interpreter's own flush at exit must not
+                # complain either.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return EXIT_FAILED
+            raise
+    return EXIT_OK
+
+
+async def _copy_both_ways(sock: RSocket, tls: bool, wait: float) -> None:
+    """Standard input to *sock* and *sock* to standard output, until the peer
+    closes, or (TLS) standard input has ended and the peer is quiet for *wait*."""
+    stdin = sys.stdin.fileno()
+    stdout = sys.stdout.buffer
+    # Bounds the socket-to-stdout copy once standard input has ended on TLS;
+    # pushed back each time data arrives.
+    quiet = trio.CancelScope()
+
+    async def stdin_to_socket() -> None:
+        while True:
+            # A thread, not trio's FdStream: that would set O_NONBLOCK on a
+            # descriptor shared with the shell.  os.read, not sys.stdin: an
+            # abandoned thread must not hold the buffer's lock at exit.
+            data = await trio.to_thread.run_sync(os.read, stdin, _CHUNK, abandon_on_cancel=True)
+            if not data:
+                break
+            await sock.write(data)
+        if tls:
+            quiet.deadline = trio.current_time() + wait
+        else:
+            await sock.send_eof()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stdin_to_socket)
+        with quiet:
+            while data := await sock.read(_CHUNK):
+                stdout.write(data)
+                stdout.flush()
+                if quiet.deadline != math.inf:
+                    quiet.deadline = trio.current_time() + wait
+        nursery.cancel_scope.cancel()
+
+
+# ----------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------
+
+_DEMO_CLIENTS: Final = 3
+# Sizes of the messages each demo client sends, one round trip each.
+_DEMO_SIZES: Final = (0, 1024, 16384)
+_DEMO_DEADLINE: Final = 0.1
+
+
+def _run_demo(out: TextIO) -> int:
+    try:
+        import trustme
+    except ImportError:
+        raise _Failure(
+            "the demo makes throwaway certificates with trustme: pip install 'trio-rsocket[testing]'", EXIT_FAILED
+        ) from None
+    ca = trustme.CA(organization_name="trio-rsocket demo CA")
+    status = trio_rsocket.run(_demo, ca, out)
+    return EXIT_FAILED if status is None else status
+
+
+def _message(client: int, size: int) -> bytes:
+    greeting = f"hello from client {client}".encode()
+    if not size:
+        return greeting
+    return (greeting + b" " + bytes(range(256)) * (size // 256 + 1))[:size]
+
+
+def _preview(data: bytes) -> str:
+    return repr(data) if len(data) <= 24 else f"{len(data):,} bytes"
+
+
+async def _demo(ca: trustme.CA, out: TextIO) -> int:
+    def say(who: str, text: str) -> None:
+        print(f"  {who:<12}  {text}", file=out, flush=True)
+
+    print(f"trio-rsocket {trio_rsocket.__version__} demo: TLS echo over loopback, all in one process\n", file=out)
+    server_cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
+    say("certificates", "throwaway CA and a server certificate for localhost, 127.0.0.1, ::1 (trustme, in memory)")
+
+    async def echo(_data: object, sock: RSocket) -> None:
+        while data := await sock.read():
+            await sock.write(data)
+
+    listener = RSocket()
+    listener.set_certs(
+        key=server_cert.private_key_pem.bytes(),
+        cert=b"".join(blob.bytes() for blob in server_cert.cert_chain_pems),
+    )
+    await listener.listen("127.0.0.1", 0, echo)
+    host, port = listener.get_addr()
+    say("server", f"listening on {_show(host, port)}, TLS; each connection is a fiber running echo()")
+
+    round_trips: list[float] = []
+    intact = 0
+    sent = 0
+
+    async def client(number: int) -> None:
+        nonlocal intact, sent
+        who = f"client {number}"
+        async with RSocket() as sock:
+            sock.set_certs(authority=ca.cert_pem.bytes())
+            await sock.connect(host, port, deadline=deadline_after(10))
+            say(who, f"connected, certificate verified, {sock.get_tls_version()} {sock.get_cipher()}")
+            for size in _DEMO_SIZES:
+                message = _message(number, size)
+                started = trio.current_time()
+                await sock.write(message, deadline=deadline_after(10))
+                reply = await sock.read_exactly(len(message), deadline=deadline_after(10))
+                elapsed = trio.current_time() - started
+                round_trips.append(elapsed)
+                sent += len(message)
+                ok = reply == message
+                intact += ok
+                say(
+                    who,
+                    f"sent {_preview(message)}, got {'it' if ok else 'SOMETHING ELSE'} back in {elapsed * 1000:.2f} ms",
+                )
+
+    async with trio.open_nursery() as nursery:
+        for number in range(1, _DEMO_CLIENTS + 1):
+            nursery.start_soon(client, number)
+
+    # A deadline is a point in time; when it passes the call raises
+    # DeadlineError and the socket stays usable.
+    async with RSocket() as sock:
+        sock.set_certs(authority=ca.cert_pem.bytes())
+        await sock.connect(host, port, deadline=deadline_after(10))
+        started = trio.current_time()
+        try:
+            await sock.read(deadline=deadline_after(_DEMO_DEADLINE))
+            say("deadline", "a read with nothing to read returned: unexpected")
+            deadline_ok = False
+        except DeadlineError:
+            waited = trio.current_time() - started
+            await sock.write(b"still here", deadline=deadline_after(10))
+            reply = await sock.read_exactly(10, deadline=deadline_after(10))
+            deadline_ok = reply == b"still here"
+            say(
+                "deadline",
+                f"read with nothing sent: DeadlineError after {waited:.3f} s; then the socket echoed {reply!r}",
+            )
+
+    stats = listener.statistics()
+    listener.close()
+    say("server", f"closed: {stats.accepted} connections accepted, {stats.handler_errors} handler errors")
+
+    expected = _DEMO_CLIENTS * len(_DEMO_SIZES)
+    median = statistics.median(round_trips) * 1000 if round_trips else math.nan
+    all_ok = intact == expected and deadline_ok and stats.handler_errors == 0
+    print(
+        f"\nsummary: {_DEMO_CLIENTS} TLS clients, {expected} round trips, {intact}/{expected} echoed intact, "
+        f"{sent:,} bytes each way, median round trip {median:.2f} ms, deadline {'ok' if deadline_ok else 'FAILED'}"
+        f" -> {'ok' if all_ok else 'FAILED'}",
+        file=out,
+        flush=True,
+    )
+    return EXIT_OK if all_ok else EXIT_FAILED

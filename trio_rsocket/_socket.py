@@ -124,6 +124,9 @@ def _check_port(port: object) -> int:
 
 
 def _writable_view(buffer: object) -> memoryview:
+    if type(buffer) is bytearray and buffer:
+        # The common case passes every check below by construction.
+        return memoryview(buffer)
     try:
         view = memoryview(buffer)  # type: ignore[arg-type]
     except TypeError:
@@ -548,17 +551,6 @@ class RSocket(trio.abc.HalfCloseableStream):
             return await self._read(max_bytes)
         raise self._failed(DeadlineError("Read deadline passed before any data arrived"))
 
-    # Whether the next plain-TCP read waits for readability before its first
-    # recv: true after a read that had to wait and then got less than it asked
-    # for (a peer that sends in small pieces with pauses, as request/response
-    # protocols do), because then the next read will most likely have to wait
-    # too, and a recv that fails with EAGAIN (a system call and an exception)
-    # is the costliest part of such a read.  A read that fills its buffer
-    # turns it off: more data is probably queued.  Either way the read is one
-    # checkpoint and returns the same data; only the order of recv and wait
-    # changes.
-    _read_waits: bool = False
-
     async def _read(self, max_bytes: int) -> bytes:
         if self._reading:
             raise trio.BusyResourceError("another fiber is already reading from this socket")
@@ -566,19 +558,27 @@ class RSocket(trio.abc.HalfCloseableStream):
         try:
             raw = self._raw
             if raw is not None and self._ssl is None and not self._buffer:
-                # Plain TCP, nothing buffered: the hot path, _receive inlined.
-                if self._read_waits:
-                    data = await self._receive_blocked(raw, max_bytes)
-                else:
-                    await checkpoint_if_cancelled()
+                # Plain TCP, nothing buffered: the hot path, _receive written
+                # out here so that a blocked reader is one frame shorter.
+                await checkpoint_if_cancelled()
+                waited = False
+                while True:  # ends at the first recv that does not say "would block"
                     try:
                         data = raw.recv(max_bytes)
                     except BlockingIOError:
-                        data = await self._receive_blocked(raw, max_bytes)
+                        pass
                     except OSError as exc:
                         raise self._failed(_broken(exc)) from exc
                     else:
-                        await cancel_shielded_checkpoint()
+                        break
+                    # Waits outside the except clause: a fiber suspended in
+                    # one keeps the exception and its traceback alive (half
+                    # a KiB per idle connection) and chains it to anything
+                    # raised later.
+                    await wait_readable(raw)
+                    waited = True
+                if not waited:
+                    await cancel_shielded_checkpoint()
                 if not data:
                     self._eof = True
             elif self._buffer:
@@ -599,29 +599,23 @@ class RSocket(trio.abc.HalfCloseableStream):
         else:
             raw = self._open_raw()
             await checkpoint_if_cancelled()
-            try:
-                data = raw.recv(max_bytes)
-            except BlockingIOError:
-                data = await self._receive_blocked(raw, max_bytes)
-            except OSError as exc:
-                raise self._failed(_broken(exc)) from exc
-            else:
+            waited = False
+            while True:  # as in _read
+                try:
+                    data = raw.recv(max_bytes)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise self._failed(_broken(exc)) from exc
+                else:
+                    break
+                await wait_readable(raw)
+                waited = True
+            if not waited:
                 await cancel_shielded_checkpoint()
         if not data:
             self._eof = True
         return data
-
-    async def _receive_blocked(self, raw: stdlib_socket.socket, max_bytes: int) -> bytes:
-        while True:
-            await wait_readable(raw)
-            try:
-                data = raw.recv(max_bytes)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise self._failed(_broken(exc)) from exc
-            self._read_waits = len(data) < max_bytes
-            return data
 
     async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
         """Read into *buffer* (any writable bytes-like object); return the count.
@@ -645,18 +639,21 @@ class RSocket(trio.abc.HalfCloseableStream):
                 count = await self._read_into_copy(view)
             else:
                 raw = self._open_raw()
-                if self._read_waits:
-                    count = await self._receive_into_blocked(raw, view)
-                else:
-                    await checkpoint_if_cancelled()
+                await checkpoint_if_cancelled()
+                waited = False
+                while True:  # as in _read
                     try:
                         count = raw.recv_into(view)
                     except BlockingIOError:
-                        count = await self._receive_into_blocked(raw, view)
+                        pass
                     except OSError as exc:
                         raise self._failed(_broken(exc)) from exc
                     else:
-                        await cancel_shielded_checkpoint()
+                        break
+                    await wait_readable(raw)
+                    waited = True
+                if not waited:
+                    await cancel_shielded_checkpoint()
                 if not count:
                     self._eof = True
         finally:
@@ -674,18 +671,6 @@ class RSocket(trio.abc.HalfCloseableStream):
         view[:count] = self._buffer[:count]
         del self._buffer[:count]
         return count
-
-    async def _receive_into_blocked(self, raw: stdlib_socket.socket, view: memoryview) -> int:
-        while True:
-            await wait_readable(raw)
-            try:
-                count = raw.recv_into(view)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise self._failed(_broken(exc)) from exc
-            self._read_waits = count < len(view)
-            return count
 
     async def read_exactly(self, count: int, deadline: Deadline = None) -> bytes:
         """Read exactly *count* bytes.
@@ -788,9 +773,9 @@ class RSocket(trio.abc.HalfCloseableStream):
           trio.ClosedResourceError: the socket was closed, or ``send_eof`` ran.
           trio.BusyResourceError: another fiber is already writing.
         """
-        view = _data_view(data)
-        limit = check_deadline(deadline)
-        if limit == math.inf:
+        # bytes, the common case, needs no view: send() takes it as it is.
+        view = data if type(data) is bytes else _data_view(data)
+        if deadline is None or (limit := check_deadline(deadline)) == math.inf:
             await self._write(view)
             return len(view)
         with trio.CancelScope(deadline=limit):
@@ -803,16 +788,18 @@ class RSocket(trio.abc.HalfCloseableStream):
             )
         )
 
-    async def _write(self, view: memoryview) -> None:
+    async def _write(self, view: bytes | memoryview) -> None:
         if self._writing:
             raise trio.BusyResourceError("another fiber is already writing to this socket")
         self._writing = True
         self._write_progress = 0
         try:
             if self._ssl is not None:
-                await self._ssl_write(view)
+                await self._ssl_write(memoryview(view))
                 return
-            raw = self._open_raw()
+            raw = self._raw
+            if raw is None:
+                raw = self._open_raw()  # raises the right error
             if self._sent_eof:
                 raise trio.ClosedResourceError("can't write after send_eof")
             await checkpoint_if_cancelled()
@@ -832,7 +819,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         finally:
             self._writing = False
 
-    async def _write_blocked(self, raw: stdlib_socket.socket, view: memoryview, sent: int) -> None:
+    async def _write_blocked(self, raw: stdlib_socket.socket, data: bytes | memoryview, sent: int) -> None:
+        view = memoryview(data)  # slices of a view copy nothing
         total = len(view)
         while sent < total:
             await wait_writable(raw)
@@ -952,10 +940,15 @@ class RSocket(trio.abc.HalfCloseableStream):
             self._listener.close()
         self._closed = True
         self._eof = True
-        trio_socket, self._trio_socket, self._raw = self._trio_socket, None, None
-        if trio_socket is not None:
-            # trio's close() wakes blocked waiters before the descriptor goes.
-            trio_socket.close()
+        raw, self._trio_socket, self._raw = self._raw, None, None
+        if raw is not None:
+            # Wake the fibers blocked on the descriptor before it goes (what
+            # trio's own socket close does).  Outside trio nobody can be
+            # waiting, and close must still work there (cleanup after
+            # trio.run, a finalizer, ...).
+            with contextlib.suppress(RuntimeError):
+                trio.lowlevel.notify_closing(raw)
+            raw.close()
 
     async def aclose(self) -> None:
         """Close gracefully: TLS sends close_notify first.  Always closes, even

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno as errno_codes
 import math
+import os
 import socket as stdlib_socket
 import ssl
 import struct
@@ -75,6 +76,9 @@ DEFAULT_READ_SIZE: Final = 65536
 # ClosedResourceError; every other OSError on an open stream means the peer or
 # the network broke it.
 _CLOSED_ERRNOS: Final = frozenset({errno_codes.EBADF, errno_codes.ENOTSOCK})
+# connect_ex() on a non-blocking socket: the handshake is under way.
+_CONNECT_PENDING: Final = frozenset({errno_codes.EINPROGRESS, errno_codes.EAGAIN, errno_codes.EWOULDBLOCK})
+_NUMERIC_ONLY: Final = stdlib_socket.AI_NUMERICHOST | stdlib_socket.AI_NUMERICSERV
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +173,23 @@ def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError
     if exc.errno in _CLOSED_ERRNOS:
         return trio.ClosedResourceError("this socket was already closed")
     return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
+async def _connect_to(raw: stdlib_socket.socket, address: Any) -> None:
+    """Connect the non-blocking *raw* to *address*: a checkpoint, cancellable
+    while the handshake is in flight (the caller closes *raw* then)."""
+    raw.setblocking(False)
+    await checkpoint_if_cancelled()
+    code = raw.connect_ex(address)
+    if code == 0:
+        await cancel_shielded_checkpoint()
+        return
+    if code not in _CONNECT_PENDING:
+        raise OSError(code, f"Error connecting to {address!r}: {os.strerror(code)}")
+    await wait_writable(raw)
+    code = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
+    if code != 0:
+        raise OSError(code, f"Error connecting to {address!r}: {os.strerror(code)}")
 
 
 class RSocket(trio.abc.HalfCloseableStream):
@@ -283,11 +304,10 @@ class RSocket(trio.abc.HalfCloseableStream):
             await checkpoint()
             return
         context = self._server_context()
-        trio_socket = self._trio_socket
-        if trio_socket is None:
+        if self._raw is None:
             await checkpoint()
             raise trio.ClosedResourceError("this socket was closed")
-        ssl_stream = trio.SSLStream(self._tls_transport(trio_socket), context, server_side=True)
+        ssl_stream = trio.SSLStream(self._tls_transport(), context, server_side=True)
         try:
             await ssl_stream.do_handshake()
         except trio.BrokenResourceError as exc:
@@ -313,8 +333,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         On failure (and on cancellation) the socket is left unconnected and
         can be connected again.
         """
-        assert self._trio_socket is not None
-        ssl_stream = trio.SSLStream(self._tls_transport(self._trio_socket), tls.context, server_hostname=host)
+        ssl_stream = trio.SSLStream(self._tls_transport(), tls.context, server_hostname=host)
         try:
             await ssl_stream.do_handshake()
             if tls.check_peer:
@@ -339,8 +358,16 @@ class RSocket(trio.abc.HalfCloseableStream):
             with contextlib.suppress(OSError):
                 self._raw.send(alert)
 
-    def _tls_transport(self, trio_socket: trio.socket.SocketType) -> trio.SocketStream:
-        stream = trio.SocketStream(trio_socket)
+    def _trio_view(self) -> trio.socket.SocketType:
+        """A trio socket over this socket's descriptor, made on first need
+        (TLS, :attr:`stream`): the plain-TCP paths drive the descriptor
+        themselves, so most connections never pay for one."""
+        if self._trio_socket is None:
+            self._trio_socket = trio.socket.from_stdlib_socket(self._open_raw())
+        return self._trio_socket
+
+    def _tls_transport(self) -> trio.SocketStream:
+        stream = trio.SocketStream(self._trio_view())
         if self._no_delay is False:
             # SocketStream turns TCP_NODELAY on; the user asked for Nagle.
             stream.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, False)
@@ -349,7 +376,7 @@ class RSocket(trio.abc.HalfCloseableStream):
     def _attach(self, raw: stdlib_socket.socket) -> None:
         raw.setblocking(False)
         self._raw = raw
-        self._trio_socket = trio.socket.from_stdlib_socket(raw)
+        self._trio_socket = None
         self._stream = None
         self._ssl = None
         self._buffer.clear()
@@ -401,24 +428,28 @@ class RSocket(trio.abc.HalfCloseableStream):
         # TLS configuration errors (a missing key file, ...) come before any I/O.
         tls = self._client_context()
         try:
-            addresses = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
-        except stdlib_socket.gaierror as exc:
-            raise self._failed(ConnectError(f"Cannot find address of {host}:{port}", exc.errno)) from exc
+            # A numeric address needs no resolver: answered at once, without
+            # the scheduler pass of trio's getaddrinfo (trio skips its resolver
+            # hooks for numeric addresses too).
+            addresses = stdlib_socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM, flags=_NUMERIC_ONLY)
+        except stdlib_socket.gaierror:
+            try:
+                addresses = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
+            except stdlib_socket.gaierror as exc:
+                raise self._failed(ConnectError(f"Cannot find address of {host}:{port}", exc.errno)) from exc
         # Ioto's order: every IPv4 address, then every IPv6 one.
         addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
         last_error: OSError | None = None
         for family, kind, proto, _, address in addresses:
             raw = stdlib_socket.socket(family, kind, proto)
-            raw.setblocking(False)
-            trio_socket = trio.socket.from_stdlib_socket(raw)
             try:
-                await trio_socket.connect(address)
+                await _connect_to(raw, address)
             except OSError as exc:
-                trio_socket.close()
+                raw.close()
                 last_error = exc
                 continue
             except BaseException:
-                trio_socket.close()
+                raw.close()
                 raise
             self._attach(raw)
             if tls is not None:
@@ -496,7 +527,6 @@ class RSocket(trio.abc.HalfCloseableStream):
 
         listener = _listen.Listener(raw, handler, data, self._accepted, stop_listening, float(handshake_timeout))
         self._raw = raw
-        self._trio_socket = trio.socket.from_stdlib_socket(raw)
         self._listener = listener
         self._listening = True
         try:
@@ -779,7 +809,7 @@ class RSocket(trio.abc.HalfCloseableStream):
             await self._write(view)
             return len(view)
         with trio.CancelScope(deadline=limit):
-            await self._write(view)
+            await self._write(view, by_record=True)
             return len(view)
         raise self._failed(
             DeadlineError(
@@ -788,14 +818,17 @@ class RSocket(trio.abc.HalfCloseableStream):
             )
         )
 
-    async def _write(self, view: bytes | memoryview) -> None:
+    async def _write(self, view: bytes | memoryview, by_record: bool = False) -> None:
+        """Write all of *view*.  *by_record*: this write has a deadline of its
+        own, so over TLS hand the data over one record at a time, to be able
+        to say how much went out (see :meth:`_ssl_write`)."""
         if self._writing:
             raise trio.BusyResourceError("another fiber is already writing to this socket")
         self._writing = True
         self._write_progress = 0
         try:
             if self._ssl is not None:
-                await self._ssl_write(memoryview(view))
+                await self._ssl_write(memoryview(view), by_record)
                 return
             raw = self._raw
             if raw is None:
@@ -834,11 +867,13 @@ class RSocket(trio.abc.HalfCloseableStream):
             self._write_progress = sent
             self._bytes_written += count
 
-    async def _ssl_write(self, view: memoryview) -> None:
+    async def _ssl_write(self, view: memoryview, by_record: bool) -> None:
         """Write through the TLS layer.
 
-        With no deadline in force the data goes to :meth:`trio.SSLStream.send_all`
-        in one piece (fastest).  Under a deadline it goes one TLS record
+        Without a deadline of the write's own the data goes to
+        :meth:`trio.SSLStream.send_all` in one piece (fastest; an enclosing
+        scope's cancellation reports no count anyway).  With one
+        (*by_record*) it goes one TLS record
         (:data:`_tls.RECORD_SIZE` bytes) at a time, so ``bytes_written`` can
         be honest: it counts the records wholly handed to the kernel, which
         are exactly the bytes the peer can decrypt.  If the deadline passes in
@@ -850,7 +885,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         ssl_stream = self._ssl
         assert ssl_stream is not None
         total = len(view)
-        if total <= _tls.RECORD_SIZE or trio.current_effective_deadline() == math.inf:
+        if total <= _tls.RECORD_SIZE or not by_record:
             await self._ssl_call(ssl_stream.send_all, view)
             self._write_progress = total
             self._bytes_written += total
@@ -1074,8 +1109,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         if self._ssl is not None:
             return self._ssl
-        if self._stream is None and self._trio_socket is not None:
-            self._stream = trio.SocketStream(self._trio_socket)
+        if self._stream is None and self._raw is not None:
+            self._stream = trio.SocketStream(self._trio_view())
         return self._stream
 
     def statistics(self) -> SocketStatistics:

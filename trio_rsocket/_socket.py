@@ -586,32 +586,7 @@ class RSocket(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another fiber is already reading from this socket")
         self._reading = True
         try:
-            raw = self._raw
-            if raw is not None and self._ssl is None and not self._buffer:
-                # Plain TCP, nothing buffered: the hot path, _receive written
-                # out here so that a blocked reader is one frame shorter.
-                await checkpoint_if_cancelled()
-                waited = False
-                while True:  # ends at the first recv that does not say "would block"
-                    try:
-                        data = raw.recv(max_bytes)
-                    except BlockingIOError:
-                        pass
-                    except OSError as exc:
-                        raise self._failed(_broken(exc)) from exc
-                    else:
-                        break
-                    # Waits outside the except clause: a fiber suspended in
-                    # one keeps the exception and its traceback alive (half
-                    # a KiB per idle connection) and chains it to anything
-                    # raised later.
-                    await wait_readable(raw)
-                    waited = True
-                if not waited:
-                    await cancel_shielded_checkpoint()
-                if not data:
-                    self._eof = True
-            elif self._buffer:
+            if self._buffer:
                 await checkpoint()
                 data = bytes(self._buffer[:max_bytes])
                 del self._buffer[:max_bytes]
@@ -624,28 +599,40 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     async def _receive(self, max_bytes: int) -> bytes:
         """One receive from the connection, bypassing ``_buffer``."""
-        if self._ssl is not None:
-            data: bytes = await self._ssl_call(self._ssl.receive_some, max_bytes)
+        if self._ssl is None:
+            raw = self._raw
+            if raw is None:
+                raw = self._open_raw()  # raises the right error
+            data: bytes = await self._when_readable(raw, raw.recv, max_bytes)
         else:
-            raw = self._open_raw()
-            await checkpoint_if_cancelled()
-            waited = False
-            while True:  # as in _read
-                try:
-                    data = raw.recv(max_bytes)
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise self._failed(_broken(exc)) from exc
-                else:
-                    break
-                await wait_readable(raw)
-                waited = True
-            if not waited:
-                await cancel_shielded_checkpoint()
+            data = await self._ssl_call(self._ssl.receive_some, max_bytes)
         if not data:
             self._eof = True
         return data
+
+    async def _when_readable(self, raw: stdlib_socket.socket, receive: Callable[[Any], Any], argument: Any) -> Any:
+        """``receive(argument)`` (``raw.recv`` or ``raw.recv_into``) as a trio
+        checkpoint: try it at once, wait for readability only if it would
+        block (trio's own non-blocking sandwich)."""
+        await checkpoint_if_cancelled()
+        waited = False
+        while True:  # ends at the first call that does not say "would block"
+            try:
+                result = receive(argument)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._failed(_broken(exc)) from exc
+            else:
+                break
+            # Waits outside the except clause: a fiber suspended in one keeps
+            # the exception and its traceback alive (half a KiB per idle
+            # connection) and chains it to anything raised later.
+            await wait_readable(raw)
+            waited = True
+        if not waited:
+            await cancel_shielded_checkpoint()
+        return result
 
     async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
         """Read into *buffer* (any writable bytes-like object); return the count.
@@ -669,21 +656,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                 count = await self._read_into_copy(view)
             else:
                 raw = self._open_raw()
-                await checkpoint_if_cancelled()
-                waited = False
-                while True:  # as in _read
-                    try:
-                        count = raw.recv_into(view)
-                    except BlockingIOError:
-                        pass
-                    except OSError as exc:
-                        raise self._failed(_broken(exc)) from exc
-                    else:
-                        break
-                    await wait_readable(raw)
-                    waited = True
-                if not waited:
-                    await cancel_shielded_checkpoint()
+                count = await self._when_readable(raw, raw.recv_into, view)
                 if not count:
                     self._eof = True
         finally:

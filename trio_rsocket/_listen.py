@@ -52,6 +52,7 @@ __all__ = [
     "Connection",
     "Listener",
     "check_listen_arguments",
+    "display_address",
     "get_socket_limit",
     "open_listening_socket",
     "set_socket_limit",
@@ -253,14 +254,20 @@ def _bind(family: int, address: Any, backlog: int, reuse_port: bool, dual_stack:
     return raw
 
 
+def display_address(address: Any) -> tuple[str, int]:
+    """``(ip, port)`` from a socket address, IPv4-mapped IPv6 shown as dotted IPv4."""
+    host, port = str(address[0]), address[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host, port
+
+
 def _peer_text(address: Any) -> str:
     """``host:port`` of a peer for log messages (IPv4-mapped shown as IPv4)."""
     try:
-        host, port = str(address[0]), address[1]
+        host, port = display_address(address)
     except (TypeError, IndexError):
         return repr(address)
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

@@ -160,14 +160,6 @@ def _data_view(data: object, argument: str = "data") -> memoryview:
     return view
 
 
-def _display_address(address: Any) -> tuple[str, int]:
-    """``(ip, port)`` from a sockaddr, IPv4-mapped IPv6 shown as dotted IPv4."""
-    host, port = address[0], address[1]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return host, port
-
-
 def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
     """The one place that turns an OSError on an open stream into trio's error."""
     if exc.errno in _CLOSED_ERRNOS:
@@ -530,7 +522,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         self._listener = listener
         self._listening = True
         try:
-            target.start_soon(listener.serve, name=f"trio_rsocket listener {_display_address(raw.getsockname())}")
+            where = _listen.display_address(raw.getsockname())
+            target.start_soon(listener.serve, name=f"trio_rsocket listener {where}")
         except BaseException:
             # A nursery closed to new arrivals: no accept loop, so no port.
             self.close()
@@ -1032,7 +1025,7 @@ class RSocket(trio.abc.HalfCloseableStream):
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
-        return _display_address(self._open_raw().getsockname())
+        return _listen.display_address(self._open_raw().getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
         """The peer's ``(ip, port)``.
@@ -1040,7 +1033,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
         try:
-            return _display_address(self._open_raw().getpeername())
+            return _listen.display_address(self._open_raw().getpeername())
         except OSError as exc:
             raise self._failed(_broken(exc)) from exc
 

@@ -593,3 +593,21 @@ def test_close_works_outside_trio() -> None:
     assert client.is_closed()
     assert client.get_handle() == -1
     assert server.get_handle() == -1
+
+
+@pytest.mark.parametrize("close", ["close", "aclose"])
+async def test_reads_after_close_raise_even_with_buffered_bytes(pair: tuple[RSocket, RSocket], close: str) -> None:
+    client, server = pair
+    await server.write(b"line1\nline2 and more\n")
+    await trio.testing.wait_all_tasks_blocked()
+    assert await client.read_until(b"\n") == b"line1\n"  # the rest stays buffered
+    if close == "close":
+        client.close()
+    else:
+        await client.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read()
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read_into(bytearray(4))
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read_exactly(2)

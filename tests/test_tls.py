@@ -1156,3 +1156,22 @@ def test_an_unreadable_peer_certificate_is_a_tls_error() -> None:
         _tls.check_peer(b"\x30\x03\x02\x01", "localhost")
     with pytest.raises(TLSError, match="No certificate provided"):
         _tls.check_peer(None, "localhost")
+
+
+@pytest.mark.parametrize("close", ["close", "aclose"])
+async def test_reads_after_close_raise_even_with_decrypted_bytes_waiting(
+    tls_pair: tuple[RSocket, RSocket], close: str
+) -> None:
+    client, server = tls_pair
+    await server.write(b"line1\nline2 and more\n")
+    assert await client.read(3) == b"lin"  # the rest of the record waits inside the TLS layer
+    if close == "close":
+        client.close()
+    else:
+        await client.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read()
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read_into(bytearray(4))
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read_until(b"\n")

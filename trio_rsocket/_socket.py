@@ -941,6 +941,11 @@ class RSocket(trio.abc.HalfCloseableStream):
             self._listener.close()
         self._closed = True
         self._eof = True
+        # What was received and not yet read goes with the connection: after
+        # close every read raises ClosedResourceError (trio's contract), and
+        # the TLS layer's decrypted bytes must not answer it either.
+        self._buffer.clear()
+        self._ssl = None
         raw, self._trio_socket, self._raw = self._raw, None, None
         if raw is not None:
             # Wake the fibers blocked on the descriptor before it goes (what
@@ -987,9 +992,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         self.close()
         self._closed = self._eof = self._sent_eof = False
-        self._buffer.clear()
         self._stream = None
-        self._ssl = None
         self._error = ""
 
     # ------------------------------------------------------------------

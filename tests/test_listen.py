@@ -783,3 +783,9 @@ async def test_ioto_socket_test_server_receives_every_byte(host: str) -> None:
         await done.wait()
     assert len(received) == len(IOTO_LINE) * IOTO_LINES
     assert received == IOTO_LINE * IOTO_LINES
+
+
+async def test_a_name_no_dns_label_can_hold_is_a_listen_error() -> None:
+    async with trio_rsocket.open_runtime():
+        with pytest.raises(trio_rsocket.ListenError, match="Cannot find address of"):
+            await RSocket().listen("a" * 70 + ".invalid", 0, echo)

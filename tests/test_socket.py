@@ -611,3 +611,24 @@ async def test_reads_after_close_raise_even_with_buffered_bytes(pair: tuple[RSoc
         await client.read_into(bytearray(4))
     with pytest.raises(trio.ClosedResourceError):
         await client.read_exactly(2)
+
+
+async def test_a_name_no_dns_label_can_hold_is_a_connect_error() -> None:
+    sock = RSocket()
+    name = "a" * 70 + ".invalid"
+    with pytest.raises(ConnectError, match=r"^Cannot find address of a+\.invalid:80$"):
+        await sock.connect(name, 80)
+    assert sock.get_error().startswith("Cannot find address of")
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")
+async def test_ipv6_addresses_are_bracketed_in_messages() -> None:
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectError) as caught:
+        await RSocket().connect("::1", port)
+    assert str(caught.value) == f"Cannot connect socket to [::1]:{port}"
+    assert caught.value.strerror == str(caught.value)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert caught.value.__cause__.strerror == "Connection refused"

@@ -205,7 +205,7 @@ async def open_listening_socket(
     Raises :class:`ListenError` (errno kept) if the name does not resolve or
     the address cannot be bound.
     """
-    where = f"{host or '*'}:{port}"
+    where = f"[{host}]:{port}" if host and ":" in host else f"{host or '*'}:{port}"
     dual_stack = False
     address: Any
     if host:
@@ -217,8 +217,9 @@ async def open_listening_socket(
                 found = await trio.socket.getaddrinfo(
                     host, port, type=stdlib_socket.SOCK_STREAM, flags=stdlib_socket.AI_PASSIVE
                 )
-            except stdlib_socket.gaierror as exc:
-                raise ListenError(f"Cannot find address of {where}", exc.errno) from exc
+            except (stdlib_socket.gaierror, UnicodeError) as exc:
+                # UnicodeError: a name no DNS label can hold (over 63 characters, ...).
+                raise ListenError(f"Cannot find address of {where}", getattr(exc, "errno", None)) from exc
             family, _, _, _, address = found[0]
     else:
         await checkpoint()

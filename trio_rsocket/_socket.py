@@ -167,6 +167,11 @@ def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError
     return trio.BrokenResourceError(f"socket connection broken: {exc}")
 
 
+def _where(host: str, port: int) -> str:
+    """``host:port`` for messages, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 async def _connect_to(raw: stdlib_socket.socket, address: Any) -> None:
     """Connect the non-blocking *raw* to *address*: a checkpoint, cancellable
     while the handshake is in flight (the caller closes *raw* then)."""
@@ -177,11 +182,11 @@ async def _connect_to(raw: stdlib_socket.socket, address: Any) -> None:
         await cancel_shielded_checkpoint()
         return
     if code not in _CONNECT_PENDING:
-        raise OSError(code, f"Error connecting to {address!r}: {os.strerror(code)}")
+        raise OSError(code, os.strerror(code))
     await wait_writable(raw)
     code = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
     if code != 0:
-        raise OSError(code, f"Error connecting to {address!r}: {os.strerror(code)}")
+        raise OSError(code, os.strerror(code))
 
 
 class RSocket(trio.abc.HalfCloseableStream):
@@ -414,7 +419,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         with trio.CancelScope(deadline=limit):
             await self._connect(host, port)
             return
-        raise self._failed(DeadlineError(f"Cannot connect socket to {host}:{port} before the deadline"))
+        raise self._failed(DeadlineError(f"Cannot connect socket to {_where(host, port)} before the deadline"))
 
     async def _connect(self, host: str, port: int) -> None:
         # TLS configuration errors (a missing key file, ...) come before any I/O.
@@ -424,11 +429,13 @@ class RSocket(trio.abc.HalfCloseableStream):
             # the scheduler pass of trio's getaddrinfo (trio skips its resolver
             # hooks for numeric addresses too).
             addresses = stdlib_socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM, flags=_NUMERIC_ONLY)
-        except stdlib_socket.gaierror:
+        except (stdlib_socket.gaierror, UnicodeError):
             try:
                 addresses = await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM)
-            except stdlib_socket.gaierror as exc:
-                raise self._failed(ConnectError(f"Cannot find address of {host}:{port}", exc.errno)) from exc
+            except (stdlib_socket.gaierror, UnicodeError) as exc:
+                # UnicodeError: a name no DNS label can hold (over 63 characters, ...).
+                message = f"Cannot find address of {_where(host, port)}"
+                raise self._failed(ConnectError(message, getattr(exc, "errno", None))) from exc
         # Ioto's order: every IPv4 address, then every IPv6 one.
         addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
         last_error: OSError | None = None
@@ -448,7 +455,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                 await self._client_handshake(tls, host)
             return
         code = last_error.errno if last_error is not None else None
-        raise self._failed(ConnectError(f"Cannot connect socket to {host}:{port}", code)) from last_error
+        raise self._failed(ConnectError(f"Cannot connect socket to {_where(host, port)}", code)) from last_error
 
     # ------------------------------------------------------------------
     # Listen

@@ -94,6 +94,13 @@ def _port(text: str) -> int:
     return _port_number(text, 0)
 
 
+def _remote_host(text: str) -> str:
+    """A host to connect to: a name or an address, never empty."""
+    if not text:
+        raise argparse.ArgumentTypeError("HOST must not be empty")
+    return text
+
+
 def _remote_port(text: str) -> int:
     """A port to connect to."""
     return _port_number(text, 1)
@@ -185,7 +192,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    connect.add_argument("host", metavar="HOST", help="host name or IP address")
+    connect.add_argument("host", metavar="HOST", type=_remote_host, help="host name or IP address")
     connect.add_argument("port", metavar="PORT", type=_remote_port, help="port number")
     connect.add_argument("--tls", action="store_true", help="use TLS, verifying the server with the system CAs")
     connect.add_argument("--ca", metavar="FILE", help="trust this CA certificate (PEM) instead; implies --tls")
@@ -322,7 +329,7 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
             try:
                 await listener.listen(host or None, port, echo, nursery=nursery)
             except ListenError as exc:
-                raise _Failure(f"cannot listen on {_show(host, port)}: {exc}", EXIT_FAILED) from None
+                raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
             except TLSError as exc:  # the certificate or key, read now
                 raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
             address = _show(*listener.get_addr())

@@ -208,3 +208,15 @@ async def test_deadline_after_is_relative_to_trio_clock(autojump_clock: trio.tes
     assert deadline_after(30) == trio.current_time() + 30
     await trio.sleep(5)
     assert deadline_after(0.5) == trio.current_time() + 0.5
+
+
+async def test_deadline_after_zero_at_time_zero_is_still_a_deadline(
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+) -> None:
+    # MockClock starts at 0, and a deadline of exactly 0 would mean "none".
+    _, server = pair
+    assert trio.current_time() == 0  # nothing has slept yet
+    deadline = deadline_after(0)
+    assert deadline > 0
+    with pytest.raises(DeadlineError):
+        await server.read(deadline=deadline)

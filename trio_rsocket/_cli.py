@@ -268,7 +268,7 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
     if args.command == "connect" and args.ca is not None and args.insecure:
         raise _Failure("--ca and --insecure contradict each other: give one", EXIT_USAGE)
     # Handler errors and failed handshakes are logged by the library: show them.
-    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(message)s")
     if args.command == "demo":
         return _run_demo(sys.stdout)
     if args.command == "echo":

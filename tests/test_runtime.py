@@ -365,3 +365,20 @@ async def test_resuming_a_finished_fiber_raises_runtime_error() -> None:
 async def test_resume_fiber_rejects_what_is_not_a_fiber() -> None:
     with pytest.raises(TypeError, match="fiber must be a Fiber"):
         resume_fiber("fiber")  # type: ignore[arg-type]
+
+
+def test_run_hands_on_ctrl_c_bare() -> None:
+    async def interrupted() -> None:
+        trio_rsocket.spawn_fiber(trio.sleep_forever)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trio_rsocket.run(interrupted)
+
+
+def test_run_keeps_other_errors_grouped() -> None:
+    async def failing() -> None:
+        raise ValueError("boom")
+
+    with pytest.RaisesGroup(ValueError):
+        trio_rsocket.run(failing)

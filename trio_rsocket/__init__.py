@@ -30,3 +30,39 @@ from ._tls import set_default_certs as set_default_certs
 from ._tls import set_default_ciphers as set_default_ciphers
 from ._tls import set_default_verify as set_default_verify
 from ._version import __version__ as __version__
+
+__all__ = [
+    "CertSource",
+    "ConnectError",
+    "Deadline",
+    "DeadlineError",
+    "Fiber",
+    "IncompleteReadError",
+    "ListenError",
+    "RSocket",
+    "RSocketError",
+    "SocketStatistics",
+    "TLSError",
+    "__version__",
+    "current_fiber",
+    "deadline_after",
+    "get_socket_limit",
+    "open_runtime",
+    "resume_fiber",
+    "run",
+    "set_default_certs",
+    "set_default_ciphers",
+    "set_default_verify",
+    "set_socket_limit",
+    "spawn_fiber",
+    "stop",
+    "suspend_fiber",
+]
+
+# Public objects say they are trio_rsocket's (in tracebacks, reprs and help()),
+# not the private module they happen to live in; trio does the same.
+for _name in __all__:
+    _object = globals()[_name]
+    if getattr(_object, "__module__", "").startswith("trio_rsocket._"):
+        _object.__module__ = __name__
+del _name, _object

@@ -29,7 +29,7 @@ import contextvars
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final, TypeVar
+from typing import Final, TypeVar, TypeVarTuple, Unpack
 
 import outcome
 import trio
@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: The positional arguments a function is started with (typed as trio types them).
+ArgsT = TypeVarTuple("ArgsT")
 
 #: How to get a runtime, appended to every "no runtime" error.
 _HOW_TO_FIX: Final = (
@@ -121,7 +123,7 @@ async def open_runtime() -> AsyncIterator[trio.Nursery]:
             _current_runtime.reset(token)
 
 
-def run(fn: Callable[..., Awaitable[T]], *args: object, clock: trio.abc.Clock | None = None) -> T | None:
+def run(fn: Callable[[Unpack[ArgsT]], Awaitable[T]], *args: *ArgsT, clock: trio.abc.Clock | None = None) -> T | None:
     """Run ``await fn(*args)`` in a new runtime: Ioto's ``rInit(fn, arg)`` +
     ``rServiceEvents()``.
 
@@ -130,7 +132,9 @@ def run(fn: Callable[..., Awaitable[T]], *args: object, clock: trio.abc.Clock | 
     and ``listen``.  It returns *fn*'s result once every fiber has finished.
     After :func:`stop` it returns as soon as the cancelled fibers have
     unwound: *fn*'s result if *fn* had already returned, ``None`` if ``stop``
-    cancelled it first.  Exceptions propagate as from :func:`open_runtime`.
+    cancelled it first.  Exceptions propagate as from :func:`open_runtime`,
+    except Ctrl-C: a :class:`KeyboardInterrupt` comes out bare, as from
+    :func:`trio.run`, so ``except KeyboardInterrupt:`` around ``run`` works.
 
     *clock* is passed to :func:`trio.run` (a :class:`trio.testing.MockClock`,
     say).
@@ -143,7 +147,14 @@ def run(fn: Callable[..., Awaitable[T]], *args: object, clock: trio.abc.Clock | 
         async with open_runtime():
             results.append(await fn(*args))
 
-    trio.run(root, clock=clock)
+    try:
+        trio.run(root, clock=clock)
+    except BaseExceptionGroup as group:
+        # Ctrl-C reaches here wrapped by the runtime's nursery; hand it on
+        # bare, as trio.run does, so that `except KeyboardInterrupt` works.
+        if group.split(KeyboardInterrupt)[1] is None:
+            raise KeyboardInterrupt from group
+        raise
     return results[0] if results else None
 
 
@@ -194,7 +205,7 @@ class Fiber:
         return f"<Fiber {self.name!r} {state}>"
 
 
-def spawn_fiber(fn: Callable[..., Awaitable[object]], *args: object, name: str | None = None) -> Fiber:
+def spawn_fiber(fn: Callable[[Unpack[ArgsT]], Awaitable[object]], *args: *ArgsT, name: str | None = None) -> Fiber:
     """Start ``await fn(*args)`` as a new fiber in the current runtime (Ioto's
     ``rSpawnFiber(name, fn, arg)``) and return its :class:`Fiber`.
 

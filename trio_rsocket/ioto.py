@@ -22,7 +22,7 @@ adds is C's calling conventions:
 * **Return codes.**  Calls return ``0`` or a count on success and a negative
   ``R_ERR_*`` code (Ioto's values) on failure; the message is kept for
   :func:`rGetSocketError`.  Exceptions are turned into codes in one place,
-  :func:`_failed`.  :class:`trio.Cancelled` is never caught: cancellation
+  the same way for every call.  :class:`trio.Cancelled` is never caught: cancellation
   passes through every call unchanged.  Calling a fiber or listen function
   outside a runtime raises :class:`RuntimeError`, as the API does (in C that
   is undefined behaviour: Ioto's socket calls must run in a fiber).

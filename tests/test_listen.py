@@ -789,3 +789,32 @@ async def test_a_name_no_dns_label_can_hold_is_a_listen_error() -> None:
     async with trio_rsocket.open_runtime():
         with pytest.raises(trio_rsocket.ListenError, match="Cannot find address of"):
             await RSocket().listen("a" * 70 + ".invalid", 0, echo)
+
+
+async def test_a_peer_breaking_the_connection_is_one_warning_not_a_handler_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    finished = trio.Event()
+
+    async def read_forever(data: object, sock: RSocket) -> None:
+        try:
+            while await sock.read():
+                pass
+        finally:
+            finished.set()
+
+    async with open_runtime():
+        listener = RSocket()
+        await listener.listen("127.0.0.1", 0, read_forever)
+        client = RSocket()
+        await client.connect(*listener.get_addr())
+        client.set_linger(0)
+        await client.write(b"x")
+        client.close()  # linger 0: a reset
+        await finished.wait()
+        await listener.shutdown()
+    assert listener.statistics().handler_errors == 0
+    broke = [record for record in caplog.records if "broke" in record.getMessage()]
+    assert len(broke) == 1
+    assert broke[0].levelno == logging.WARNING
+    assert broke[0].exc_info is None

@@ -415,6 +415,11 @@ class Listener:
             if secure and not await self._handshake(conn, address):
                 return
             await self._handler(self._data, conn)
+        except* trio.BrokenResourceError as group:
+            # The peer reset the connection, or closed TLS without
+            # close_notify (as Ioto's rCloseSocket does): the peer's doing,
+            # not a fault in the handler, so one line and no traceback.
+            logger.warning("The connection from %s broke: %s", _peer_text(address), group.exceptions[0])
         except* Exception as group:
             self.handler_errors += 1
             error: BaseException = group.exceptions[0] if len(group.exceptions) == 1 else group

@@ -1175,3 +1175,14 @@ async def test_reads_after_close_raise_even_with_decrypted_bytes_waiting(
         await client.read_into(bytearray(4))
     with pytest.raises(trio.ClosedResourceError):
         await client.read_until(b"\n")
+
+
+def test_alerts_python_has_no_reason_for_are_still_said_in_words() -> None:
+    # Python's ssl leaves `reason` None for some alerts (no_application_protocol
+    # from an ALPN mismatch, as openssl s_server sends it) and keeps only
+    # OpenSSL's text.
+    error = ssl.SSLError(1, "[SSL] tlsv1 alert no application protocol (_ssl.c:1006)")
+    assert error.reason is None
+    broken = trio.BrokenResourceError("handshake")
+    broken.__cause__ = error
+    assert str(_tls.handshake_error(broken)) == "TLS handshake failed: No shared ALPN protocol"

@@ -550,6 +550,11 @@ _REASON_WORDS: Final = {
 
 def _ssl_words(error: ssl.SSLError) -> str:
     reason = error.reason
+    if reason is None:
+        # Python knows no reason code for some alerts (no_application_protocol,
+        # say) and leaves only OpenSSL's text: "tlsv1 alert no application protocol".
+        text = str(error).split("] ", 1)[-1].split(" (_ssl.c", 1)[0]
+        reason = text.upper().replace(" ", "_") if text.startswith(("tlsv1", "sslv3", "tlsv13")) else None
     if reason is not None and reason in _REASON_WORDS:
         return _REASON_WORDS[reason]
     if isinstance(error, ssl.SSLEOFError | ssl.SSLSyscallError | ssl.SSLZeroReturnError):

@@ -549,7 +549,7 @@ _REASON_WORDS: Final = {
 
 
 def _ssl_words(error: ssl.SSLError) -> str:
-    reason = error.reason
+    reason: str | None = getattr(error, "reason", None)
     if reason is None:
         # Python knows no reason code for some alerts (no_application_protocol,
         # say) and leaves only OpenSSL's text: "tlsv1 alert no application protocol".

@@ -197,8 +197,10 @@ def test_connect_to_a_closed_port_exits_1_saying_refused() -> None:
         port = bound.getsockname()[1]
         result = run_cli("connect", "127.0.0.1", str(port))
     assert result.returncode == EXIT_FAILED
-    assert result.stderr.strip().splitlines()[-1].endswith(
-        b" connect: Cannot connect socket to 127.0.0.1:%d (Connection refused)" % port
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(b" connect: Cannot connect socket to 127.0.0.1:%d (Connection refused)" % port)
     )
 
 

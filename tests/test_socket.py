@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import array
 import errno
+import os
+import resource
 import socket
 import struct
 from typing import Any
@@ -632,3 +634,64 @@ async def test_ipv6_addresses_are_bracketed_in_messages() -> None:
     assert caught.value.strerror == str(caught.value)
     assert isinstance(caught.value.__cause__, OSError)
     assert caught.value.__cause__.strerror == "Connection refused"
+
+
+async def test_close_during_a_connect_in_flight_wins(no_fd_leak: None) -> None:
+    # A listener that never accepts, its queue full: the SYN goes unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = [socket.socket() for _ in range(4)]
+    try:
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(listener.getsockname())
+        sock = RSocket()
+        async with trio.open_nursery() as nursery:
+
+            async def connect() -> None:
+                with pytest.raises(trio.ClosedResourceError):
+                    await sock.connect(*listener.getsockname())
+
+            nursery.start_soon(connect)
+            await trio.testing.wait_all_tasks_blocked()
+            sock.close()
+        assert sock.is_closed()
+        assert not sock.is_connected()
+        assert sock.get_handle() == -1
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_connect_out_of_descriptors_is_a_connect_error() -> None:
+    sock = RSocket()
+    port = free_port()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # The limit bounds descriptor numbers: at the lowest free one, none is left.
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        with pytest.raises(ConnectError) as caught:
+            await sock.connect("127.0.0.1", port)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert caught.value.errno == errno.EMFILE
+    assert sock.get_error() == str(caught.value)
+
+
+async def test_stream_keeps_no_delay_off_when_asked(pair: tuple[RSocket, RSocket]) -> None:
+    client, _ = pair
+    client.set_no_delay(False)
+    stream = client.stream
+    assert isinstance(stream, trio.SocketStream)
+    assert not stream.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+async def test_stream_is_none_after_close(pair: tuple[RSocket, RSocket]) -> None:
+    client, _ = pair
+    assert client.stream is not None
+    client.close()
+    assert client.stream is None

@@ -54,11 +54,11 @@ def deadline_after(seconds: float) -> float:
 
     The result is never exactly ``0``, which would mean "no deadline": at time
     0 (where :class:`trio.testing.MockClock` starts) ``deadline_after(0)`` is
-    the smallest time after 0 instead, so it still passes at once.
+    the largest time before 0 instead, so it is already due.
     """
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
     if seconds != seconds:
         raise ValueError("seconds must be a number of seconds, not NaN")
     deadline = trio.current_time() + seconds
-    return deadline if deadline != 0 else math.nextafter(0.0, 1.0)
+    return deadline if deadline != 0 else math.nextafter(0.0, -1.0)

@@ -205,6 +205,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         # The OS socket, its trio wrapper, and the trio stream handed out by
         # .stream (made lazily for plain TCP, at handshake time for TLS).
         self._raw: stdlib_socket.socket | None = None
+        # The OS socket a connect() is trying, until it is attached.
+        self._connecting: stdlib_socket.socket | None = None
         self._trio_socket: trio.socket.SocketType | None = None
         self._stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
         self._ssl: trio.SSLStream[trio.SocketStream] | None = None
@@ -336,6 +338,8 @@ class RSocket(trio.abc.HalfCloseableStream):
             if tls.check_peer:
                 _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host)
         except trio.BrokenResourceError as exc:
+            if self._closed:  # close() from another fiber: it stays closed
+                raise trio.ClosedResourceError("this socket was closed while connecting") from exc
             self._send_alert(ssl_stream)
             self.reset()
             raise self._failed(_tls.handshake_error(exc, host)) from exc
@@ -343,7 +347,8 @@ class RSocket(trio.abc.HalfCloseableStream):
             self.reset()
             raise self._failed(exc) from None
         except BaseException:
-            self.reset()
+            if not self._closed:
+                self.reset()
             raise
         self._ssl = ssl_stream
 
@@ -440,7 +445,15 @@ class RSocket(trio.abc.HalfCloseableStream):
         addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
         last_error: OSError | None = None
         for family, kind, proto, _, address in addresses:
-            raw = stdlib_socket.socket(family, kind, proto)
+            if self._closed:
+                raise trio.ClosedResourceError("this socket was closed while connecting")
+            try:
+                raw = stdlib_socket.socket(family, kind, proto)
+            except OSError as exc:  # out of descriptors, say
+                last_error = exc
+                continue
+            # close() from another fiber closes it too, waking _connect_to.
+            self._connecting = raw
             try:
                 await _connect_to(raw, address)
             except OSError as exc:
@@ -450,6 +463,11 @@ class RSocket(trio.abc.HalfCloseableStream):
             except BaseException:
                 raw.close()
                 raise
+            finally:
+                self._connecting = None
+            if self._closed:  # close() came while the connect finished
+                raw.close()
+                raise trio.ClosedResourceError("this socket was closed while connecting")
             self._attach(raw)
             if tls is not None:
                 await self._client_handshake(tls, host)
@@ -517,6 +535,9 @@ class RSocket(trio.abc.HalfCloseableStream):
         except ListenError as exc:
             self._failed(exc)
             raise
+        if self._closed:  # close() from another fiber while the name resolved
+            raw.close()
+            raise trio.ClosedResourceError("this socket was closed while it set up listening")
 
         def stop_listening() -> None:
             # The accept loop ends: close this socket unless it was closed
@@ -953,7 +974,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         # the TLS layer's decrypted bytes must not answer it either.
         self._buffer.clear()
         self._ssl = None
+        self._stream = None
         raw, self._trio_socket, self._raw = self._raw, None, None
+        if raw is None:
+            raw, self._connecting = self._connecting, None
         if raw is not None:
             # Wake the fibers blocked on the descriptor before it goes (what
             # trio's own socket close does).  Outside trio nobody can be
@@ -1087,6 +1111,9 @@ class RSocket(trio.abc.HalfCloseableStream):
             return self._ssl
         if self._stream is None and self._raw is not None:
             self._stream = trio.SocketStream(self._trio_view())
+            if self._no_delay is False:
+                # SocketStream turns TCP_NODELAY on; the user asked for Nagle.
+                self._stream.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, False)
         return self._stream
 
     def statistics(self) -> SocketStatistics:

@@ -607,7 +607,31 @@ class RSocket(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError("another fiber is already reading from this socket")
         self._reading = True
         try:
-            if self._buffer:
+            raw = self._raw
+            if raw is not None and self._ssl is None and not self._buffer:
+                # The hot path, and where an idle connection's fiber waits:
+                # _receive and _when_readable written out here, because every
+                # frame a waiting fiber holds costs memory on every idle
+                # connection (two frames: about 0.5 KiB, measured by the
+                # benchmark).  Same steps as _when_readable.
+                await checkpoint_if_cancelled()
+                waited = False
+                while True:
+                    try:
+                        data = raw.recv(max_bytes)
+                    except BlockingIOError:
+                        pass
+                    except OSError as exc:
+                        raise self._failed(_broken(exc)) from exc
+                    else:
+                        break
+                    await wait_readable(raw)
+                    waited = True
+                if not waited:
+                    await cancel_shielded_checkpoint()
+                if not data:
+                    self._eof = True
+            elif self._buffer:
                 await checkpoint()
                 data = bytes(self._buffer[:max_bytes])
                 del self._buffer[:max_bytes]

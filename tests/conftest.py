@@ -93,3 +93,23 @@ async def connected_pair(host: str = "127.0.0.1") -> AsyncIterator[tuple[RSocket
 async def pair() -> AsyncIterator[tuple[RSocket, RSocket]]:
     async with connected_pair() as both:
         yield both
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A loopback port whose listener never accepts and whose queue is full,
+    so a new connect waits for ever (the SYN goes unanswered)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):  # a backlog of 0 admits one or two, depending on the kernel
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()

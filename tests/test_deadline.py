@@ -7,8 +7,6 @@ soon as every task is blocked: no test waits for real time.
 from __future__ import annotations
 
 import math
-import socket
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -111,26 +109,6 @@ async def test_write_of_memoryview_slices_reports_progress(
         with pytest.raises(DeadlineError) as caught:
             await client.write(payload[1:], deadline=deadline_after(1))
         assert 0 < caught.value.bytes_written < len(payload) - 1
-
-
-@pytest.fixture
-def full_backlog() -> Iterator[int]:
-    """A loopback port whose listener never accepts and whose queue is full,
-    so a new connect waits for ever (the SYN goes unanswered)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port: int = listener.getsockname()[1]
-    fillers = []
-    for _ in range(4):  # a backlog of 0 admits one or two, depending on the kernel
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        fillers.append(filler)
-    yield port
-    for filler in fillers:
-        filler.close()
-    listener.close()
 
 
 async def test_connect_deadline(autojump_clock: trio.testing.MockClock, full_backlog: int) -> None:

@@ -636,33 +636,20 @@ async def test_ipv6_addresses_are_bracketed_in_messages() -> None:
     assert caught.value.__cause__.strerror == "Connection refused"
 
 
-async def test_close_during_a_connect_in_flight_wins(no_fd_leak: None) -> None:
-    # A listener that never accepts, its queue full: the SYN goes unanswered.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    fillers = [socket.socket() for _ in range(4)]
-    try:
-        for filler in fillers:
-            filler.setblocking(False)
-            filler.connect_ex(listener.getsockname())
-        sock = RSocket()
-        async with trio.open_nursery() as nursery:
+async def test_close_during_a_connect_in_flight_wins(full_backlog: int) -> None:
+    sock = RSocket()
+    async with trio.open_nursery() as nursery:
 
-            async def connect() -> None:
-                with pytest.raises(trio.ClosedResourceError):
-                    await sock.connect(*listener.getsockname())
+        async def connect() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await sock.connect("127.0.0.1", full_backlog)
 
-            nursery.start_soon(connect)
-            await trio.testing.wait_all_tasks_blocked()
-            sock.close()
-        assert sock.is_closed()
-        assert not sock.is_connected()
-        assert sock.get_handle() == -1
-    finally:
-        for filler in fillers:
-            filler.close()
-        listener.close()
+        nursery.start_soon(connect)
+        await trio.testing.wait_all_tasks_blocked()
+        sock.close()
+    assert sock.is_closed()
+    assert not sock.is_connected()
+    assert sock.get_handle() == -1
 
 
 async def test_connect_out_of_descriptors_is_a_connect_error() -> None:
@@ -695,3 +682,14 @@ async def test_stream_is_none_after_close(pair: tuple[RSocket, RSocket]) -> None
     assert client.stream is not None
     client.close()
     assert client.stream is None
+
+
+async def test_a_second_connect_at_once_is_busy_resource_error(full_backlog: int) -> None:
+    sock = RSocket()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sock.connect, "127.0.0.1", full_backlog)
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError, match="already connecting"):
+            await sock.connect("127.0.0.1", full_backlog)
+        nursery.cancel_scope.cancel()
+    assert sock.get_handle() == -1

@@ -205,8 +205,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         # The OS socket, its trio wrapper, and the trio stream handed out by
         # .stream (made lazily for plain TCP, at handshake time for TLS).
         self._raw: stdlib_socket.socket | None = None
-        # The OS socket a connect() is trying, until it is attached.
+        # The OS socket a connect() is trying, until it is attached; and
+        # whether a connect() is under way at all (a second one is refused).
         self._connecting: stdlib_socket.socket | None = None
+        self._connect_busy = False
         self._trio_socket: trio.socket.SocketType | None = None
         self._stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
         self._ssl: trio.SSLStream[trio.SocketStream] | None = None
@@ -413,17 +415,25 @@ class RSocket(trio.abc.HalfCloseableStream):
             host:port"``); ``errno`` is the OS error.
           DeadlineError: the deadline passed first.
           TLSError: the TLS handshake failed.
+          trio.BusyResourceError: another fiber is connecting this socket.
+          trio.ClosedResourceError: another fiber closed it meanwhile.
         """
         host = _check_host(host)
         port = _check_port(port)
         limit = check_deadline(deadline)
+        if self._connect_busy:
+            raise trio.BusyResourceError("another fiber is already connecting this socket")
         self.reset()
-        if limit == math.inf:
-            await self._connect(host, port)
-            return
-        with trio.CancelScope(deadline=limit):
-            await self._connect(host, port)
-            return
+        self._connect_busy = True
+        try:
+            if limit == math.inf:
+                await self._connect(host, port)
+                return
+            with trio.CancelScope(deadline=limit):
+                await self._connect(host, port)
+                return
+        finally:
+            self._connect_busy = False
         raise self._failed(DeadlineError(f"Cannot connect socket to {_where(host, port)} before the deadline"))
 
     async def _connect(self, host: str, port: int) -> None:

@@ -163,6 +163,7 @@ async def test_a_port_in_use_raises_listen_error_with_errno() -> None:
     ("arguments", "error", "message"),
     [
         ({"handler": 42}, TypeError, "handler must be"),
+        ({"handler": lambda data, sock: None}, TypeError, "handler must be an async function"),
         ({"port": -1}, ValueError, r"port must be in 0\.\.65535"),
         ({"port": 65536}, ValueError, r"port must be in 0\.\.65535"),
         ({"port": "80"}, TypeError, "port must be an int"),
@@ -818,3 +819,18 @@ async def test_a_peer_breaking_the_connection_is_one_warning_not_a_handler_error
     assert len(broke) == 1
     assert broke[0].levelno == logging.WARNING
     assert broke[0].exc_info is None
+
+
+async def test_an_object_with_an_async_call_is_a_handler() -> None:
+    class Echo:
+        async def __call__(self, data: object, sock: RSocket) -> None:
+            await echo(data, sock)
+
+    async with open_runtime():
+        listener = RSocket()
+        await listener.listen("127.0.0.1", 0, Echo())
+        async with RSocket() as client:
+            await client.connect(*listener.get_addr())
+            await client.write(b"called")
+            assert await client.read_exactly(6) == b"called"
+        listener.close()

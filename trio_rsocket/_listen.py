@@ -33,6 +33,7 @@ small :class:`Connection` protocol.
 from __future__ import annotations
 
 import errno as errno_codes
+import inspect
 import logging
 import os
 import socket as stdlib_socket
@@ -162,6 +163,9 @@ def check_listen_arguments(
         raise ValueError(f"port must be in 0..65535 (0: any free port), not {port}")
     if not callable(handler):
         raise TypeError(f"handler must be an async function handler(data, sock), not {type(handler).__name__}")
+    if not (inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)):
+        # A plain function would only fail later, once per connection.
+        raise TypeError(f"handler must be an async function (async def handler(data, sock)), not {handler!r}")
     if backlog is not None:
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")

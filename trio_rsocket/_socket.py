@@ -798,7 +798,10 @@ class RSocket(trio.abc.HalfCloseableStream):
             await checkpoint_if_cancelled()
             end = complete()
             while end < 0:
-                data = await self._receive(max(want - len(self._buffer), 1))
+                # At most what a read takes: recv(n) allocates n bytes first,
+                # so asking for all of a large read_exactly at once costs a
+                # huge allocation per arrival.
+                data = await self._receive(max(1, min(want - len(self._buffer), DEFAULT_READ_SIZE)))
                 if not data:
                     partial = bytes(self._buffer)
                     self._buffer.clear()

@@ -986,3 +986,12 @@ async def test_outside_a_runtime_fiber_and_listen_calls_raise() -> None:
         rStop()
     with pytest.raises(RuntimeError, match="runtime"):
         await rListenSocket(rAllocSocket(), "127.0.0.1", 0, echo, None)
+
+
+def test_tls_setters_with_bad_arguments_return_bad_args() -> None:
+    sock = rAllocSocket()
+    assert rSetSocketCerts(sock, 42, None, None, None) == R_ERR_BAD_ARGS
+    assert "key" in rGetSocketError(sock)
+    assert rSetSocketCiphers(sock, 42) == R_ERR_BAD_ARGS
+    assert "ciphers" in rGetSocketError(sock)
+    rFreeSocket(sock)

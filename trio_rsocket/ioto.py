@@ -561,7 +561,7 @@ def rSetSocketCerts(
     try:
         sock.set_certs(key=key, cert=cert, authority=authority, revoke=revoke)
     except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_CANT_INITIALIZE)
+        return _failed(sock, exc, R_ERR_BAD_ARGS)
     return 0
 
 
@@ -575,7 +575,7 @@ def rSetSocketCiphers(sock: RSocket | None, ciphers: str | None) -> int:
     try:
         sock.set_ciphers(ciphers)
     except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_CANT_INITIALIZE)
+        return _failed(sock, exc, R_ERR_BAD_ARGS)
     return 0
 
 

@@ -63,8 +63,6 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from typing_extensions import Buffer
 
 __all__ = ["DEFAULT_READ_SIZE", "RSocket", "SocketStatistics"]
@@ -1305,17 +1303,6 @@ class RSocket(trio.abc.HalfCloseableStream):
         """Record *exc* as the socket's last error and return it for raising."""
         self._error = str(exc)
         return exc
-
-    async def __aenter__(self) -> RSocket:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         state = ("closed" if self._closed else "unconnected") if self._raw is None else f"fd={self._raw.fileno()}"

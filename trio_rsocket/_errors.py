@@ -16,6 +16,7 @@ import trio
 __all__ = [
     "ConnectError",
     "DeadlineError",
+    "DelimiterNotFoundError",
     "IncompleteReadError",
     "ListenError",
     "RSocketError",
@@ -100,3 +101,22 @@ class IncompleteReadError(RSocketError, EOFError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.partial, self.expected))
+
+
+class DelimiterNotFoundError(RSocketError, ValueError):
+    """:meth:`RSocket.read_until` found no delimiter within ``max_bytes``.
+
+    Nothing was consumed: the bytes stay buffered for the next read.  It is a
+    :class:`ValueError` too, as anyio's ``DelimiterNotFound`` is, so code that
+    caught the ``ValueError`` raised before keeps working.
+
+    Attributes:
+      max_bytes: the bound that was reached.
+    """
+
+    def __init__(self, message: str, max_bytes: int) -> None:
+        super().__init__(message)
+        self.max_bytes = max_bytes
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.max_bytes))

@@ -1182,6 +1182,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         cert: _tls.CertSource | None = None,
         authority: _tls.CertSource | None = None,
         revoke: _tls.CertSource | None = None,
+        *,
+        password: _tls.Password | None = None,
     ) -> None:
         """Set the TLS key, certificate, authority and revocation list
         (Ioto's ``rSetSocketCerts``, in the seed's argument order; keywords
@@ -1201,11 +1203,13 @@ class RSocket(trio.abc.HalfCloseableStream):
         is tried.  Settings changed while a socket is connected or listening
         take effect at the next ``connect`` or ``listen``.
         """
-        changes = {
+        changes: dict[str, object] = {
             name: _tls.check_source(value, name)
             for name, value in (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
             if value is not None
         }
+        if password is not None:
+            changes["password"] = _tls.check_password(password)
         self._change_tls(**changes)
 
     def set_tls(self) -> None:

@@ -51,7 +51,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,6 +67,7 @@ __all__ = [
     "broken_error",
     "check_alpn",
     "check_ciphers",
+    "check_password",
     "check_peer",
     "check_source",
     "check_verify",
@@ -83,6 +84,10 @@ __all__ = [
 #: A certificate, key, authority or revocation list: a file path, or the PEM
 #: text as bytes.
 CertSource = str | os.PathLike[str] | bytes
+
+#: What unlocks an encrypted private key, as :meth:`ssl.SSLContext.load_cert_chain`
+#: takes it: the password, or a function that returns it.
+Password = str | bytes | bytearray | Callable[[], str | bytes | bytearray]
 
 #: The largest plaintext one TLS record carries (RFC 8446 section 5.1).  A TLS
 #: write with a deadline hands data to the TLS layer a record at a time, so a
@@ -107,6 +112,8 @@ class TLSSettings:
     verify_peer: bool | None = None
     verify_issuer: bool | None = None
     alpn: tuple[str, ...] | None = None
+    #: What unlocks an encrypted *key* (see :data:`Password`).
+    password: Password | None = None
     #: A context from ``set_ssl_context``: used as it is, everything else ignored.
     context: ssl.SSLContext | None = None
 
@@ -143,6 +150,17 @@ def check_source(value: object, argument: str) -> CertSource | None:
         path = os.fspath(value)
         return os.fsdecode(path) if isinstance(path, bytes) else path
     raise TypeError(f"{argument} must be a file path (str or os.PathLike) or PEM bytes, not {type(value).__name__}")
+
+
+def check_password(password: object) -> Password | None:
+    """Validate a key password: str, bytes-like, or a callable returning one."""
+    if password is None or callable(password):
+        return password
+    if isinstance(password, str | bytes):
+        return password
+    if isinstance(password, bytearray | memoryview):
+        return bytes(password)
+    raise TypeError(f"password must be str, bytes or a function returning one, not {type(password).__name__}")
 
 
 def check_ciphers(ciphers: object) -> str | None:

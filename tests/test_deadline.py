@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from trio_rsocket import DeadlineError, RSocket, RSocketError, deadline_after
+from trio_rsocket._deadline import check_deadline
 
 from .conftest import rsocket_pair
 
@@ -199,3 +200,58 @@ async def test_deadline_after_zero_at_time_zero_is_still_a_deadline(
     assert deadline <= trio.current_time()  # already due
     with pytest.raises(DeadlineError):
         await server.read(deadline=deadline)
+
+
+# ----------------------------------------------------------------------------
+# Deadlines past float range: an int can be larger than any float
+
+#: Larger than any float (about 1.8e308), so float() of it overflows.
+PAST_FLOAT_RANGE = 10**400
+
+
+def test_a_deadline_past_float_range_is_infinity_not_an_overflow() -> None:
+    assert check_deadline(PAST_FLOAT_RANGE) == math.inf
+    assert check_deadline(-PAST_FLOAT_RANGE) == -math.inf
+
+
+async def test_deadline_after_past_float_range_is_infinity(autojump_clock: trio.testing.MockClock) -> None:
+    assert deadline_after(PAST_FLOAT_RANGE) == math.inf
+    assert deadline_after(-PAST_FLOAT_RANGE) == -math.inf
+    assert deadline_after(math.inf) == math.inf
+    assert deadline_after(-math.inf) == -math.inf
+
+
+@pytest.mark.parametrize("far_future", [pytest.param(PAST_FLOAT_RANGE, id="10**400"), math.inf])
+async def test_a_deadline_past_float_range_never_passes(
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], far_future: int | float
+) -> None:
+    client, server = pair
+    await client.write(b"now")
+    assert await server.read(deadline=far_future) == b"now"
+    with trio.move_on_after(1000) as outer:
+        await server.read(deadline=far_future)
+    assert outer.cancelled_caught
+    assert server.get_error() == ""
+    with trio.move_on_after(1000) as outer:
+        await server.read(deadline=deadline_after(PAST_FLOAT_RANGE))
+    assert outer.cancelled_caught
+
+
+async def test_connect_with_a_deadline_past_float_range_waits_without_one(
+    autojump_clock: trio.testing.MockClock, full_backlog: int
+) -> None:
+    sock = RSocket()
+    with trio.move_on_after(1000) as outer:
+        await sock.connect("127.0.0.1", full_backlog, deadline=PAST_FLOAT_RANGE)
+    assert outer.cancelled_caught
+    assert sock.get_error() == ""
+
+
+@pytest.mark.parametrize("past", [-1, -math.inf, pytest.param(-PAST_FLOAT_RANGE, id="-10**400")])
+async def test_a_negative_deadline_is_already_due(pair: tuple[RSocket, RSocket], past: int | float) -> None:
+    client, server = pair
+    await client.write(b"keep")
+    await trio.testing.wait_all_tasks_blocked()
+    with pytest.raises(DeadlineError):
+        await server.read(deadline=past)
+    assert await server.read_exactly(4) == b"keep"

@@ -669,6 +669,43 @@ async def test_connect_past_its_deadline_is_timeout(autojump_clock: trio.testing
     assert rGetSocketHandle(sock) == INVALID_SOCKET
 
 
+#: Milliseconds larger than any float: a deadline past float range.
+PAST_FLOAT_RANGE = 10**400
+
+
+async def test_a_deadline_past_float_range_is_no_deadline(
+    autojump_clock: trio.testing.MockClock, full_backlog: int
+) -> None:
+    sock = rAllocSocket()
+    with trio.move_on_after(1000) as outer:
+        await rConnectSocket(sock, "127.0.0.1", full_backlog, PAST_FLOAT_RANGE)
+    assert outer.cancelled_caught
+    assert rGetSocketError(sock) == ""
+    async with connected_pair() as (client, server):
+        buf = bytearray(16)
+        assert await rWriteSocket(server, b"sent", 4, PAST_FLOAT_RANGE) == 4
+        assert await rReadSocket(client, buf, len(buf), PAST_FLOAT_RANGE) == 4
+        with trio.move_on_after(1000) as outer:
+            await rReadSocket(client, buf, len(buf), PAST_FLOAT_RANGE)
+        assert outer.cancelled_caught
+        assert rGetSocketError(client) == ""
+
+
+async def test_a_deadline_below_float_range_is_already_due() -> None:
+    async with connected_pair() as (client, server):
+        assert await rWriteSocket(server, b"kept", 4, 0) == 4
+        await trio.testing.wait_all_tasks_blocked()
+        buf = bytearray(16)
+        assert await rReadSocket(client, buf, len(buf), -PAST_FLOAT_RANGE) == R_ERR_TIMEOUT
+        assert await rReadSocket(client, buf, len(buf), 0) == 4
+
+
+async def test_sleep_past_float_range_sleeps_for_ever(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.move_on_after(1000) as outer:
+        await rSleep(PAST_FLOAT_RANGE)
+    assert outer.cancelled_caught
+
+
 async def test_connect_after_a_failure_clears_the_error() -> None:
     async with ioto_server(hang_up) as port:
         sock = rAllocSocket()
@@ -990,8 +1027,8 @@ async def test_outside_a_runtime_fiber_and_listen_calls_raise() -> None:
 
 def test_tls_setters_with_bad_arguments_return_bad_args() -> None:
     sock = rAllocSocket()
-    assert rSetSocketCerts(sock, 42, None, None, None) == R_ERR_BAD_ARGS
+    assert unchecked.rSetSocketCerts(sock, 42, None, None, None) == R_ERR_BAD_ARGS
     assert "key" in rGetSocketError(sock)
-    assert rSetSocketCiphers(sock, 42) == R_ERR_BAD_ARGS
+    assert unchecked.rSetSocketCiphers(sock, 42) == R_ERR_BAD_ARGS
     assert "ciphers" in rGetSocketError(sock)
     rFreeSocket(sock)

@@ -261,9 +261,13 @@ def _null() -> int:
 def _seconds(deadline: object) -> Any:
     """An Ioto deadline (milliseconds on trio's clock, 0 for none) in the API's
     seconds.  Anything that is not a number is passed on for the API to refuse
-    with a message that names the argument."""
+    with a message that names the argument.  An int past float range is
+    ``inf`` (``-inf`` if negative), as the API reads one in seconds."""
     if isinstance(deadline, int | float) and not isinstance(deadline, bool):
-        return deadline / 1000
+        try:
+            return deadline / 1000
+        except OverflowError:
+            return math.inf if deadline > 0 else -math.inf
     return deadline
 
 
@@ -672,8 +676,9 @@ def rGetTime() -> int:
 
 async def rSleep(ms: float) -> None:
     """Let other fibers run for *ms* milliseconds: ``await trio.sleep(ms / 1000)``
-    (``rSleep``).  0 or less just lets the others run once."""
-    await trio.sleep(max(ms, 0) / 1000)
+    (``rSleep``).  0 or less just lets the others run once; past float range
+    it sleeps for ever (until cancelled)."""
+    await trio.sleep(max(_seconds(ms), 0))
 
 
 # ----------------------------------------------------------------------------

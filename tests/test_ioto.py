@@ -1013,6 +1013,15 @@ async def test_spawn_bad_function_is_bad_args() -> None:
         assert unchecked.rSpawnFiber("bad", "not callable", None) == R_ERR_BAD_ARGS
 
 
+async def test_spawn_of_a_plain_function_is_bad_args_and_the_runtime_goes_on() -> None:
+    def plain(arg: object) -> None:
+        pass
+
+    async with trio_rsocket.open_runtime():
+        assert unchecked.rSpawnFiber("plain", plain, None) == R_ERR_BAD_ARGS
+        await trio.testing.wait_all_tasks_blocked()
+
+
 async def test_outside_a_runtime_fiber_and_listen_calls_raise() -> None:
     async def nothing(arg: object) -> None:
         pass

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import pytest
 import trio
 import trio.testing
@@ -257,6 +260,76 @@ async def test_spawn_fiber_rejects_bad_arguments(
     async with open_runtime():
         with pytest.raises(TypeError, match=message):
             spawn_fiber(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_spawn_fiber_refuses_a_plain_function_at_once() -> None:
+    called: list[str] = []
+
+    def plain() -> None:
+        called.append("plain")
+
+    async with open_runtime():
+        with pytest.raises(TypeError, match=r"fn must be an async function.*plain.*returned None"):
+            spawn_fiber(plain)  # type: ignore[arg-type]
+        # The runtime goes on: nothing was started.
+        await trio.testing.wait_all_tasks_blocked()
+    # Called once, as trio's start_soon calls it, to look at what it returns.
+    assert called == ["plain"]
+
+
+async def test_spawn_fiber_refuses_a_coroutine_object_with_a_hint() -> None:
+    async def work() -> None:
+        await trio.lowlevel.checkpoint()
+
+    coroutine = work()
+    async with open_runtime():
+        with pytest.raises(TypeError, match=r"fn must be an async function, not a coroutine object.*spawn_fiber\(fn"):
+            spawn_fiber(coroutine)  # type: ignore[arg-type]
+    coroutine.close()
+
+
+async def test_spawn_fiber_takes_any_async_callable_as_trio_does() -> None:
+    seen: list[str] = []
+
+    async def work(label: str) -> None:
+        await trio.lowlevel.checkpoint()
+        seen.append(label)
+
+    class Worker:
+        async def __call__(self, label: str) -> None:
+            await work(label)
+
+    async with open_runtime():
+        spawn_fiber(functools.partial(work, "partial"))
+        spawn_fiber(Worker(), "async __call__")
+        spawn_fiber(lambda: work("lambda"))
+    assert sorted(seen) == ["async __call__", "lambda", "partial"]
+
+
+async def test_spawn_fiber_into_a_finished_runtime_closes_the_coroutine() -> None:
+    async def work() -> None:
+        await trio.lowlevel.checkpoint()
+
+    coroutine = work()
+    runtime_done = trio.Event()
+    refused: list[BaseException] = []
+
+    async def late_spawner() -> None:
+        # Started inside the runtime, so its context still names it.
+        await runtime_done.wait()
+        try:
+            spawn_fiber(lambda: coroutine)
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    async with trio.open_nursery() as outer:
+        async with open_runtime():
+            outer.start_soon(late_spawner)
+        runtime_done.set()
+    assert len(refused) == 1
+    assert "closed" in str(refused[0])
+    # Closed, not left for the garbage collector to warn "never awaited".
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED
 
 
 async def test_current_fiber_in_a_spawned_fiber_is_the_one_spawn_fiber_returned() -> None:

@@ -26,10 +26,11 @@ and its next suspend returns it at once, so no wake-up is ever lost.
 from __future__ import annotations
 
 import contextvars
+import reprlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Final, TypeVar, TypeVarTuple, Unpack
+from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 
 import outcome
 import trio
@@ -215,24 +216,69 @@ def spawn_fiber(fn: Callable[[Unpack[ArgsT]], Awaitable[object]], *args: *ArgsT,
     and propagates out of it, as in any trio nursery; catch it in *fn* if the
     rest should go on.
 
+    *fn* is anything trio's ``start_soon`` takes: an ``async def``, a
+    :func:`functools.partial` of one, an object with an ``async def
+    __call__``, a lambda that returns a coroutine.  As ``start_soon`` does,
+    ``spawn_fiber`` calls ``fn(*args)`` at once and raises :class:`TypeError`
+    if that did not return a coroutine (a plain function): the error comes
+    from this call, and the runtime goes on.
+
     Raises :class:`RuntimeError` outside a runtime.
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be an async function, not {type(fn).__name__}")
+    _check_async_callable(fn)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, not {type(name).__name__}")
     nursery = _runtime("spawn_fiber()").nursery
     if name is None:
-        name = getattr(fn, "__qualname__", None) or repr(fn)
+        name = _name_of(fn)
+    coroutine = _call_async(fn, args)
     fiber = Fiber(name)
-    nursery.start_soon(_fiber_main, fiber, fn, args, name=name)
+    try:
+        nursery.start_soon(_fiber_main, fiber, coroutine, name=name)
+    except BaseException:
+        # A runtime closed to new fibers: the coroutine will never run.
+        coroutine.close()
+        raise
     return fiber
 
 
-async def _fiber_main(fiber: Fiber, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+async def _fiber_main(fiber: Fiber, coroutine: Coroutine[Any, Any, object]) -> None:
     fiber.task = current_task()
     _current_fiber.set(fiber)
-    await fn(*args)
+    await coroutine
+
+
+def _name_of(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _check_async_callable(fn: object) -> None:
+    """Refuse what cannot be an async function at all, naming the argument."""
+    if isinstance(fn, Coroutine):
+        raise TypeError(
+            "fn must be an async function, not a coroutine object: pass the function and its arguments, "
+            "spawn_fiber(fn, *args), not spawn_fiber(fn(*args))"
+        )
+    if not callable(fn):
+        raise TypeError(f"fn must be an async function, not {type(fn).__name__}")
+
+
+def _call_async(fn: Callable[..., Awaitable[T]], args: tuple[object, ...]) -> Coroutine[Any, Any, T]:
+    """``fn(*args)``, refused at once unless it returned a coroutine.
+
+    trio's own rule (``nursery.start_soon``): whether *fn* is async cannot be
+    told before calling it (a ``functools.partial``, a lambda that returns a
+    coroutine, an object with an ``async def __call__``), so call it and look
+    at the result.  Calling it here rather than in the new task makes a plain
+    function fail in the caller, not crash the runtime later.
+    """
+    result = fn(*args)
+    if not isinstance(result, Coroutine):
+        raise TypeError(
+            f"fn must be an async function, but {_name_of(fn)} returned {reprlib.repr(result)}, "
+            "not a coroutine: is it an async def?"
+        )
+    return result
 
 
 def current_fiber() -> Fiber:

@@ -690,7 +690,8 @@ def rSpawnFiber(name: str | None, fn: Callable[[Any], Awaitable[object]], arg: o
     runtime: ``trio_rsocket.spawn_fiber(fn, arg, name=name)`` (``rSpawnFiber``).
 
     It starts running at the caller's next checkpoint.  Returns 0, or
-    ``R_ERR_BAD_ARGS`` (*fn* not callable, *name* not a ``str``).  Raises
+    ``R_ERR_BAD_ARGS`` (*fn* not an async function: called at once, as trio
+    does, and refused unless it returned a coroutine; *name* not a ``str``).  Raises
     :class:`RuntimeError` outside a runtime.  Inside the fiber,
     :func:`rGetFiber` gives its handle.
     """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
+import socket
 
 import pytest
 import trio
@@ -449,9 +451,63 @@ def test_run_hands_on_ctrl_c_bare() -> None:
         trio_rsocket.run(interrupted)
 
 
-def test_run_keeps_other_errors_grouped() -> None:
+def test_run_raises_fn_s_own_exception_bare_as_trio_run_does() -> None:
     async def failing() -> None:
+        await trio.lowlevel.checkpoint()
         raise ValueError("boom")
 
-    with pytest.RaisesGroup(ValueError):
+    with pytest.raises(ValueError, match="boom") as caught:
         trio_rsocket.run(failing)
+    assert not isinstance(caught.value, BaseExceptionGroup)
+
+
+def test_except_listen_error_around_run_catches_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        async def main() -> None:
+            await trio_rsocket.RSocket().listen("127.0.0.1", port, echo_nothing)
+
+        with pytest.raises(trio_rsocket.ListenError, match="Cannot bind/listen") as caught:
+            trio_rsocket.run(main)
+    assert caught.value.errno == errno.EADDRINUSE
+
+
+async def echo_nothing(data: object, sock: trio_rsocket.RSocket) -> None:
+    await trio.lowlevel.checkpoint()
+
+
+def test_run_raises_an_exception_group_fn_raised_as_it_was() -> None:
+    async def failing() -> None:
+        await trio.lowlevel.checkpoint()
+        raise ExceptionGroup("mine", [ValueError("one"), KeyError("two")])
+
+    with pytest.raises(ExceptionGroup, match="mine") as caught:
+        trio_rsocket.run(failing)
+    assert [type(error) for error in caught.value.exceptions] == [ValueError, KeyError]
+
+
+def test_run_groups_fn_s_exception_with_the_fibers_that_failed_too() -> None:
+    async def broken() -> None:
+        # Shielded, so that it fails although fn's error cancels the runtime.
+        with trio.CancelScope(shield=True):
+            await trio.lowlevel.checkpoint()
+            raise KeyError("fiber failed")
+
+    async def main() -> None:
+        spawn_fiber(broken)
+        await trio.lowlevel.checkpoint()
+        raise ValueError("main failed")
+
+    with pytest.RaisesGroup(ValueError, KeyError):
+        trio_rsocket.run(main)
+
+
+def test_run_refuses_a_plain_function_with_a_type_error() -> None:
+    def plain() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"fn must be an async function.*plain.*returned 1"):
+        trio_rsocket.run(plain)  # type: ignore[arg-type]

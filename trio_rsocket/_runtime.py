@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextvars
 import reprlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 
@@ -133,30 +133,71 @@ def run(fn: Callable[[Unpack[ArgsT]], Awaitable[T]], *args: *ArgsT, clock: trio.
     and ``listen``.  It returns *fn*'s result once every fiber has finished.
     After :func:`stop` it returns as soon as the cancelled fibers have
     unwound: *fn*'s result if *fn* had already returned, ``None`` if ``stop``
-    cancelled it first.  Exceptions propagate as from :func:`open_runtime`,
-    except Ctrl-C: a :class:`KeyboardInterrupt` comes out bare, as from
-    :func:`trio.run`, so ``except KeyboardInterrupt:`` around ``run`` works.
+    cancelled it first.
 
-    *clock* is passed to :func:`trio.run` (a :class:`trio.testing.MockClock`,
-    say).
+    Exceptions come out as from :func:`trio.run`: when *fn* raises and no
+    fiber failed, *fn*'s own exception propagates bare, so ``except
+    ListenError:`` around ``run`` works.  When a fiber failed (with or
+    without *fn*), the runtime's nursery raises what trio's nurseries raise:
+    a :class:`BaseExceptionGroup` of every error, *fn*'s included (catch it
+    with ``except*``).  Ctrl-C comes out as a bare
+    :class:`KeyboardInterrupt` (unless other errors came with it), as from
+    :func:`trio.run`, so ``except KeyboardInterrupt:`` works too.
+
+    *fn* is called at once, as :func:`trio.run` does: one that does not
+    return a coroutine (a plain function) raises :class:`TypeError`.  *clock*
+    is passed to :func:`trio.run` (a :class:`trio.testing.MockClock`, say).
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be an async function, not {type(fn).__name__}")
+    _check_async_callable(fn)
     results: list[T] = []
+    # What fn itself raised, to tell it from what its fibers raised.
+    fn_errors: list[BaseException] = []
 
     async def root() -> None:
         async with open_runtime():
-            results.append(await fn(*args))
+            try:
+                results.append(await _call_async(fn, args))
+            except BaseException as exc:
+                fn_errors.append(exc)
+                raise
 
     try:
         trio.run(root, clock=clock)
     except BaseExceptionGroup as group:
-        # Ctrl-C reaches here wrapped by the runtime's nursery; hand it on
-        # bare, as trio.run does, so that `except KeyboardInterrupt` works.
-        if group.split(KeyboardInterrupt)[1] is None:
-            raise KeyboardInterrupt from group
-        raise
-    return results[0] if results else None
+        bare = _unwrap(group, fn_errors)
+        if bare is None:
+            raise
+    else:
+        return results[0] if results else None
+    raise bare
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException], fn_errors: list[BaseException]) -> BaseException | None:
+    """What :func:`run` raises instead of the runtime's *group*, or ``None``
+    to raise the group itself."""
+    if fn_errors and len(group.exceptions) == 1:
+        # fn's own exception, alone: raised by trio.run, it would come bare.
+        # Compared by its leaves: the nursery's cancel scope hands on a group
+        # fn raised as a copy (split off its Cancelled), with the same leaves.
+        (only,) = group.exceptions
+        fn_leaves = {id(leaf) for leaf in _leaves(fn_errors[0])}
+        if all(id(leaf) in fn_leaves for leaf in _leaves(only)):
+            return only
+    if group.split(KeyboardInterrupt)[1] is None:
+        # Only Ctrl-C, wherever it landed: bare, so `except KeyboardInterrupt` works.
+        interrupt = KeyboardInterrupt()
+        interrupt.__cause__ = group
+        return interrupt
+    return None
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions in *error* that are not groups (*error* itself if it is not one)."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
 
 
 def stop() -> None:

@@ -43,6 +43,8 @@ from typing import Any, Final, Protocol
 import trio
 from trio.lowlevel import checkpoint, wait_readable
 
+# display_address is re-exported (see __all__) for modules that still take it from here.
+from ._address import display_address, host_port, peer_text
 from ._errors import ListenError
 from ._runtime import current_nursery
 
@@ -209,7 +211,7 @@ async def open_listening_socket(
     Raises :class:`ListenError` (errno kept) if the name does not resolve or
     the address cannot be bound.
     """
-    where = f"[{host}]:{port}" if host and ":" in host else f"{host or '*'}:{port}"
+    where = host_port(host or "*", port)
     dual_stack = False
     address: Any
     if host:
@@ -257,23 +259,6 @@ def _bind(family: int, address: Any, backlog: int, reuse_port: bool, dual_stack:
         raw.close()
         raise
     return raw
-
-
-def display_address(address: Any) -> tuple[str, int]:
-    """``(ip, port)`` from a socket address, IPv4-mapped IPv6 shown as dotted IPv4."""
-    host, port = str(address[0]), address[1]
-    if host.startswith("::ffff:") and "." in host:
-        host = host[7:]
-    return host, port
-
-
-def _peer_text(address: Any) -> str:
-    """``host:port`` of a peer for log messages (IPv4-mapped shown as IPv4)."""
-    try:
-        host, port = display_address(address)
-    except (TypeError, IndexError):
-        return repr(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Listener:
@@ -379,7 +364,7 @@ class Listener:
                 logger.warning(
                     "Too many sockets (the socket limit is %d): closed the connection from %s",
                     _socket_limit,
-                    _peer_text(address),
+                    peer_text(address),
                 )
             else:
                 try:
@@ -387,7 +372,7 @@ class Listener:
                 except OSError as exc:
                     # Reset by the peer before we could set it up: nothing to serve.
                     client.close()
-                    logger.debug("Dropped the connection from %s: %s", _peer_text(address), exc)
+                    logger.debug("Dropped the connection from %s: %s", peer_text(address), exc)
                 else:
                     self.active += 1
                     _sockets_alive += 1
@@ -423,14 +408,14 @@ class Listener:
             # The peer reset the connection, or closed TLS without
             # close_notify (as Ioto's rCloseSocket does): the peer's doing,
             # not a fault in the handler, so one line and no traceback.
-            logger.warning("The connection from %s broke: %s", _peer_text(address), group.exceptions[0])
+            logger.warning("The connection from %s broke: %s", peer_text(address), group.exceptions[0])
         except* Exception as group:
             self.handler_errors += 1
             error: BaseException = group.exceptions[0] if len(group.exceptions) == 1 else group
             logger.error(
                 "Handler %s for the connection from %s failed",
                 self._task_name,
-                _peer_text(address),
+                peer_text(address),
                 exc_info=error,
             )
         finally:
@@ -449,11 +434,11 @@ class Listener:
             try:
                 await conn._server_handshake()
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
-                logger.warning("TLS handshake with %s failed: %s", _peer_text(address), exc)
+                logger.warning("TLS handshake with %s failed: %s", peer_text(address), exc)
                 return False
             return True
         logger.warning(
-            "TLS handshake with %s did not finish within %s seconds", _peer_text(address), self._handshake_timeout
+            "TLS handshake with %s did not finish within %s seconds", peer_text(address), self._handshake_timeout
         )
         return False
 

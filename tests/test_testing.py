@@ -1,5 +1,6 @@
-"""The pytest plugin (trio_rsocket.testing): its fixtures, run by pytester in a
-suite of their own, and open_rsocket_pair used directly."""
+"""The test helpers (trio_rsocket.testing, no pytest needed) used directly, and
+the pytest plugin built on them (trio_rsocket.pytest_plugin): its fixtures,
+run by pytester in suites of their own."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import subprocess
 import sys
 import textwrap
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
+import trio
 
 # pytester runs the user suites in this process and afterwards drops the
 # modules they imported; cryptography (under trustme) cannot be imported a
@@ -17,7 +20,7 @@ import pytest
 import trustme  # noqa: F401
 
 from trio_rsocket import RSocket
-from trio_rsocket.testing import CertFiles, open_rsocket_pair
+from trio_rsocket.testing import CertFiles, echo_handler, make_cert_files, new_ca, open_rsocket_pair
 
 pytest_plugins = ["pytester"]
 
@@ -41,17 +44,86 @@ def user_suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+# Bounds a subprocess that hangs; it times nothing.
+PATIENCE = 60
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=PATIENCE)
+
+
 def test_plugin_is_registered_through_the_pytest11_entry_point() -> None:
     plugins = {entry.name: entry.value for entry in entry_points(group="pytest11")}
-    assert plugins.get("trio_rsocket") == "trio_rsocket.testing"
+    assert plugins.get("trio_rsocket") == "trio_rsocket.pytest_plugin"
 
 
-def test_importing_the_plugin_does_not_import_trustme() -> None:
-    # Loaded into every pytest run of every project that installs
-    # trio-rsocket: certificates are made only when a fixture asks.
-    code = "import sys, trio_rsocket.testing; print(sorted({'trustme', 'cryptography'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+@pytest.mark.parametrize("module", ["trio_rsocket.testing", "trio_rsocket.pytest_plugin"])
+def test_importing_the_helpers_or_the_plugin_does_not_import_trustme(module: str) -> None:
+    # The plugin is loaded into every pytest run of every project that
+    # installs trio-rsocket: certificates are made only when a fixture asks.
+    result = run_python(f"import sys, {module}; print(sorted({{'trustme', 'cryptography'}} & set(sys.modules)))")
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_helpers_work_without_pytest() -> None:
+    # sys.modules[name] = None makes `import name` fail, as if not installed.
+    code = textwrap.dedent(
+        """
+        import sys, tempfile
+        sys.modules["pytest"] = None
+        import trio
+        from trio_rsocket.testing import make_cert_files, new_ca, open_rsocket_pair
+
+        async def main():
+            with tempfile.TemporaryDirectory() as directory:
+                files = make_cert_files(new_ca(), directory)
+                async with open_rsocket_pair(tls=True, cert_files=files) as (client, server):
+                    await client.write(b"no pytest")
+                    print((await server.read_exactly(9)).decode(), client.is_secure())
+
+        trio.run(main)
+        print(sorted(name for name in sys.modules if name.startswith("_pytest")))
+        """
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["no pytest True", "[]"]
+
+
+def test_new_ca_without_trustme_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "trustme", None)
+    with pytest.raises(ImportError, match=r"pip install '\.\[testing\]' in a clone of trio-rsocket"):
+        new_ca()
+
+
+def test_make_cert_files_writes_every_file(tmp_path: Path) -> None:
+    files = make_cert_files(new_ca(), tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "ca.pem",
+        "client.key",
+        "client.pem",
+        "server.key",
+        "server.pem",
+    ]
+    context = ssl.create_default_context(cafile=str(files.authority))
+    context.load_cert_chain(files.server_cert, files.server_key)
+    context.load_cert_chain(files.client_cert, files.client_key)
+
+
+async def test_echo_handler_sends_back_what_it_reads(no_fd_leak: None) -> None:
+    listener = RSocket()
+    async with trio.open_nursery() as nursery:
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
+        async with RSocket() as client:
+            await client.connect(*listener.get_addr())
+            for message in (b"one", b"two" * 30000):
+                await client.write(message)
+                assert await client.read_exactly(len(message)) == message
+            await client.send_eof()
+            # The handler returns at end of file, and the listener closes the connection.
+            assert await client.read() == b""
+        listener.close()
 
 
 def test_a_suite_using_every_fixture_passes(user_suite: pytest.Pytester) -> None:
@@ -157,7 +229,27 @@ def test_fixtures_say_how_to_install_trustme_when_it_is_missing(
     monkeypatch.setitem(sys.modules, "trustme", None)
     result = user_suite.runpytest()
     result.assert_outcomes(errors=1)
-    assert "rsocket_ca needs trustme: pip install 'trio-rsocket[testing]'" in result.stdout.str()
+    assert "rsocket_ca: throwaway certificates need trustme: pip install '.[testing]'" in result.stdout.str()
+
+
+def test_naming_the_helpers_module_as_a_plugin_still_brings_the_fixtures(
+    user_suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Suites written when the fixtures lived in trio_rsocket.testing, with
+    # plugin autoloading off, name that module; they keep working.
+    user_suite.makepyfile(
+        test_old_name=textwrap.dedent(
+            """
+            async def test_pair(rsocket_pair):
+                client, server = rsocket_pair
+                await client.write(b"old")
+                assert await server.read_exactly(3) == b"old"
+            """
+        )
+    )
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = user_suite.runpytest_subprocess("-p", "pytest_trio.plugin", "-p", "trio_rsocket.testing")
+    result.assert_outcomes(passed=1)
 
 
 async def test_open_rsocket_pair_carries_bytes_both_ways(no_fd_leak: None) -> None:

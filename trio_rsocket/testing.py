@@ -1,27 +1,23 @@
-"""pytest plugin and test helpers for code that uses trio_rsocket.
+"""Test helpers for code that uses trio_rsocket; no pytest needed.
 
-Registered through the ``pytest11`` entry point, so its fixtures are there in
-every test suite of a project that installs trio-rsocket.  The fixtures that
-need certificates import :mod:`trustme` when first used, and the async ones
-need pytest-trio; ``pip install 'trio-rsocket[testing]'`` brings both.
+Everything here works in a script, under another test runner or in a
+Hypothesis test, and importing this module imports neither pytest nor
+trustme.  The pytest fixtures built on these helpers live beside them in
+:mod:`trio_rsocket.pytest_plugin`, which pytest loads by itself through the
+``pytest11`` entry point.  The ``trio-rsocket`` command (``demo``, ``echo``)
+and the benchmark use the same helpers, so there is one way to make
+throwaway certificates and one echo handler in the project.
 
-Fixtures (see the "Testing with the fixtures" page of the docs):
-
-``rsocket_ca``
-    A :class:`trustme.CA` for the whole session.
-``rsocket_cert_files``
-    :class:`CertFiles`: the CA, a server and a client certificate as PEM files.
-``rsocket_pair``
-    A connected ``(client, server)`` pair of :class:`~trio_rsocket.RSocket`
-    over loopback TCP.
-``rsocket_tls_pair``
-    The same over TLS, the client verifying the server against the CA.
-``rsocket_echo_server``
-    An echo server running in the test's trio run; yields its ``(host, port)``
-    and reports connections the test left open.
-
-Without pytest fixtures (a script, another test runner, a hypothesis test),
-:func:`open_rsocket_pair` gives the same pairs.
+:func:`new_ca`
+    A throwaway :class:`trustme.CA` (trustme is imported on first use).
+:func:`make_cert_files`
+    Writes a CA, a server and a client certificate as PEM files
+    (:class:`CertFiles`).
+:func:`open_rsocket_pair`
+    A connected ``(client, server)`` pair over loopback, plain or TLS.
+:func:`echo_handler`
+    A :meth:`~trio_rsocket.RSocket.listen` handler that sends back what it
+    reads.
 
 Theory of operation: a pair is made the way a user makes one, with
 :meth:`RSocket.listen <trio_rsocket.RSocket.listen>` on ``127.0.0.1`` port 0
@@ -36,44 +32,54 @@ timeout that passed.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pytest
 import trio
-import trio.testing
 
 from . import RSocket
 
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["CertFiles", "make_cert_files", "open_rsocket_pair"]
+__all__ = ["CertFiles", "echo_handler", "make_cert_files", "new_ca", "open_rsocket_pair"]
 
-#: The interface every fixture listens on: loopback, so nothing is reachable
-#: from outside the machine.
+# The fixtures used to live in this module; a suite that names it as a
+# plugin (`pytest -p trio_rsocket.testing` with plugin autoloading off) still
+# gets them through this.  A name, not an import: this module never imports
+# pytest.
+pytest_plugins = ["trio_rsocket.pytest_plugin"]
+
+#: The interface the helpers and fixtures listen on: loopback, so nothing is
+#: reachable from outside the machine.
 LOOPBACK = "127.0.0.1"
 
 #: The names a server certificate from :func:`make_cert_files` is valid for.
 SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
 
-_INSTALL_HINT = "pip install 'trio-rsocket[testing]'"
+#: How to install trustme, in words that are true both in a clone of the
+#: repository (the ``testing`` extra) and anywhere else (trustme itself:
+#: trio-rsocket is not on a package index).  The plugin, the ``trio-rsocket``
+#: command and the benchmark give this hint too.
+TRUSTME_HINT = "pip install '.[testing]' in a clone of trio-rsocket, or pip install trustme"
 
 
-def _new_ca() -> trustme.CA:
-    """A fresh throwaway certificate authority.
+def new_ca() -> trustme.CA:
+    """A fresh throwaway certificate authority (a :class:`trustme.CA`).
 
-    trustme is imported here, not at the top, because this module is loaded
-    into every pytest run of a project that has trio-rsocket installed,
-    whether it uses TLS or not.
+    trustme is imported here, not at the top, because the pytest plugin
+    imports this module into every pytest run of a project that has
+    trio-rsocket installed, whether it uses TLS or not.  Without trustme this
+    raises :exc:`ImportError` saying how to install it.
     """
     try:
         import trustme
     except ImportError as exc:
-        raise ImportError(f"trio_rsocket's TLS fixtures need trustme: {_INSTALL_HINT}", name="trustme") from exc
+        raise ImportError(f"throwaway certificates need trustme: {TRUSTME_HINT}", name="trustme") from exc
     return trustme.CA(organization_name="trio-rsocket test CA")
 
 
@@ -102,7 +108,15 @@ class CertFiles:
 
 
 def make_cert_files(ca: trustme.CA, directory: str | os.PathLike[str]) -> CertFiles:
-    """Write the CA, a server and a client certificate from *ca* into *directory*."""
+    """Write the CA, a server and a client certificate from *ca* into *directory*.
+
+    The one place in trio-rsocket that writes certificate files: the
+    ``rsocket_cert_files`` fixture, :func:`open_rsocket_pair`, the
+    ``trio-rsocket demo`` command and the benchmark all call it.  *ca* is
+    usually :func:`new_ca`.  The directory must exist; the files are named
+    ``ca.pem``, ``server.pem``, ``server.key``, ``client.pem`` and
+    ``client.key``.
+    """
     folder = Path(directory)
     server = ca.issue_cert(*SERVER_NAMES)
     client = ca.issue_cert("client@trio-rsocket.test")
@@ -149,10 +163,8 @@ async def open_rsocket_pair(
     if cert_files is not None and not isinstance(cert_files, CertFiles):
         raise TypeError(f"cert_files must be a CertFiles, not {type(cert_files).__name__}")
     if tls and cert_files is None:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="trio-rsocket-") as directory:
-            files = make_cert_files(_new_ca(), directory)
+            files = make_cert_files(new_ca(), directory)
             async with _open_pair(files) as pair:
                 yield pair
         return
@@ -211,87 +223,24 @@ async def _open_pair(files: CertFiles | None) -> AsyncIterator[tuple[RSocket, RS
         raise body_error
 
 
-@pytest.fixture(scope="session")
-def rsocket_ca() -> trustme.CA:
-    """A throwaway :class:`trustme.CA`, one per test session."""
-    try:
-        return _new_ca()
-    except ImportError:
-        # One line that says what to do, not a traceback through this plugin.
-        pytest.fail(f"rsocket_ca needs trustme: {_INSTALL_HINT}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def rsocket_cert_files(rsocket_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
-    """:class:`CertFiles` signed by ``rsocket_ca``: the CA, a server and a client certificate."""
-    return make_cert_files(rsocket_ca, tmp_path_factory.mktemp("trio-rsocket-certs"))
-
-
-@pytest.fixture
-async def rsocket_pair() -> AsyncIterator[tuple[RSocket, RSocket]]:
-    """A connected ``(client, server)`` pair over loopback TCP, closed after the test."""
-    async with open_rsocket_pair() as pair:
-        yield pair
-
-
-@pytest.fixture
-async def rsocket_tls_pair(rsocket_cert_files: CertFiles) -> AsyncIterator[tuple[RSocket, RSocket]]:
-    """A connected ``(client, server)`` TLS pair over loopback, closed after the test.
-
-    The server presents ``rsocket_cert_files.server_cert``; the client trusts
-    ``rsocket_cert_files.authority`` and checks the name ``127.0.0.1``.
-    """
-    async with open_rsocket_pair(tls=True, cert_files=rsocket_cert_files) as pair:
-        yield pair
-
-
 # ----------------------------------------------------------------------
-# Echo server
+# Echo
 # ----------------------------------------------------------------------
 
 
-async def _echo(_data: object, sock: RSocket) -> None:
-    """A connection handler that writes back whatever it reads, until end of file."""
-    while data := await sock.read():
-        await sock.write(data)
+async def echo_handler(data: object, sock: RSocket) -> None:
+    """A :meth:`~trio_rsocket.RSocket.listen` handler that writes back whatever
+    it reads, until end of file.
 
+    ::
 
-@pytest.fixture
-async def rsocket_echo_server() -> AsyncIterator[tuple[str, int]]:
-    """An echo server on loopback, running for the duration of the test.
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
 
-    Yields ``(host, port)`` to connect to.  Connections still open when the
-    test ends are reported as a failure: every client the test opens should
-    be closed by then (``async with RSocket() as sock:``).
+    *data* is the listener's handler data, unused.  A peer that resets the
+    connection ends it with :exc:`trio.BrokenResourceError`, which the
+    listener logs as a handler error; wrap this handler to count or report
+    connections (the ``rsocket_echo_server`` fixture and ``trio-rsocket
+    echo`` do).
     """
-    open_connections = 0
-
-    async def counted_echo(data: object, sock: RSocket) -> None:
-        nonlocal open_connections
-        open_connections += 1
-        try:
-            await _echo(data, sock)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away abruptly: not the server's problem
-        finally:
-            open_connections -= 1
-
-    listener = RSocket()
-    async with trio.open_nursery() as nursery:
-        await listener.listen(LOOPBACK, 0, counted_echo, nursery=nursery)
-        try:
-            yield listener.get_addr()
-            # Only after a test that ran to its end (a cancelled one gets
-            # trio.Cancelled here): let clients it closed at the very end
-            # reach their handlers as end of file, so only open ones count.
-            await trio.testing.wait_all_tasks_blocked()
-            leaked = open_connections
-        finally:
-            listener.close()
-            nursery.cancel_scope.cancel()
-    if leaked:
-        pytest.fail(
-            f"rsocket_echo_server: {leaked} connection(s) were still open when the test ended; "
-            "close every client socket the test opens (async with RSocket() as sock: ...)",
-            pytrace=False,
-        )
+    while received := await sock.read():
+        await sock.write(received)

@@ -16,7 +16,15 @@ from typing import IO
 
 import pytest
 
-from trio_rsocket._cli import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_TLS, EXIT_USAGE, main
+from trio_rsocket._cli import (
+    EXIT_FAILED,
+    EXIT_MISSING_PACKAGE,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_TLS,
+    EXIT_USAGE,
+    main,
+)
 from trio_rsocket.testing import CertFiles
 
 from .conftest import has_ipv6
@@ -113,13 +121,15 @@ def test_demo_exits_0_after_echoing_every_message_intact() -> None:
     assert output.rstrip().endswith("-> ok")
 
 
-def test_demo_without_trustme_says_how_to_install_it(tmp_path: Path) -> None:
+def test_demo_without_trustme_exits_5_saying_how_to_install_it_from_a_clone(tmp_path: Path) -> None:
     # A trustme that cannot be imported, first on the path.
     (tmp_path / "trustme.py").write_text("raise ImportError('hidden from this test')\n")
     path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     result = run_cli("demo", env={**os.environ, "PYTHONPATH": path})
-    assert result.returncode == EXIT_FAILED
-    assert b"pip install 'trio-rsocket[testing]'" in result.stderr
+    assert result.returncode == EXIT_MISSING_PACKAGE
+    # trio-rsocket is not on a package index: the hint that works is the clone's.
+    assert b"pip install '.[testing]' in a clone of trio-rsocket" in result.stderr
+    assert b"Traceback" not in result.stderr
 
 
 # ----------------------------------------------------------------------
@@ -142,6 +152,22 @@ def test_echo_and_connect_round_trip_over_ipv6_loopback() -> None:
     assert host == "::1"
     assert result.returncode == EXIT_OK, result.stderr.decode()
     assert result.stdout == b"over IPv6"
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
+def test_connect_accepts_the_bracketed_ipv6_address_that_echo_prints() -> None:
+    # echo prints "listening on [::1]:PORT"; the helper reads the address inside.
+    with echo_server("--host", "::1") as (_, host, port):
+        result = run_cli("connect", f"[{host}]", str(port), stdin=b"brackets")
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    assert result.stdout == b"brackets"
+
+
+def test_connect_with_timeout_inf_never_gives_up_and_works() -> None:
+    with echo_server() as (_, host, port):
+        result = run_cli("connect", "--timeout", "inf", host, str(port), stdin=b"no time limit")
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    assert result.stdout == b"no time limit"
 
 
 def test_echo_and_connect_round_trip_over_tls(rsocket_cert_files: CertFiles) -> None:
@@ -224,6 +250,30 @@ def test_connect_insecure_accepts_an_untrusted_certificate(rsocket_cert_files: C
     assert client.returncode == EXIT_OK
 
 
+def test_connect_with_a_missing_ca_file_exits_3_naming_it_without_connecting(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        result = run_cli("connect", "--ca", str(missing), "127.0.0.1", str(listener.getsockname()[1]))
+        # Nothing reached the listener's backlog: no connection was tried.
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert result.returncode == EXIT_TLS
+    last_line = result.stderr.decode().strip().splitlines()[-1]
+    assert last_line.endswith(f" connect: cannot use --ca {missing}: No such file or directory")
+
+
+def test_connect_with_a_ca_file_that_is_not_pem_exits_3_naming_it(tmp_path: Path) -> None:
+    not_pem = tmp_path / "notes.txt"
+    not_pem.write_text("not a certificate\n")
+    result = run_cli("connect", "--ca", str(not_pem), "127.0.0.1", "9")
+    assert result.returncode == EXIT_TLS
+    assert f"cannot use --ca {not_pem}: ".encode() in result.stderr
+    assert b"TLS with" not in result.stderr
+
+
 def test_connect_times_out_with_status_4_when_the_handshake_never_ends() -> None:
     with silent_listener() as port:
         result = run_cli("connect", "--tls", "--timeout", "0.2", "127.0.0.1", str(port))
@@ -252,7 +302,11 @@ def test_connect_to_an_unknown_host_exits_1() -> None:
         (["connect", "127.0.0.1", "65536"], "port must be in 1..65535, not 65536"),
         (["connect", "127.0.0.1", "http"], "port must be a number, not 'http'"),
         (["connect", "", "80"], "HOST must not be empty"),
-        (["connect", "127.0.0.1", "80", "--timeout", "-1"], "must be a positive number of seconds"),
+        (["connect", "127.0.0.1", "80", "--timeout", "-1"], "must be a positive number of seconds (or inf), not -1"),
+        (["connect", "127.0.0.1", "80", "--timeout", "nan"], "must be a positive number of seconds (or inf), not nan"),
+        (["connect", "127.0.0.1", "80", "--wait", "soon"], "must be a number of seconds (or inf), not 'soon'"),
+        (["connect", "[::1", "80"], "brackets go around an IPv6 address, as in [::1]; not '[::1'"),
+        (["connect", "[localhost]", "80"], "brackets go around an IPv6 address, as in [::1]; not '[localhost]'"),
         (["connect", "127.0.0.1", "80", "--ca", "ca.pem", "--insecure"], "--ca and --insecure contradict"),
         (["echo", "--port", "-5"], "port must be in 0..65535, not -5"),
         (["echo", "--cert", "server.pem"], "--cert and --key go together"),
@@ -273,6 +327,15 @@ def test_bad_arguments_exit_2_from_the_command_line() -> None:
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == EXIT_OK
     assert f"trio-rsocket {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [[], ["demo"], ["echo"], ["connect"], ["bench"]])
+def test_every_help_screen_lists_the_exit_statuses(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*argv, "--help"]) == EXIT_OK
+    help_text = capsys.readouterr().out
+    assert "exit status:\n  0    success\n" in help_text
+    assert "\n  2    bad arguments\n" in help_text
+    assert "\n  130  interrupted (Ctrl-C)\n" in help_text
 
 
 def test_the_console_script_is_installed() -> None:

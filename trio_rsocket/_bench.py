@@ -70,6 +70,7 @@ import trio
 
 # The public API only, as any program would use it.
 from . import RSocket, get_socket_limit, set_socket_limit
+from .testing import TRUSTME_HINT, make_cert_files, new_ca
 
 __all__ = ["main"]
 
@@ -96,6 +97,25 @@ _SERVER_ENTRY: Final = "import sys; from trio_rsocket._bench import _server_main
 
 class BenchError(RuntimeError):
     """A workload could not run (a server died, a peer closed early, a limit)."""
+
+
+class MissingPackageError(BenchError):
+    """A package the benchmark needs for what was asked is not installed."""
+
+
+# The exit statuses, the same numbers as the other trio-rsocket commands use.
+_EXIT_FAILED: Final = 1
+_EXIT_MISSING_PACKAGE: Final = 5
+
+_EXIT_STATUS_HELP: Final = """\
+exit status:
+  0    success
+  1    the benchmark failed (a server did not start or answer, a run took too long)
+  2    bad arguments
+  5    a package it needs is not installed (trustme for the TLS workloads,
+       matplotlib for --chart; the message says how to install it)
+  130  interrupted (Ctrl-C)
+"""
 
 
 # ----------------------------------------------------------------------
@@ -182,26 +202,16 @@ class TLSFiles:
 
 
 def make_tls_files(directory: str) -> TLSFiles:
-    """Write a trustme CA and a server certificate for 127.0.0.1 into *directory*."""
+    """Write a trustme CA and a server certificate for 127.0.0.1 into *directory*
+    (with :func:`trio_rsocket.testing.make_cert_files`, as the fixtures do)."""
     try:
-        import trustme
+        ca = new_ca()
     except ImportError:
-        raise BenchError(
-            "the TLS workloads need trustme: pip install 'trio-rsocket[testing]' (or skip them with --only)"
+        raise MissingPackageError(
+            f"the TLS workloads need trustme: {TRUSTME_HINT} (or skip them with --only)"
         ) from None
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    files = TLSFiles(
-        ca=os.path.join(directory, "ca.pem"),
-        cert=os.path.join(directory, "server-chain.pem"),
-        key=os.path.join(directory, "server-key.pem"),
-    )
-    ca.cert_pem.write_to_path(files.ca)
-    server.private_key_pem.write_to_path(files.key)
-    with open(files.cert, "wb") as chain:
-        for blob in server.cert_chain_pems:
-            chain.write(blob.bytes())
-    return files
+    files = make_cert_files(ca, directory)
+    return TLSFiles(ca=str(files.authority), cert=str(files.server_cert), key=str(files.server_key))
 
 
 def _server_context(files: TLSFiles) -> ssl.SSLContext:
@@ -1053,7 +1063,9 @@ def write_chart(rows: Sequence[Row], path: str) -> None:
         matplotlib.use("Agg")
         plt = importlib.import_module("matplotlib.pyplot")
     except ImportError:
-        raise BenchError("--chart needs matplotlib: pip install 'trio-rsocket[bench]'") from None
+        raise MissingPackageError(
+            "--chart needs matplotlib: pip install '.[bench]' in a clone of trio-rsocket, or pip install matplotlib"
+        ) from None
     titles = [row.title for row in rows]
     positions = range(len(rows))
     height = 0.38
@@ -1093,6 +1105,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="trio-rsocket bench",
         description="Benchmark RSocket beside trio.SocketStream / trio.SSLStream and asyncio streams "
         "(loopback only, server in a separate process, interleaved repetitions, medians, ratios).",
+        epilog=_EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and two repetitions (a smoke test)")
     parser.add_argument(
@@ -1126,7 +1140,7 @@ def main(argv: list[str] | None = None) -> int:
     options = _parser().parse_args(argv)
     if os.name != "posix":
         print("trio-rsocket bench: the benchmark runs on POSIX systems (Linux, macOS) only", file=sys.stderr)
-        return 1
+        return _EXIT_FAILED
 
     def log(message: str) -> None:
         if not options.quiet:
@@ -1150,7 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
             write_chart(rows, options.chart)
     except BenchError as exc:
         print(f"trio-rsocket bench: {exc}", file=sys.stderr)
-        return 1
+        return _EXIT_MISSING_PACKAGE if isinstance(exc, MissingPackageError) else _EXIT_FAILED
     return 0
 
 

@@ -14,23 +14,29 @@ Subcommands:
     The benchmark (:mod:`trio_rsocket._bench`), given the remaining arguments.
 
 Exit status: 0 success, 1 the connection (or listen) failed, 2 bad
-arguments, 3 TLS failed, 4 timed out, 130 interrupted by Ctrl-C.
+arguments, 3 TLS failed or a certificate file cannot be used, 4 timed out,
+5 a package the command needs is not installed, 130 interrupted by Ctrl-C.
 
-Only the public API is used here, as a user would.
+Only the public API is used here, as a user would, with the helpers of
+:mod:`trio_rsocket.testing` (throwaway certificates, the echo handler) and
+the one ``host:port`` formatter.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import logging
 import math
 import os
 import signal
+import ssl
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import Final, TextIO
 
 import trio
 
@@ -45,14 +51,15 @@ from trio_rsocket import (
     deadline_after,
 )
 
-if TYPE_CHECKING:
-    import trustme
+from ._address import host_port
+from .testing import SERVER_NAMES, TRUSTME_HINT, CertFiles, echo_handler, make_cert_files, new_ca
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_TLS: Final = 3
 EXIT_TIMEOUT: Final = 4
+EXIT_MISSING_PACKAGE: Final = 5
 EXIT_INTERRUPTED: Final = 130
 
 PROG: Final = "trio-rsocket"
@@ -62,8 +69,10 @@ exit status:
   0    success
   1    the connection or listen failed (refused, unknown host, reset, port in use)
   2    bad arguments
-  3    TLS failed (certificate not trusted, expired, wrong host name, bad file)
+  3    TLS failed (certificate not trusted, expired, wrong host name), or a
+       certificate, key or CA file cannot be used (missing, unreadable, not PEM)
   4    timed out
+  5    a package the command needs is not installed (the message says which)
   130  interrupted (Ctrl-C)
 """
 
@@ -95,9 +104,22 @@ def _port(text: str) -> int:
 
 
 def _remote_host(text: str) -> str:
-    """A host to connect to: a name or an address, never empty."""
+    """A host to connect to: a name or an address, never empty.
+
+    An IPv6 address may come in brackets (``[::1]``), as ``echo`` and every
+    message print it; the brackets are dropped.
+    """
     if not text:
         raise argparse.ArgumentTypeError("HOST must not be empty")
+    if text.startswith("[") or text.endswith("]"):
+        inner = text.removeprefix("[").removesuffix("]")
+        try:
+            if not (text.startswith("[") and text.endswith("]")):
+                raise ValueError("unbalanced brackets")
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"brackets go around an IPv6 address, as in [::1]; not {text!r}") from None
+        return inner
     return text
 
 
@@ -107,18 +129,14 @@ def _remote_port(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    """A time limit in seconds: a positive number, or ``inf`` for no limit."""
     try:
         seconds = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (or inf), not {text!r}") from None
+    if math.isnan(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds (or inf), not {text}")
     return seconds
-
-
-def _show(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _os_words(error: OSError) -> str:
@@ -154,7 +172,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         description=(
             "Start a TLS echo server on an ephemeral loopback port with throwaway "
             "certificates, run a few clients through it, and print what happened. "
-            "Needs trustme (pip install 'trio-rsocket[testing]')."
+            f"Needs trustme ({TRUSTME_HINT})."
         ),
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -206,14 +224,16 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         type=_seconds,
         default=30.0,
         metavar="S",
-        help="give up if connecting (and the TLS handshake) takes longer than S seconds (default 30)",
+        help="give up if connecting (and the TLS handshake) takes longer than S seconds "
+        "(default 30; inf: never give up)",
     )
     connect.add_argument(
         "--wait",
         type=_seconds,
         default=1.0,
         metavar="S",
-        help="TLS only: after standard input ends, close once the peer has been quiet for S seconds (default 1)",
+        help="TLS only: after standard input ends, close once the peer has been quiet for S seconds "
+        "(default 1; inf: wait until the peer closes)",
     )
 
     commands.add_parser(
@@ -295,6 +315,9 @@ def _bench(argv: list[str], prog: str) -> int:
         return _bench.main(argv)
     except SystemExit as exc:  # its --help, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog} bench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 # ----------------------------------------------------------------------
@@ -311,13 +334,12 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
             raise _Failure(str(exc), EXIT_TLS) from None
     kind = "TLS" if cert is not None else "plain TCP"
 
-    async def echo(_data: object, sock: RSocket) -> None:
+    async def echo(data: object, sock: RSocket) -> None:
         peer = "a client"
         try:
-            peer = _show(*sock.get_peer_addr())
+            peer = host_port(*sock.get_peer_addr())
             print(f"{peer} connected", file=sys.stderr, flush=True)
-            while data := await sock.read():
-                await sock.write(data)
+            await echo_handler(data, sock)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             print(f"{peer} broken: {exc}", file=sys.stderr, flush=True)
             return
@@ -332,7 +354,7 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
                 raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
             except TLSError as exc:  # the certificate or key, read now
                 raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
-            address = _show(*listener.get_addr())
+            address = host_port(*listener.get_addr())
             print(f"echo server listening on {address} ({kind}); Ctrl-C stops it", flush=True)
             async for signum in signals:
                 print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
@@ -350,7 +372,7 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
 async def _connect(args: argparse.Namespace) -> int:
     host: str = args.host
     port: int = args.port
-    where = _show(host, port)
+    where = host_port(host, port)
     sock = RSocket()
     tls = bool(args.tls or args.ca or args.insecure)
     try:
@@ -358,14 +380,16 @@ async def _connect(args: argparse.Namespace) -> int:
             sock.set_tls()
             sock.set_verify(False, False)
         elif args.ca is not None:
+            _check_authority_file(args.ca)
             sock.set_certs(authority=args.ca)
         elif tls:
             sock.set_tls()
     except TLSError as exc:
         raise _Failure(str(exc), EXIT_TLS) from None
 
+    deadline = None if math.isinf(args.timeout) else deadline_after(args.timeout)
     try:
-        await sock.connect(host, port, deadline=deadline_after(args.timeout))
+        await sock.connect(host, port, deadline=deadline)
     except DeadlineError:
         raise _Failure(f"timed out after {args.timeout:g} s connecting to {where}", EXIT_TIMEOUT) from None
     except TLSError as exc:
@@ -391,6 +415,19 @@ async def _connect(args: argparse.Namespace) -> int:
                 return EXIT_FAILED
             raise
     return EXIT_OK
+
+
+def _check_authority_file(path: str) -> None:
+    """Fail now, naming *path*, if the ``--ca`` file cannot serve as a CA.
+
+    The library would report it when connecting, as a TLS error with the
+    server; but no connection was tried, and the fix is on this machine.
+    """
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except OSError as exc:  # ssl.SSLError included: a file with no certificate in it
+        reason = exc.strerror if exc.strerror and not isinstance(exc, ssl.SSLError) else str(exc)
+        raise _Failure(f"cannot use --ca {path}: {reason}", EXIT_TLS) from None
 
 
 async def _copy_both_ways(sock: RSocket, tls: bool, wait: float) -> None:
@@ -439,13 +476,13 @@ _DEMO_DEADLINE: Final = 0.1
 
 def _run_demo(out: TextIO) -> int:
     try:
-        import trustme
+        ca = new_ca()
     except ImportError:
         raise _Failure(
-            "the demo makes throwaway certificates with trustme: pip install 'trio-rsocket[testing]'", EXIT_FAILED
+            f"the demo makes throwaway certificates with trustme: {TRUSTME_HINT}", EXIT_MISSING_PACKAGE
         ) from None
-    ca = trustme.CA(organization_name="trio-rsocket demo CA")
-    status = trio_rsocket.run(_demo, ca, out)
+    with tempfile.TemporaryDirectory(prefix="trio-rsocket-demo-") as directory:
+        status = trio_rsocket.run(_demo, make_cert_files(ca, directory), out)
     return EXIT_FAILED if status is None else status
 
 
@@ -460,26 +497,19 @@ def _preview(data: bytes) -> str:
     return repr(data) if len(data) <= 24 else f"{len(data):,} bytes"
 
 
-async def _demo(ca: trustme.CA, out: TextIO) -> int:
+async def _demo(files: CertFiles, out: TextIO) -> int:
     def say(who: str, text: str) -> None:
         print(f"  {who:<12}  {text}", file=out, flush=True)
 
     print(f"trio-rsocket {trio_rsocket.__version__} demo: TLS echo over loopback, all in one process\n", file=out)
-    server_cert = ca.issue_cert("localhost", "127.0.0.1", "::1")
-    say("certificates", "throwaway CA and a server certificate for localhost, 127.0.0.1, ::1 (trustme, in memory)")
-
-    async def echo(_data: object, sock: RSocket) -> None:
-        while data := await sock.read():
-            await sock.write(data)
+    names = ", ".join(SERVER_NAMES)
+    say("certificates", f"throwaway CA and a server certificate for {names} (trustme, in a temporary directory)")
 
     listener = RSocket()
-    listener.set_certs(
-        key=server_cert.private_key_pem.bytes(),
-        cert=b"".join(blob.bytes() for blob in server_cert.cert_chain_pems),
-    )
-    await listener.listen("127.0.0.1", 0, echo)
+    listener.set_certs(key=str(files.server_key), cert=str(files.server_cert))
+    await listener.listen("127.0.0.1", 0, echo_handler)
     host, port = listener.get_addr()
-    say("server", f"listening on {_show(host, port)}, TLS; each connection is a fiber running echo()")
+    say("server", f"listening on {host_port(host, port)}, TLS; each connection is a fiber running echo_handler()")
 
     round_trips: list[float] = []
     intact = 0
@@ -489,7 +519,7 @@ async def _demo(ca: trustme.CA, out: TextIO) -> int:
         nonlocal intact, sent
         who = f"client {number}"
         async with RSocket() as sock:
-            sock.set_certs(authority=ca.cert_pem.bytes())
+            sock.set_certs(authority=str(files.authority))
             await sock.connect(host, port, deadline=deadline_after(10))
             say(who, f"connected, certificate verified, {sock.get_tls_version()} {sock.get_cipher()}")
             for size in _DEMO_SIZES:
@@ -514,7 +544,7 @@ async def _demo(ca: trustme.CA, out: TextIO) -> int:
     # A deadline is a point in time; when it passes the call raises
     # DeadlineError and the socket stays usable.
     async with RSocket() as sock:
-        sock.set_certs(authority=ca.cert_pem.bytes())
+        sock.set_certs(authority=str(files.authority))
         await sock.connect(host, port, deadline=deadline_after(10))
         started = trio.current_time()
         try:

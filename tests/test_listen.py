@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import math
 import os
@@ -163,7 +164,6 @@ async def test_a_port_in_use_raises_listen_error_with_errno() -> None:
     ("arguments", "error", "message"),
     [
         ({"handler": 42}, TypeError, "handler must be"),
-        ({"handler": lambda data, sock: None}, TypeError, "handler must be an async function"),
         ({"port": -1}, ValueError, r"port must be in 0\.\.65535"),
         ({"port": 65536}, ValueError, r"port must be in 0\.\.65535"),
         ({"port": "80"}, TypeError, "port must be an int"),
@@ -834,3 +834,152 @@ async def test_an_object_with_an_async_call_is_a_handler() -> None:
             await client.write(b"called")
             assert await client.read_exactly(6) == b"called"
         listener.close()
+
+
+# ----------------------------------------------------------------------------
+# Any async callable is a handler, as trio takes it; a sync one fails per connection
+
+
+async def test_a_lambda_or_partial_returning_a_coroutine_is_a_handler() -> None:
+    async def tagged_echo(tag: bytes, data: object, sock: RSocket) -> None:
+        received = await sock.read()
+        await sock.write(tag + received)
+
+    handlers: list[Handler] = [
+        lambda data, sock: tagged_echo(b"lambda:", data, sock),
+        functools.partial(tagged_echo, b"partial:"),
+    ]
+    for handler in handlers:
+        async with serving(handler) as listener:
+            client = await connect(listener.get_addr()[1])
+            await client.write(b"x")
+            assert (await client.read()).endswith(b":x")
+            client.close()
+            await listener.shutdown()
+        assert listener.statistics().handler_errors == 0
+
+
+async def test_a_handler_that_returns_no_awaitable_is_a_logged_handler_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def not_async(data: object, sock: RSocket) -> None:
+        pass
+
+    async with serving(not_async) as listener:  # type: ignore[arg-type]
+        port = listener.get_addr()[1]
+        for _ in range(2):  # the listener goes on serving
+            client = await connect(port)
+            assert await client.read() == b""  # the socket is closed
+            client.close()
+        await listener.shutdown()
+    assert listener.statistics().handler_errors == 2
+    errors = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 2
+    message = errors[0].getMessage()
+    assert errors[0].name == "trio_rsocket"
+    assert "not_async" in message
+    assert "returned None, not an awaitable: is it an async function?" in message
+    assert "127.0.0.1:" in message
+
+
+# ----------------------------------------------------------------------------
+# A connection that cannot be set up is dropped; the accept loop goes on
+
+
+class PlainConnection:
+    """The least a Listener needs of a socket (a Connection), over a stdlib socket."""
+
+    def __init__(self, raw: socket.socket) -> None:
+        self.raw = raw
+
+    def is_secure(self) -> bool:
+        return False
+
+    async def _server_handshake(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        self.raw.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+
+async def greet_raw(data: object, conn: PlainConnection) -> None:
+    await trio.lowlevel.checkpoint()
+    conn.raw.send(b"hi")
+
+
+@pytest.mark.parametrize(
+    ("error", "level"),
+    [
+        (RuntimeError("no TLS context"), logging.ERROR),
+        (ValueError("bad option value"), logging.ERROR),
+        (OSError(errno.ENOPROTOOPT, "Protocol not available"), logging.ERROR),
+        (OSError(errno.ECONNRESET, "Connection reset by peer"), logging.DEBUG),
+    ],
+)
+async def test_an_error_setting_up_a_connection_drops_it_and_the_loop_goes_on(
+    error: Exception, level: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_rsocket")
+    raw = await _listen.open_listening_socket("127.0.0.1", 0, None, False)
+    port = raw.getsockname()[1]
+    calls = 0
+
+    def make_socket(client: socket.socket) -> PlainConnection:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise error
+        return PlainConnection(client)
+
+    listener = _listen.Listener(raw, greet_raw, None, make_socket, raw.close, 30.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listener.serve)
+        dropped = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await dropped.receive_some() == b""  # closed, not left hanging
+        dropped_port = dropped.socket.getsockname()[1]
+        await dropped.aclose()
+        served = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await served.receive_some() == b"hi"
+        await served.aclose()
+        listener.close()
+    assert (listener.accepted, listener.active, listener.handler_errors) == (2, 0, 0)
+    [record] = [record for record in caplog.records if str(error) in record.getMessage()]
+    assert record.name == "trio_rsocket"
+    assert record.levelno == level
+    assert f"127.0.0.1:{dropped_port}" in record.getMessage()
+
+
+# ----------------------------------------------------------------------------
+# shutdown counts handlers, not handshakes
+
+
+async def test_shutdown_counts_handlers_cancelled_apart_from_handshakes(
+    rsocket_cert_files: CertFiles,
+) -> None:
+    started = trio.Event()
+
+    async def wait_for_ever(data: object, sock: RSocket) -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    async with serving_tls(rsocket_cert_files, wait_for_ever) as listener:
+        port = listener.get_addr()[1]
+        # Connects and never sends a ClientHello: its handshake waits.
+        silent = await trio.open_tcp_stream("127.0.0.1", port)
+        client = RSocket()
+        client.set_certs(authority=str(rsocket_cert_files.authority))
+        await client.connect("127.0.0.1", port)
+        await started.wait()
+        await trio.testing.wait_all_tasks_blocked()
+        assert listener.statistics().active == 2
+        assert await listener.shutdown(grace=0) == 1
+        assert listener._listener is not None
+        assert listener._listener.handshakes_cancelled == 1
+        assert listener.statistics().active == 0
+        await silent.aclose()
+        client.close()
+    assert listener.statistics().handler_errors == 0

@@ -19,11 +19,17 @@ listener's options and TLS settings) and gets a fiber that runs the TLS
 handshake (bounded by the handshake timeout; TLS sockets only), then
 ``await handler(data, sock)``, then closes the socket.
 
-Nothing a connection does stops the listener: a failed handshake is logged as
-a warning and dropped, a handler's exception is logged with its traceback, and
-accept errors that mean "out of descriptors or memory" are logged and retried
-after :data:`ACCEPT_RETRY_PAUSE` seconds (trio's ``serve_listeners`` does the
-same).  :class:`trio.Cancelled` always passes through.
+Nothing a connection does stops the listener: an error setting it up (an
+option, the TLS settings) is logged and the connection closed, a failed
+handshake is logged as a warning and dropped, a handler's exception (or a
+handler that returned no awaitable) is logged, and accept errors that mean
+"out of descriptors or memory" are logged and retried after
+:data:`ACCEPT_RETRY_PAUSE` seconds (trio's ``serve_listeners`` does the same).
+:class:`trio.Cancelled` always passes through.
+
+Each connection is in one of two counts from accept on: in its TLS handshake,
+or in its handler (plain TCP goes straight there), so that ``shutdown`` can
+tell the handlers it cancels from the handshakes it cuts short.
 
 This module knows nothing of ``RSocket`` itself: the listener hands it a
 ``make_socket`` callback, and it speaks to the sockets it gets through the
@@ -36,9 +42,10 @@ import errno as errno_codes
 import inspect
 import logging
 import os
+import reprlib
 import socket as stdlib_socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 import trio
 from trio.lowlevel import checkpoint, wait_readable
@@ -101,6 +108,9 @@ _SKIPPABLE_ERRNOS: Final = frozenset(
     if hasattr(errno_codes, name)
 )
 
+# Errors setting options on an accepted socket that mean the peer already left.
+_PEER_GONE_ERRNOS: Final = frozenset({errno_codes.ECONNRESET, errno_codes.ENOTCONN, errno_codes.EINVAL})
+
 # The socket limit is process-wide (Ioto's is too): it bounds the server-side
 # sockets alive across every listener, counted from accept until the
 # connection's fiber has closed the socket.
@@ -141,9 +151,13 @@ class Connection(Protocol):
     async def aclose(self) -> None: ...
 
 
-#: ``await handler(data, sock)`` for each connection (``sock`` is an ``RSocket``;
-#: ``RSocket.listen`` types it, this module does not know the class).
-Handler = Callable[[Any, Any], Awaitable[object]]
+DataT = TypeVar("DataT")
+SocketT = TypeVar("SocketT")
+
+#: ``await handler(data, sock)`` for each connection: any callable that
+#: returns an awaitable, as trio takes it.  ``RSocket.listen`` fills in the
+#: types (``sock`` is an ``RSocket``; this module does not know the class).
+Handler: TypeAlias = Callable[[DataT, SocketT], Awaitable[object]]
 
 
 def check_listen_arguments(
@@ -165,9 +179,10 @@ def check_listen_arguments(
         raise ValueError(f"port must be in 0..65535 (0: any free port), not {port}")
     if not callable(handler):
         raise TypeError(f"handler must be an async function handler(data, sock), not {type(handler).__name__}")
-    if not (inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(type(handler).__call__)):
-        # A plain function would only fail later, once per connection.
-        raise TypeError(f"handler must be an async function (async def handler(data, sock)), not {handler!r}")
+    # Whether a callable is async cannot be told before calling it (a lambda
+    # or functools.partial returning a coroutine, an object with an async
+    # __call__): trio's rule is to call it and look at the result, and so
+    # does each connection's fiber (_connection).
     if backlog is not None:
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
@@ -271,7 +286,7 @@ class Listener:
     def __init__(
         self,
         raw: stdlib_socket.socket,
-        handler: Handler,
+        handler: Handler[Any, Any],
         data: object,
         make_socket: Callable[[stdlib_socket.socket], Connection],
         on_close: Callable[[], None],
@@ -296,8 +311,15 @@ class Listener:
         self.active = 0
         #: Connections closed at once because the socket limit was reached.
         self.rejected = 0
-        #: Handlers that ended with an exception.
+        #: Handlers that ended with an exception, or returned no awaitable.
         self.handler_errors = 0
+        #: TLS handshakes cancelled by :meth:`shutdown` (their handlers never ran).
+        self.handshakes_cancelled = 0
+        # Connection fibers in their TLS handshake, and in their handler, now
+        # (counted from accept, so a fiber not started yet is in one of them;
+        # neither counts one closing its socket after the handler).
+        self._handshaking = 0
+        self._in_handler = 0
 
     def close(self) -> None:
         """Stop accepting (the caller closes the listening socket itself)."""
@@ -322,8 +344,13 @@ class Listener:
             self._done.set()
 
     async def shutdown(self, grace: float | None) -> int:
-        """Stop accepting, wait up to *grace* seconds for the handlers, cancel
-        the rest; return how many were cancelled."""
+        """Stop accepting, wait up to *grace* seconds for the connections,
+        cancel the rest; return how many *handlers* were cancelled.
+
+        Connections still in their TLS handshake are cancelled too, but their
+        handlers never ran: they are counted in :attr:`handshakes_cancelled`,
+        not in the result.
+        """
         self._on_close()
         if grace is None:
             await self._done.wait()
@@ -331,7 +358,8 @@ class Listener:
         with trio.move_on_after(grace):
             await self._done.wait()
             return 0
-        cancelled = self.active
+        cancelled = self._in_handler
+        self.handshakes_cancelled += self._handshaking
         if self._handlers_scope is not None:
             self._handlers_scope.cancel()
         await self._done.wait()
@@ -367,20 +395,40 @@ class Listener:
                     peer_text(address),
                 )
             else:
-                try:
-                    conn = self._make_socket(client)
-                except OSError as exc:
-                    # Reset by the peer before we could set it up: nothing to serve.
-                    client.close()
-                    logger.debug("Dropped the connection from %s: %s", peer_text(address), exc)
-                else:
+                conn = self._set_up(client, address)
+                if conn is not None:
+                    secure = conn.is_secure()
+                    if secure:
+                        self._handshaking += 1
+                    else:
+                        self._in_handler += 1
                     self.active += 1
                     _sockets_alive += 1
-                    start(self._connection, conn, address, name=self._task_name)
+                    start(self._connection, conn, secure, address, name=self._task_name)
             in_a_row += 1
             if in_a_row >= ACCEPT_BATCH:
                 in_a_row = 0
                 await checkpoint()
+
+    def _set_up(self, client: stdlib_socket.socket, address: Any) -> Connection | None:
+        """The server-side socket for *client*, or ``None`` (logged, *client*
+        closed) if setting it up failed: whatever one connection does, the
+        accept loop goes on."""
+        try:
+            return self._make_socket(client)
+        except OSError as exc:
+            client.close()
+            if exc.errno in _PEER_GONE_ERRNOS:
+                # Reset by the peer before we could set it up: nothing to serve.
+                logger.debug("Dropped the connection from %s: %s", peer_text(address), exc)
+            else:
+                logger.error("Cannot set up the connection from %s: %s", peer_text(address), exc, exc_info=exc)
+        except Exception as exc:
+            # An option or TLS setting that cannot be applied, or a bug: the
+            # same for every connection, so loud, with the traceback.
+            client.close()
+            logger.error("Cannot set up the connection from %s: %s", peer_text(address), exc, exc_info=exc)
+        return None
 
     async def _accept_failed(self, exc: OSError) -> None:
         if exc.errno in _CAPACITY_ERRNOS:
@@ -396,14 +444,30 @@ class Listener:
         else:
             raise ListenError(f"Cannot accept connections: {exc.strerror or exc}", exc.errno) from exc
 
-    async def _connection(self, conn: Connection, address: Any) -> None:
+    async def _connection(self, conn: Connection, secure: bool, address: Any) -> None:
         """One connection's fiber: handshake, handler, close."""
         global _sockets_alive
-        secure = conn.is_secure()
         try:
-            if secure and not await self._handshake(conn, address):
-                return
-            await self._handler(self._data, conn)
+            if secure:
+                try:
+                    shook_hands = await self._handshake(conn, address)
+                finally:
+                    self._handshaking -= 1
+                if not shook_hands:
+                    return
+                # No checkpoint from the handshake to the handler, so shutdown
+                # always finds this connection in one count or the other.
+                self._in_handler += 1
+            try:
+                # Called and checked here, not in a helper: every frame a
+                # waiting fiber holds costs memory on every idle connection.
+                pending = self._handler(self._data, conn)
+                if inspect.isawaitable(pending):
+                    await pending
+                else:
+                    await self._not_awaitable(pending, address)
+            finally:
+                self._in_handler -= 1
         except* trio.BrokenResourceError as group:
             # The peer reset the connection, or closed TLS without
             # close_notify (as Ioto's rCloseSocket does): the peer's doing,
@@ -427,6 +491,19 @@ class Listener:
             finally:
                 self.active -= 1
                 _sockets_alive -= 1
+
+    async def _not_awaitable(self, result: object, address: Any) -> None:
+        """The handler returned *result*, not an awaitable (a plain function,
+        say): a handler error, logged without a traceback (there is none to
+        show), and the connection is closed."""
+        self.handler_errors += 1
+        logger.error(
+            "Handler %s for the connection from %s returned %s, not an awaitable: is it an async function?",
+            self._task_name,
+            peer_text(address),
+            reprlib.repr(result),
+        )
+        await checkpoint()
 
     async def _handshake(self, conn: Connection, address: Any) -> bool:
         """The server TLS handshake within the timeout; False (logged) if it failed."""

@@ -223,11 +223,10 @@ def test_connect_to_a_closed_port_exits_1_saying_refused() -> None:
         port = bound.getsockname()[1]
         result = run_cli("connect", "127.0.0.1", str(port))
     assert result.returncode == EXIT_FAILED
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .endswith(b" connect: Cannot connect socket to 127.0.0.1:%d (Connection refused)" % port)
-    )
+    last_line = result.stderr.decode().strip().splitlines()[-1]
+    assert f" connect: Cannot connect socket to 127.0.0.1:{port}" in last_line
+    # The OS's words, once, whether the library's message has them or not.
+    assert last_line.count("Connection refused") == 1
 
 
 def test_connect_to_an_untrusted_certificate_exits_3(rsocket_cert_files: CertFiles) -> None:

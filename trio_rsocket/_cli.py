@@ -395,8 +395,11 @@ async def _connect(args: argparse.Namespace) -> int:
     except TLSError as exc:
         raise _Failure(f"TLS with {where} failed: {exc}", EXIT_TLS) from None
     except ConnectError as exc:
-        words = _os_words(exc)
-        raise _Failure(f"{exc}{f' ({words})' if words else ''}", EXIT_FAILED) from None
+        message, words = str(exc), _os_words(exc)
+        # The OS's words once: added only when the library's message lacks them.
+        if words and words not in message:
+            message = f"{message} ({words})"
+        raise _Failure(message, EXIT_FAILED) from None
 
     async with sock:
         try:

@@ -505,6 +505,16 @@ def test_run_groups_fn_s_exception_with_the_fibers_that_failed_too() -> None:
         trio_rsocket.run(main)
 
 
+def test_run_refuses_a_coroutine_object_with_a_hint() -> None:
+    async def main() -> None:
+        await trio.lowlevel.checkpoint()
+
+    coroutine = main()
+    with pytest.raises(TypeError, match=r"not a coroutine object.*run\(fn, \*args\), not run\(fn\(\*args\)\)"):
+        trio_rsocket.run(coroutine)  # type: ignore[arg-type]
+    coroutine.close()
+
+
 def test_run_refuses_a_plain_function_with_a_type_error() -> None:
     def plain() -> int:
         return 1

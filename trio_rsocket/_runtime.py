@@ -148,7 +148,7 @@ def run(fn: Callable[[Unpack[ArgsT]], Awaitable[T]], *args: *ArgsT, clock: trio.
     return a coroutine (a plain function) raises :class:`TypeError`.  *clock*
     is passed to :func:`trio.run` (a :class:`trio.testing.MockClock`, say).
     """
-    _check_async_callable(fn)
+    _check_async_callable(fn, "run")
     results: list[T] = []
     # What fn itself raised, to tell it from what its fibers raised.
     fn_errors: list[BaseException] = []
@@ -266,7 +266,7 @@ def spawn_fiber(fn: Callable[[Unpack[ArgsT]], Awaitable[object]], *args: *ArgsT,
 
     Raises :class:`RuntimeError` outside a runtime.
     """
-    _check_async_callable(fn)
+    _check_async_callable(fn, "spawn_fiber")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, not {type(name).__name__}")
     nursery = _runtime("spawn_fiber()").nursery
@@ -293,12 +293,13 @@ def _name_of(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 
-def _check_async_callable(fn: object) -> None:
-    """Refuse what cannot be an async function at all, naming the argument."""
+def _check_async_callable(fn: object, caller: str) -> None:
+    """Refuse what cannot be an async function at all, naming the argument;
+    *caller* (``"run"``) shows how to call it instead."""
     if isinstance(fn, Coroutine):
         raise TypeError(
             "fn must be an async function, not a coroutine object: pass the function and its arguments, "
-            "spawn_fiber(fn, *args), not spawn_fiber(fn(*args))"
+            f"{caller}(fn, *args), not {caller}(fn(*args))"
         )
     if not callable(fn):
         raise TypeError(f"fn must be an async function, not {type(fn).__name__}")

@@ -52,7 +52,7 @@ async def rsocket_pair(host: str = "127.0.0.1") -> tuple[RSocket, RSocket]:
             accepted = await listener.accept()
     finally:
         await listener.aclose()
-    return client, RSocket._from_socket_stream(accepted)
+    return client, RSocket.from_socket(accepted)
 
 
 async def clogged_rsocket_pair() -> tuple[RSocket, RSocket]:
@@ -60,22 +60,20 @@ async def clogged_rsocket_pair() -> tuple[RSocket, RSocket]:
     checks flip the pair, so both directions are clogged)."""
     client, server = await rsocket_pair()
     for sock in (client, server):
-        raw = sock._raw
-        assert raw is not None
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
     # Fill each send path until the kernel takes no more (bounded: the buffers
-    # are a few KiB, so this ends long before the cap).
+    # are a few KiB, so this ends long before the cap), through a duplicate
+    # of the descriptor, non-blocking like the original.
     for sock in (client, server):
-        raw = sock._raw
-        assert raw is not None
-        for _ in range(100_000):
-            try:
-                raw.send(b"x" * 65536)
-            except BlockingIOError:
-                break
-        else:
-            raise AssertionError("the send buffer never filled")
+        with socket.socket(fileno=os.dup(sock.get_handle())) as raw:
+            for _ in range(100_000):
+                try:
+                    raw.send(b"x" * 65536)
+                except BlockingIOError:
+                    break
+            else:
+                raise AssertionError("the send buffer never filled")
     return client, server
 
 

@@ -90,7 +90,7 @@ async def test_connect_refused_raises_connect_error_with_errno() -> None:
     sock = RSocket()
     with pytest.raises(ConnectError) as caught:
         await sock.connect("127.0.0.1", port)
-    assert str(caught.value) == f"Cannot connect socket to 127.0.0.1:{port}"
+    assert str(caught.value) == f"Cannot connect socket to 127.0.0.1:{port}: Connection refused"
     assert caught.value.errno == errno.ECONNREFUSED
     assert sock.get_error() == str(caught.value)
     assert not sock.is_connected()
@@ -630,7 +630,7 @@ async def test_ipv6_addresses_are_bracketed_in_messages() -> None:
         port = probe.getsockname()[1]
     with pytest.raises(ConnectError) as caught:
         await RSocket().connect("::1", port)
-    assert str(caught.value) == f"Cannot connect socket to [::1]:{port}"
+    assert str(caught.value) == f"Cannot connect socket to [::1]:{port}: Connection refused"
     assert caught.value.strerror == str(caught.value)
     assert isinstance(caught.value.__cause__, OSError)
     assert caught.value.__cause__.strerror == "Connection refused"

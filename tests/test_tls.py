@@ -174,7 +174,7 @@ async def tls_rsocket_pair(ca: trustme.CA, cert: trustme.LeafCert) -> tuple[RSoc
         trusting(ca)(client)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.connect, "localhost", port)
-            server = RSocket._from_socket_stream(await listener.accept())
+            server = RSocket.from_socket(await listener.accept())
             with_cert(cert)(server)
             await server._server_handshake()
     finally:
@@ -195,10 +195,8 @@ async def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> AsyncIterat
 def fix_buffers(*socks: RSocket) -> None:
     """Fixed 64 KiB kernel buffers (no autotuning), so a few MiB always block."""
     for sock in socks:
-        raw = sock._raw
-        assert raw is not None
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
 
 
 async def jump_when_blocked(clock: trio.testing.MockClock, seconds: float) -> None:
@@ -799,7 +797,7 @@ async def test_server_handshake_failure_is_a_tls_error_in_words(
                 await client.connect("localhost", listener.socket.getsockname()[1])
 
         nursery.start_soon(connect)
-        server = RSocket._from_socket_stream(await listener.accept())
+        server = RSocket.from_socket(await listener.accept())
         _mutual(ca, server_cert)(server)
         with pytest.raises(TLSError) as caught:
             await server._server_handshake()
@@ -907,7 +905,7 @@ async def test_tls_read_deadline_keeps_half_a_record(
             handshakes.start_soon(client.connect, "localhost", relay_side.socket.getsockname()[1])
             downstream = await relay_side.accept()
             upstream = await trio.open_tcp_stream("127.0.0.1", server_side.socket.getsockname()[1])
-            server = RSocket._from_socket_stream(await server_side.accept())
+            server = RSocket.from_socket(await server_side.accept())
             with_cert(server_cert)(server)
             relay.start_soon(pump, downstream, upstream, to_server)
             relay.start_soon(pump, upstream, downstream, to_client)

@@ -28,7 +28,7 @@ from types import TracebackType
 
 import trio
 
-__all__ = ["Deadline", "DeadlineScope", "check_deadline", "deadline_after", "deadline_scope"]
+__all__ = ["NO_DEADLINE", "Deadline", "DeadlineScope", "check_deadline", "deadline_after", "deadline_scope"]
 
 #: What the public API accepts as a deadline.
 Deadline = float | int | None
@@ -107,7 +107,8 @@ class DeadlineScope:
         return handled
 
 
-_NO_DEADLINE: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+#: The scope of a call without a deadline: it does nothing.
+NO_DEADLINE: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
 
 
 def deadline_scope(
@@ -118,7 +119,7 @@ def deadline_scope(
     deadline (``None``, ``0``), so that case costs no cancel scope."""
     limit = check_deadline(deadline)
     if limit == math.inf:
-        return _NO_DEADLINE
+        return NO_DEADLINE
     return DeadlineScope(limit, expired)
 
 

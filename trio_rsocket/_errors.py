@@ -11,6 +11,9 @@ is :class:`trio.BusyResourceError`.
 
 from __future__ import annotations
 
+import errno as errno_codes
+from typing import Final
+
 import trio
 
 __all__ = [
@@ -21,7 +24,23 @@ __all__ = [
     "ListenError",
     "RSocketError",
     "TLSError",
+    "stream_error",
 ]
+
+# errnos that mean "this descriptor is gone": trio's convention turns them into
+# ClosedResourceError; every other OSError on an open stream means the peer or
+# the network broke it.
+_CLOSED_ERRNOS: Final = frozenset({errno_codes.EBADF, errno_codes.ENOTSOCK})
+
+
+def stream_error(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """The one place that turns an OSError on an open connection into trio's
+    error, keeping the OS words: a descriptor that is gone is
+    :class:`trio.ClosedResourceError`, anything else (a reset, a broken pipe)
+    :class:`trio.BrokenResourceError`."""
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc.strerror or exc}")
 
 
 class RSocketError(OSError):

@@ -1,0 +1,86 @@
+"""Argument checks shared by the RSocket front: each raises :class:`TypeError`
+or :class:`ValueError` naming the argument, before any I/O."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MAX_LINGER", "READ_CAP", "check_count", "check_host", "check_port", "data_view", "writable_view"]
+
+#: The most one read receives at once, whatever *max_bytes* says.  ``recv``
+#: allocates what it is asked for before it knows what is there, so a huge
+#: *max_bytes* would be a huge allocation per read; a megabyte is more than a
+#: loopback socket's receive buffer holds, so a read never returns less
+#: because of it than the kernel had.
+READ_CAP: Final = 1 << 20
+
+#: SO_LINGER's seconds are a C int.
+MAX_LINGER: Final = 2**31 - 1
+
+
+def check_count(value: object, argument: str = "max_bytes") -> int:
+    """A byte count of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{argument} must be at least 1, not {value}")
+    return value
+
+
+def check_host(host: object) -> str:
+    """A host name or address to connect to."""
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if not host:
+        raise ValueError("host must not be empty")
+    if "\0" in host:
+        # The resolver would stop at the NUL and connect somewhere else.
+        raise ValueError(f"host must not contain a NUL character: {host!r}")
+    return host
+
+
+def check_port(port: object) -> int:
+    """A port to connect to: 1..65535."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, not {type(port).__name__}")
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be in 1..65535, not {port}")
+    return port
+
+
+def writable_view(buffer: object) -> memoryview:
+    """A flat, writable, non-empty byte view of *buffer* (for ``read_into``)."""
+    if type(buffer) is bytearray and buffer:
+        # The common case passes every check below by construction.
+        return memoryview(buffer)
+    try:
+        view = memoryview(buffer)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"buffer must be a writable bytes-like object (bytearray, memoryview, array), not {type(buffer).__name__}"
+        ) from None
+    if view.readonly:
+        raise TypeError(f"buffer must be writable, but this {type(buffer).__name__} is read-only")
+    if not view.c_contiguous:
+        raise TypeError("buffer must be C-contiguous")
+    if view.itemsize != 1 or view.ndim != 1:
+        view = view.cast("B")
+    if not view.nbytes:
+        raise ValueError("buffer must not be empty (a 0-byte read could not be told from EOF)")
+    return view
+
+
+def data_view(data: object, argument: str = "data") -> memoryview:
+    """A flat byte view of any bytes-like *data* (copied once if not contiguous)."""
+    if isinstance(data, str):
+        raise TypeError(f"{argument} must be bytes-like, not str: encode it first")
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{argument} must be bytes-like, not {type(data).__name__}") from None
+    if not view.c_contiguous:
+        # A strided slice: the kernel needs the bytes in a row.
+        return memoryview(view.tobytes())
+    if view.itemsize != 1 or view.ndim != 1:
+        view = view.cast("B")
+    return view

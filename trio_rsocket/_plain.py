@@ -1,0 +1,327 @@
+"""The plain connection part: one connected TCP socket, driven directly.
+
+Theory of operation
+-------------------
+:class:`PlainConnection` drives a non-blocking OS socket with the same
+sandwich trio's own socket layer uses (``checkpoint_if_cancelled`` → try the
+call → ``wait_readable``/``wait_writable`` only when it would block →
+``cancel_shielded_checkpoint`` when it did not), but without the layers of
+:class:`trio.SocketStream` in between.  That is what lets a write count
+exactly how many bytes reached the kernel when it is stopped (every
+``send``'s return value is added to :attr:`PlainConnection.bytes_sent` before
+the next wait), lets ``receive_into`` receive straight into the caller's
+buffer, and keeps the paths an idle connection waits in short: every frame a
+waiting fiber holds costs memory on every idle connection.
+
+It is a :class:`trio.abc.HalfCloseableStream` itself, so the TLS part layers
+:class:`trio.SSLStream` straight over it, the way trio layers TLS over any
+stream, and an upgrade to TLS in the middle of a connection's life wraps the
+part that is already there.
+
+:class:`Connector` makes the connection: it resolves the name and tries the
+addresses in Ioto's order (every IPv4 address, then every IPv6 one), one at a
+time; :meth:`Connector.close` from another fiber closes the attempt in flight.
+
+Neither class guards against concurrent use: the RSocket in front does that,
+once for every part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as errno_codes
+import os
+import socket as stdlib_socket
+import struct
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+import trio
+from trio.lowlevel import (
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    notify_closing,
+    wait_readable,
+    wait_writable,
+)
+
+from ._address import host_port
+from ._errors import ConnectError, stream_error
+
+__all__ = ["Connector", "PlainConnection", "apply_options", "close_socket"]
+
+# connect_ex() on a non-blocking socket: the handshake is under way.
+_CONNECT_PENDING: Final = frozenset({errno_codes.EINPROGRESS, errno_codes.EAGAIN, errno_codes.EWOULDBLOCK})
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+_NUMERIC_ONLY: Final = stdlib_socket.AI_NUMERICHOST | stdlib_socket.AI_NUMERICSERV
+
+
+def close_socket(raw: stdlib_socket.socket) -> None:
+    """Close *raw* now, waking the fibers blocked on it first (what trio's own
+    socket close does).  Works outside trio too (cleanup after ``trio.run``,
+    a finalizer, ...), where nobody can be waiting."""
+    with contextlib.suppress(RuntimeError):
+        notify_closing(raw)
+    raw.close()
+
+
+def apply_options(raw: stdlib_socket.socket, no_delay: bool | None, linger: int | None) -> None:
+    """Apply the socket's options to a new TCP connection: TCP_NODELAY on
+    unless the user turned it off, and SO_LINGER if set."""
+    if raw.family not in (stdlib_socket.AF_INET, stdlib_socket.AF_INET6):
+        return
+    raw.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, True if no_delay is None else no_delay)
+    if linger is not None:
+        raw.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, linger))
+
+
+class PlainConnection(trio.abc.HalfCloseableStream):
+    """A connected TCP socket, read and written without trio's stream layers."""
+
+    __slots__ = ("bytes_sent", "eof", "raw", "write_closed")
+
+    def __init__(self, raw: stdlib_socket.socket) -> None:
+        raw.setblocking(False)
+        #: The OS socket.
+        self.raw = raw
+        #: The peer's end of file was read, or a read failed (Ioto sets
+        #: ``R_SOCKET_EOF`` on every read error, a reset included).
+        self.eof = False
+        #: ``send_eof`` ran: writes are refused.
+        self.write_closed = False
+        #: Bytes the kernel accepted, since the connection was made.
+        self.bytes_sent = 0
+
+    @property
+    def secure(self) -> bool:
+        """Whether this is a TLS connection (never, here)."""
+        return False
+
+    # Reads -------------------------------------------------------------
+
+    # receive and receive_into are plain functions that hand back the
+    # coroutine of the one receive loop below: a fiber waiting for data then
+    # holds one frame of this part, not two (an idle connection's memory).
+
+    def receive(self, max_bytes: int) -> Coroutine[Any, Any, bytes]:
+        """Up to *max_bytes* bytes as soon as any are there; ``b""`` at end of file."""
+        return self._receive(self.raw.recv, max_bytes)
+
+    def receive_into(self, view: memoryview) -> Coroutine[Any, Any, int]:
+        """Receive straight into *view*; 0 at end of file."""
+        return self._receive(self.raw.recv_into, view)
+
+    async def _receive(self, call: Callable[[_A], _R], argument: _A) -> _R:
+        """``call(argument)`` (``recv`` or ``recv_into``) as a trio checkpoint:
+        tried at once, waiting for readability only if it would block."""
+        raw = self.raw
+        await checkpoint_if_cancelled()
+        waited = False
+        while True:  # ends at the first call that does not say "would block"
+            try:
+                result = call(argument)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                self.eof = True
+                raise stream_error(exc) from exc
+            else:
+                break
+            # Waits outside the except clause: a fiber suspended in one keeps
+            # the exception and its traceback alive (half a KiB per idle
+            # connection) and chains it to anything raised later.
+            await wait_readable(raw)
+            waited = True
+        if not waited:
+            await cancel_shielded_checkpoint()
+        if not result:
+            self.eof = True
+        return result
+
+    async def wait_readable(self) -> None:
+        """Return once a receive would not block (data or end of file)."""
+        await wait_readable(self.raw)
+
+    # Writes ------------------------------------------------------------
+
+    async def send(self, data: bytes | memoryview) -> None:
+        """Write all of *data*.  Every byte the kernel takes is counted in
+        :attr:`bytes_sent` before the next wait, so a write stopped part way
+        knows exactly how far it got."""
+        if self.write_closed:
+            raise trio.ClosedResourceError("can't write after send_eof")
+        raw = self.raw
+        await checkpoint_if_cancelled()
+        try:
+            sent = raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise stream_error(exc) from exc
+        self.bytes_sent += sent
+        if sent == len(data):
+            await cancel_shielded_checkpoint()
+            return
+        view = memoryview(data)  # slices of a view copy nothing
+        total = len(view)
+        while sent < total:
+            await wait_writable(raw)
+            try:
+                count = raw.send(view[sent:])
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise stream_error(exc) from exc
+            sent += count
+            self.bytes_sent += count
+
+    async def wait_writable(self) -> None:
+        """Return once a write would not block."""
+        try:
+            await wait_writable(self.raw)
+        except OSError as exc:
+            raise stream_error(exc) from exc
+
+    # trio.abc.HalfCloseableStream, for the TLS layer over this part -----
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Stream interface: :meth:`send`."""
+        await self.send(data if isinstance(data, bytes) else memoryview(data))
+
+    def receive_some(self, max_bytes: int | None = None) -> Coroutine[Any, Any, bytes]:
+        """Stream interface: :meth:`receive` (65536 bytes when not told)."""
+        return self.receive(65536 if max_bytes is None else max_bytes)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Stream interface: :meth:`wait_writable`."""
+        await self.wait_writable()
+
+    async def send_eof(self) -> None:
+        """Half-close: the peer reads end of file; reads go on.  Idempotent."""
+        await checkpoint()
+        if self.write_closed:
+            return
+        try:
+            self.raw.shutdown(stdlib_socket.SHUT_WR)
+        except OSError as exc:
+            raise stream_error(exc) from exc
+        self.write_closed = True
+
+    async def aclose(self) -> None:
+        """Stream interface: close now (a checkpoint)."""
+        self.close()
+        await checkpoint()
+
+    # Life --------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Shut both directions down, keeping the descriptor (``rDisconnectSocket``)."""
+        self.eof = True
+        # Already shut down, or never connected: the wanted state either way.
+        with contextlib.suppress(OSError):
+            self.raw.shutdown(stdlib_socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close now; fibers blocked on the socket wake with ClosedResourceError."""
+        self.eof = True
+        close_socket(self.raw)
+
+
+class Connector:
+    """One ``connect``: resolve *host*, try its addresses, return the socket.
+
+    :meth:`close` (another fiber's ``close()`` on the RSocket) closes the
+    attempt in flight, which wakes :meth:`connect` with
+    :class:`trio.ClosedResourceError`.
+    """
+
+    __slots__ = ("_attempt", "_closed")
+
+    def __init__(self) -> None:
+        self._attempt: stdlib_socket.socket | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop: close the socket being tried, if any."""
+        self._closed = True
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            close_socket(attempt)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("this socket was closed while connecting")
+
+    async def connect(self, host: str, port: int) -> stdlib_socket.socket:
+        """The connected, non-blocking socket.
+
+        Raises:
+          ConnectError: the name does not resolve, or no address accepted.
+          trio.ClosedResourceError: :meth:`close` was called meanwhile.
+        """
+        addresses = await self._resolve(host, port)
+        # Ioto's order: every IPv4 address, then every IPv6 one.
+        addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
+        last_error: OSError | None = None
+        for family, kind, proto, _, address in addresses:
+            self._check_open()
+            try:
+                raw = stdlib_socket.socket(family, kind, proto)
+            except OSError as exc:  # out of descriptors, say
+                last_error = exc
+                continue
+            self._attempt = raw
+            try:
+                await _connect_to(raw, address)
+            except OSError as exc:
+                raw.close()
+                last_error = exc
+                continue
+            except BaseException:
+                raw.close()
+                self._check_open()  # woken by close(): say so in our words
+                raise
+            finally:
+                self._attempt = None
+            if self._closed:  # close() came while the connect finished
+                raw.close()
+                self._check_open()
+            return raw
+        message = f"Cannot connect socket to {host_port(host, port)}"
+        if last_error is not None:
+            message += f": {last_error.strerror or last_error}"
+        raise ConnectError(message, last_error.errno if last_error is not None else None) from last_error
+
+    async def _resolve(self, host: str, port: int) -> list[Any]:
+        try:
+            # A numeric address needs no resolver: answered at once, without
+            # the scheduler pass of trio's getaddrinfo (trio skips its resolver
+            # hooks for numeric addresses too).
+            return stdlib_socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM, flags=_NUMERIC_ONLY)
+        except (stdlib_socket.gaierror, UnicodeError):
+            pass
+        try:
+            return list(await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM))
+        except (stdlib_socket.gaierror, UnicodeError) as exc:
+            # UnicodeError: a name no DNS label can hold (over 63 characters, ...).
+            message = f"Cannot find address of {host_port(host, port)}"
+            raise ConnectError(message, getattr(exc, "errno", None)) from exc
+
+
+async def _connect_to(raw: stdlib_socket.socket, address: Any) -> None:
+    """Connect the non-blocking *raw* to *address*: a checkpoint, cancellable
+    while the handshake is in flight (the caller closes *raw* then)."""
+    raw.setblocking(False)
+    await checkpoint_if_cancelled()
+    code = raw.connect_ex(address)
+    if code == 0:
+        await cancel_shielded_checkpoint()
+        return
+    if code not in _CONNECT_PENDING:
+        raise OSError(code, os.strerror(code))
+    await wait_writable(raw)
+    code = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
+    if code != 0:
+        raise OSError(code, os.strerror(code))

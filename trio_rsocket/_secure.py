@@ -1,0 +1,219 @@
+"""The TLS connection part: :class:`trio.SSLStream` layered over the plain part.
+
+Theory of operation
+-------------------
+TLS is a layer, not a mode: :class:`TLSConnection` wraps a
+:class:`~trio_rsocket._plain.PlainConnection` (itself a trio stream) in a
+:class:`trio.SSLStream`, as trio and anyio layer TLS over any stream.  The
+RSocket in front makes one at connect time (:func:`client_handshake`), at
+accept time (:func:`server_handshake`), or in the middle of a connection's
+life (``upgrade_tls``): the plain part stays underneath, so nothing about the
+descriptor changes.
+
+Counting what a write delivered.  :class:`trio.SSLStream` encrypts all the
+data it is given before sending any, so when a ``send_all`` is stopped part
+way nobody can say how much of the plaintext went.  A write larger than one
+TLS record is therefore handed over one record (:data:`_tls.RECORD_SIZE`
+bytes) at a time, and :attr:`TLSConnection.bytes_sent` grows by a record only
+once that record's ciphertext is wholly with the kernel: exactly the bytes the
+peer can decrypt, whatever stops the write (its own deadline or an enclosing
+scope).  If it is stopped in the middle of a record, trio's SSLStream cannot
+take back the half it sent and the stream is broken; the reason is kept, and
+every later call says it (:meth:`TLSConnection._broken`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar
+
+import trio
+from trio.lowlevel import checkpoint
+
+from . import _tls
+from ._errors import TLSError
+from ._plain import PlainConnection
+
+__all__ = ["TLSConnection", "client_handshake", "server_handshake"]
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
+
+_CUT_MID_RECORD: Final = "a write was stopped in the middle of a TLS record, which TLS cannot take back"
+
+
+class TLSConnection:
+    """A TLS connection over a plain one."""
+
+    __slots__ = ("_broken_reason", "bytes_sent", "eof", "plain", "ssl")
+
+    def __init__(self, plain: PlainConnection, ssl_stream: trio.SSLStream[PlainConnection]) -> None:
+        #: The plain connection underneath (the descriptor).
+        self.plain = plain
+        #: The trio TLS stream.
+        self.ssl = ssl_stream
+        #: The peer's close_notify (or end of file) was read, or a read failed.
+        self.eof = False
+        #: Plaintext bytes the peer can decrypt, since the handshake.
+        self.bytes_sent = 0
+        self._broken_reason: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        """Whether this is a TLS connection (always, here)."""
+        return True
+
+    @property
+    def raw(self) -> socket.socket:
+        """The OS socket underneath."""
+        return self.plain.raw
+
+    @property
+    def write_closed(self) -> bool:
+        """TLS has no half-close: never."""
+        return False
+
+    # Reads -------------------------------------------------------------
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Up to *max_bytes* decrypted bytes; ``b""`` at the peer's close_notify."""
+        try:
+            data = await self.ssl.receive_some(max_bytes)
+        except trio.BrokenResourceError as exc:
+            self.eof = True
+            raise self._broken(exc) from exc.__cause__
+        if not data:
+            self.eof = True
+        return data  # type: ignore[return-value]  # SSLObject.read gives bytes
+
+    async def receive_into(self, view: memoryview) -> int:
+        """Receive into *view* (one copy: the TLS layer decrypts into its own buffer)."""
+        data = await self.receive(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    async def wait_readable(self) -> None:
+        """Return once a receive would not block.  Bytes already decrypted count:
+        OpenSSL's pending bytes; else the descriptor's readability."""
+        incoming = getattr(self.ssl, "_incoming", None)  # received, not yet decrypted
+        if self.ssl.pending() or (isinstance(incoming, ssl.MemoryBIO) and incoming.pending):
+            await checkpoint()
+            return
+        await self.plain.wait_readable()
+
+    # Writes ------------------------------------------------------------
+
+    async def send(self, data: bytes | memoryview, by_record: bool = True) -> None:
+        """Write all of *data*, counting whole records in :attr:`bytes_sent`.
+
+        *by_record* ``False`` hands the data to the TLS layer in one piece
+        (fastest), for callers that do not need the count to be exact.
+        """
+        view = memoryview(data)
+        total = len(view)
+        if total <= _tls.RECORD_SIZE or not by_record:
+            await self._call(self.ssl.send_all, view)
+            self.bytes_sent += total
+            return
+        for start in range(0, total, _tls.RECORD_SIZE):
+            record = view[start : start + _tls.RECORD_SIZE]
+            await self._call(self.ssl.send_all, record)
+            self.bytes_sent += len(record)
+
+    async def wait_writable(self) -> None:
+        """Return once a write might not block."""
+        await self._call(_wait_send, self.ssl)
+
+    async def _call(self, method: Callable[[_A], Awaitable[_R]], argument: _A) -> _R:
+        """``await method(argument)`` on the TLS stream, its errors in words."""
+        try:
+            return await method(argument)
+        except trio.BrokenResourceError as exc:
+            self.eof = True
+            raise self._broken(exc) from exc.__cause__
+        except trio.Cancelled:
+            # trio's SSLStream is broken if this stopped mid-record; say so
+            # when the next call finds it broken.
+            self._broken_reason = self._broken_reason or _CUT_MID_RECORD
+            raise
+
+    def _broken(self, exc: trio.BrokenResourceError) -> trio.BrokenResourceError:
+        if exc.args or exc.__cause__ is not None:
+            broken = _tls.broken_error(exc)
+            self._broken_reason = self._broken_reason or str(broken)
+            return broken
+        # trio's SSLStream says only "broken" once it is: give the reason it broke.
+        return trio.BrokenResourceError(f"TLS connection broken earlier: {self._broken_reason or 'unknown reason'}")
+
+    async def send_eof(self) -> None:
+        """TLS has no half-close."""
+        await checkpoint()
+        raise TLSError("send_eof is not possible on a TLS socket: TLS has no half-close")
+
+    # Life --------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Shut the descriptor down both ways, keeping it."""
+        self.eof = True
+        self.plain.disconnect()
+
+    def close(self) -> None:
+        """Close now, without close_notify."""
+        self.eof = True
+        self.plain.close()
+
+    async def aclose(self) -> None:
+        """close_notify, then close; always closes."""
+        try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.ssl.aclose()
+        finally:
+            self.close()
+
+
+def _wait_send(ssl_stream: trio.SSLStream[PlainConnection]) -> Coroutine[Any, Any, None]:
+    return ssl_stream.wait_send_all_might_not_block()
+
+
+def _send_alert(plain: PlainConnection, ssl_stream: trio.SSLStream[PlainConnection]) -> None:
+    """Tell the peer why the handshake failed, if the kernel takes it now."""
+    alert = _tls.pending_alert(ssl_stream)
+    if alert:
+        # Best effort on a connection about to be closed: never wait.
+        with contextlib.suppress(OSError):
+            plain.raw.send(alert)
+
+
+async def client_handshake(plain: PlainConnection, tls: _tls.TLSContext, host: str) -> TLSConnection:
+    """The client side of the handshake over *plain*, SNI and hostname *host*.
+
+    Raises:
+      TLSError: the handshake failed, in Ioto's words (the alert is sent).
+    """
+    ssl_stream = trio.SSLStream(plain, tls.context, server_hostname=host)
+    try:
+        await ssl_stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        _send_alert(plain, ssl_stream)
+        raise _tls.handshake_error(exc, host) from exc
+    if tls.check_peer:
+        _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host)
+    return TLSConnection(plain, ssl_stream)
+
+
+async def server_handshake(plain: PlainConnection, context: ssl.SSLContext) -> TLSConnection:
+    """The server side of the handshake over *plain*.
+
+    Raises:
+      TLSError: the handshake failed (a client certificate refused, ...).
+    """
+    ssl_stream = trio.SSLStream(plain, context, server_side=True)
+    try:
+        await ssl_stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        _send_alert(plain, ssl_stream)
+        raise _tls.handshake_error(exc) from exc
+    return TLSConnection(plain, ssl_stream)

@@ -34,13 +34,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 import trio
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import checkpoint
 
 from . import _listen, _secure, _tls
 from ._address import display_address, host_port
-from ._arguments import MAX_LINGER, READ_CAP, check_count, check_host, check_port, data_view, writable_view
+from ._arguments import READ_CAP, check_count, check_host, check_port, data_view, writable_view
+from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
-from ._errors import DeadlineError, DelimiterNotFoundError, IncompleteReadError, stream_error
+from ._errors import DeadlineError, IncompleteReadError, stream_error
+from ._options import Options
 from ._plain import Connector, PlainConnection, apply_options, close_socket
 from ._state import ErrorLog, Guard, State, check_move
 
@@ -78,7 +80,7 @@ class SocketStatistics:
     handler_errors: int = 0
 
 
-class RSocket(trio.abc.HalfCloseableStream):
+class RSocket(Options, trio.abc.HalfCloseableStream):
     """A socket with Ioto's API: straight-line calls, absolute deadlines.
 
     ``RSocket()`` makes an unconnected socket (Ioto's ``rAllocSocket``).
@@ -95,18 +97,14 @@ class RSocket(trio.abc.HalfCloseableStream):
         "_conn",
         "_connector",
         "_errors",
-        "_linger",
         "_listen_raw",
         "_listener",
-        "_no_delay",
         "_read_guard",
         "_sent_before",
         "_server_side",
-        "_server_tls_context",
         "_setup_guard",
         "_state",
         "_stream",
-        "_tls_settings",
         "_write_guard",
     )
 
@@ -123,7 +121,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         self._read_guard = Guard("another fiber is already reading from this socket", self._errors)
         self._write_guard = Guard("another fiber is already writing to this socket", self._errors)
         self._setup_guard = Guard("another fiber is already connecting or listening on this socket", self._errors)
-        self._buffer = bytearray()
+        self._buffer = ReadBuffer()
         self._bytes_read = 0
         self._sent_before = 0  # bytes written by connections this socket had before
         self._stream: trio.SocketStream | None = None  # .stream of a plain connection, made on demand
@@ -424,7 +422,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                 data = await conn.receive(max_bytes)  # the hot path, where an idle connection waits
             else:
                 with scope:
-                    data = await (self._take_buffered(max_bytes) if self._buffer else conn.receive(max_bytes))
+                    data = await (self._buffer.take(max_bytes) if self._buffer else conn.receive(max_bytes))
         self._bytes_read += len(data)
         return data
 
@@ -442,24 +440,13 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise self._not_open()
             with scope:
                 if self._buffer:
-                    data = await self._take_buffered(len(view))
+                    data = await self._buffer.take(len(view))
                     count = len(data)
                     view[:count] = data
                 else:
                     count = await conn.receive_into(view)
         self._bytes_read += count
         return count
-
-    async def _take_buffered(self, max_bytes: int) -> bytes:
-        """Up to *max_bytes* from the buffer: done at once, so a checkpoint
-        before (cancellable, nothing taken yet) and a schedule point after
-        (trio's sandwich): a ``close`` from another fiber cannot come between
-        taking the bytes and returning them."""
-        await checkpoint_if_cancelled()
-        data = bytes(self._buffer[:max_bytes])
-        del self._buffer[:max_bytes]
-        await cancel_shielded_checkpoint()
-        return data
 
     async def read_exactly(self, count: int, deadline: Deadline = None) -> bytes:
         """Read exactly *count* bytes.
@@ -471,12 +458,8 @@ class RSocket(trio.abc.HalfCloseableStream):
             buffered for the next read.
         """
         count = check_count(count, "count")
-
-        def complete() -> int:
-            return count if len(self._buffer) >= count else -1
-
         expired = lambda: DeadlineError(f"Read deadline passed before {count} bytes arrived")  # noqa: E731
-        return await self._read_buffered(count, count, complete, deadline, expired)
+        return await self._read_buffered(self._buffer.exactly(count), count, count, deadline, expired)
 
     async def read_until(
         self, delimiter: bytes, max_bytes: int = DEFAULT_READ_SIZE, deadline: Deadline = None
@@ -497,54 +480,28 @@ class RSocket(trio.abc.HalfCloseableStream):
         max_bytes = check_count(max_bytes)
         if len(delimiter) > max_bytes:
             raise ValueError(f"delimiter ({len(delimiter)} bytes) is longer than max_bytes ({max_bytes})")
-        searched = 0  # where to resume searching, so each arrival is scanned once
-
-        def complete() -> int:
-            nonlocal searched
-            found = self._buffer.find(delimiter, searched, max_bytes)
-            if found >= 0:
-                return found + len(delimiter)
-            if len(self._buffer) >= max_bytes:
-                raise DelimiterNotFoundError(f"no delimiter {delimiter!r} within max_bytes={max_bytes}", max_bytes)
-            searched = max(0, len(self._buffer) - len(delimiter) + 1)
-            return -1
-
+        rule = self._buffer.through(delimiter, max_bytes)
         expired = lambda: DeadlineError(f"Read deadline passed before delimiter {delimiter!r} arrived")  # noqa: E731
-        return await self._read_buffered(max_bytes, None, complete, deadline, expired)
+        return await self._read_buffered(rule, max_bytes, None, deadline, expired)
 
     async def _read_buffered(
-        self,
-        want: int,
-        expected: int | None,
-        complete: Callable[[], int],
-        deadline: Deadline,
-        expired: Callable[[], DeadlineError],
+        self, rule: Rule, want: int, expected: int | None, deadline: Deadline, expired: Callable[[], DeadlineError]
     ) -> bytes:
-        """Fill the buffer until ``complete()`` gives the length of the answer
-        at its head (-1: need more; it may raise to refuse, consuming
-        nothing), then take it.  *want* bounds each receive; *expected* goes
-        into the :class:`IncompleteReadError` raised at end of file."""
         scope = deadline_scope(deadline, expired)
         with self._read_guard, scope:
-            await checkpoint_if_cancelled()
-            end = complete()
-            while end < 0:
-                conn = self._conn  # looked up each time: close() from another fiber ends the loop
-                if conn is None:
-                    raise self._not_open()
-                data = await conn.receive(max(1, min(want - len(self._buffer), DEFAULT_READ_SIZE)))
-                if not data:
-                    partial = bytes(self._buffer)
-                    self._buffer.clear()
-                    self._bytes_read += len(partial)
-                    raise IncompleteReadError(partial, expected)
-                self._buffer += data
-                end = complete()
-            answer = bytes(self._buffer[:end])
-            del self._buffer[:end]
-        await cancel_shielded_checkpoint()
+            try:
+                answer = await self._buffer.fill(self._receive, rule, want, expected)
+            except IncompleteReadError as exc:
+                self._bytes_read += len(exc.partial)
+                raise
         self._bytes_read += len(answer)
         return answer
+
+    def _receive(self, max_bytes: int) -> Awaitable[bytes]:
+        # Looked up at each receive: a close() from another fiber ends the fill.
+        if self._conn is None:
+            raise self._not_open()
+        return self._conn.receive(max_bytes)
 
     # ------------------------------------------------------------------
     # Write
@@ -733,38 +690,6 @@ class RSocket(trio.abc.HalfCloseableStream):
         """The message of the last error on this socket, ``""`` if none (``rGetSocketError``)."""
         return self._errors.message
 
-    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
-        """Set a socket option on the OS socket, as :meth:`trio.SocketStream.setsockopt`.
-
-        Raises :class:`trio.ClosedResourceError` if there is no OS socket.
-        """
-        self._socket().setsockopt(level, option, value)
-
-    def getsockopt(self, level: int, option: int, buffer_length: int = 0) -> int | bytes:
-        """Read a socket option of the OS socket, as :meth:`trio.SocketStream.getsockopt`."""
-        if buffer_length == 0:
-            return self._socket().getsockopt(level, option)
-        return self._socket().getsockopt(level, option, buffer_length)
-
-    def set_no_delay(self, enable: bool) -> None:
-        """Turn Nagle's algorithm off (``True``, the default here) or on (``rSetSocketNoDelay``)."""
-        if not isinstance(enable, bool | int):
-            raise TypeError(f"enable must be a bool, not {type(enable).__name__}")
-        self._no_delay = bool(enable)
-        if self._conn is not None:
-            apply_options(self._conn.raw, self._no_delay, None)
-
-    def set_linger(self, seconds: int) -> None:
-        """Set SO_LINGER (``rSetSocketLinger``): close waits up to *seconds* to
-        deliver unsent data; ``0`` makes close send a reset (RST) at once."""
-        if isinstance(seconds, bool) or not isinstance(seconds, int):
-            raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
-        if not 0 <= seconds <= MAX_LINGER:
-            raise ValueError(f"seconds must be in 0..{MAX_LINGER}, not {seconds}")
-        self._linger = seconds
-        if self._conn is not None:
-            apply_options(self._conn.raw, self._no_delay, seconds)
-
     @property
     def stream(self) -> trio.SocketStream | trio.SSLStream[PlainConnection] | None:
         """The :class:`trio.SSLStream` of a TLS connection, a
@@ -793,122 +718,6 @@ class RSocket(trio.abc.HalfCloseableStream):
         return SocketStatistics(
             self._bytes_read, written, listener.accepted, listener.active, listener.rejected, listener.handler_errors
         )
-
-    # ------------------------------------------------------------------
-    # TLS
-    # ------------------------------------------------------------------
-
-    def _change_tls(self, **changes: object) -> None:
-        settings = self._tls_settings if self._tls_settings is not None else _tls.TLSSettings()
-        self._tls_settings = settings.replace(**changes)
-        if self._state is not State.LISTENING:
-            # A running listener keeps the context it started with.
-            self._server_tls_context = None
-
-    def set_certs(
-        self,
-        key: _tls.CertSource | None = None,
-        cert: _tls.CertSource | None = None,
-        authority: _tls.CertSource | None = None,
-        revoke: _tls.CertSource | None = None,
-        *,
-        password: _tls.Password | None = None,
-    ) -> None:
-        """Set the TLS key, certificate, authority and revocation list
-        (Ioto's ``rSetSocketCerts``, in the seed's argument order; keywords
-        recommended).  Makes the socket TLS.
-
-        Each is a PEM file path (``str`` or :class:`os.PathLike`) or the PEM
-        text as ``bytes``; ``None`` leaves that setting as it was (falling
-        back to :func:`trio_rsocket.set_default_certs`).  *key* defaults to
-        *cert* (a file holding both).  *authority* holds the CA certificates
-        that peers must chain to (a file, a directory of hashed certificates,
-        or bytes); clients without one use the system store.  *revoke* holds
-        certificate revocation lists (CRLs) and only ever adds CRLs.
-        *password* unlocks an encrypted *key* (str, bytes, or a function
-        returning one, as :meth:`ssl.SSLContext.load_cert_chain` takes it).
-
-        Files are read when the socket connects or listens: a missing or bad
-        file raises :class:`TLSError` there, naming it, before any connection
-        is tried.  Settings changed while a socket is connected or listening
-        take effect at the next ``connect`` or ``listen``.
-        """
-        sources = (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
-        changes: dict[str, object] = {
-            name: _tls.check_source(value, name) for name, value in sources if value is not None
-        }
-        if password is not None:
-            changes["password"] = _tls.check_password(password)
-        self._change_tls(**changes)
-
-    def set_tls(self) -> None:
-        """Make the socket TLS with the module defaults only (Ioto's ``rSetTls``)."""
-        self._change_tls()
-
-    def set_ciphers(self, ciphers: str | None) -> None:
-        """Choose the ciphers (``rSetSocketCiphers``): an OpenSSL cipher
-        string, ``,`` or ``:`` separated; ``None`` or ``""`` for the default.
-        Makes the socket TLS.  TLS 1.3 suite names are checked and accepted,
-        but Python's :mod:`ssl` cannot restrict TLS 1.3 suites.  A string that
-        selects no cipher raises :class:`TLSError` at connect or listen time.
-        """
-        self._change_tls(ciphers=_tls.check_ciphers(ciphers))
-
-    def set_verify(self, verify_peer: bool, verify_issuer: bool) -> None:
-        """Choose how the peer's certificate is verified (``rSetSocketVerify``).
-        Makes the socket TLS.
-
-        For a client (defaults: both true): *verify_peer* false checks
-        nothing; *verify_issuer* false accepts a self-signed or unknown issuer
-        and forgives nothing else (see the TLS guide).  For a listener:
-        *verify_peer* true requires a client certificate that chains to this
-        socket's *authority* (mutual TLS); false (the default) asks for none.
-        """
-        verify_peer, verify_issuer = _tls.check_verify(verify_peer, verify_issuer)
-        self._change_tls(verify_peer=verify_peer, verify_issuer=verify_issuer)
-
-    def set_alpn(self, protocols: str | list[str] | tuple[str, ...] | None) -> None:
-        """Offer (client) or accept (listener) these ALPN protocols, most
-        preferred first: one name (``"h2"``) or a list; ``None`` for none.
-        Makes the socket TLS.  :meth:`get_alpn` says which was agreed."""
-        self._change_tls(alpn=_tls.check_alpn(protocols))
-
-    def set_ssl_context(self, context: ssl.SSLContext | None) -> None:
-        """Use *context* as it is, for anything the TLS settings do not cover
-        (the escape hatch); ``None`` goes back to the settings.  Makes the
-        socket TLS.  A client needs a client context, a listener a server one;
-        the client still sends *host* as SNI and, if the context checks
-        hostnames, checks it.
-        """
-        if context is not None and not isinstance(context, ssl.SSLContext):
-            raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
-        self._change_tls(context=context)
-
-    def _ssl(self) -> trio.SSLStream[PlainConnection] | None:
-        return self._conn.ssl if isinstance(self._conn, _secure.TLSConnection) else None
-
-    def get_alpn(self) -> str | None:
-        """The ALPN protocol agreed in the handshake, or ``None``."""
-        ssl_stream = self._ssl()
-        return ssl_stream.selected_alpn_protocol() if ssl_stream is not None else None
-
-    def get_cipher(self) -> str | None:
-        """The cipher in use (e.g. ``"TLS_AES_256_GCM_SHA384"``), or ``None``."""
-        ssl_stream = self._ssl()
-        cipher = ssl_stream.cipher() if ssl_stream is not None else None
-        return cipher[0] if cipher else None
-
-    def get_tls_version(self) -> str | None:
-        """The TLS version in use (e.g. ``"TLSv1.3"``), or ``None``."""
-        ssl_stream = self._ssl()
-        return ssl_stream.version() if ssl_stream is not None else None
-
-    def get_peer_certificate(self) -> bytes | None:
-        """The peer's certificate in DER form, or ``None`` (plain TCP, no
-        handshake yet, or a client that sent none).  Turn it into PEM with
-        :func:`ssl.DER_cert_to_PEM_cert`, or read it with ``cryptography``."""
-        ssl_stream = self._ssl()
-        return ssl_stream.getpeercert(binary_form=True) if ssl_stream is not None else None
 
     def __repr__(self) -> str:
         handle = f" fd={self.get_handle()}" if self._state in (State.OPEN, State.LISTENING) else ""

@@ -1,0 +1,191 @@
+"""The settings surface of an RSocket: socket options and TLS settings.
+
+They are settings, not I/O: each setter checks its argument (a
+:class:`TypeError` or :class:`ValueError` naming it, at once), keeps the value
+on the socket so it outlives a connection, and applies it to the connection
+there is now, if any.  :class:`Options` is a base class of
+:class:`~trio_rsocket.RSocket`; the TLS settings themselves are immutable
+:class:`~trio_rsocket._tls.TLSSettings`, turned into contexts by ``_tls``.
+"""
+
+from __future__ import annotations
+
+import socket as stdlib_socket
+import ssl
+
+import trio
+
+from . import _secure, _tls
+from ._arguments import MAX_LINGER
+from ._plain import PlainConnection, apply_options
+from ._state import State
+
+__all__ = ["Options"]
+
+
+class Options:
+    """Socket options and TLS settings (a base class of RSocket)."""
+
+    # What outlives a connection: options and TLS settings; a listener's
+    # server context, built once by listen() and shared with every socket it
+    # accepts.  (RSocket.__init__ sets them.)
+    __slots__ = ("_linger", "_no_delay", "_server_tls_context", "_tls_settings")
+    _no_delay: bool | None
+    _linger: int | None
+    _tls_settings: _tls.TLSSettings | None
+    _server_tls_context: ssl.SSLContext | None
+
+    # RSocket's, declared here for the type checker.
+    _conn: PlainConnection | _secure.TLSConnection | None
+    _state: State
+
+    def _socket(self) -> stdlib_socket.socket:
+        raise NotImplementedError
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """Set a socket option on the OS socket, as :meth:`trio.SocketStream.setsockopt`.
+
+        Raises :class:`trio.ClosedResourceError` if there is no OS socket.
+        """
+        self._socket().setsockopt(level, option, value)
+
+    def getsockopt(self, level: int, option: int, buffer_length: int = 0) -> int | bytes:
+        """Read a socket option of the OS socket, as :meth:`trio.SocketStream.getsockopt`."""
+        if buffer_length == 0:
+            return self._socket().getsockopt(level, option)
+        return self._socket().getsockopt(level, option, buffer_length)
+
+    def set_no_delay(self, enable: bool) -> None:
+        """Turn Nagle's algorithm off (``True``, the default here) or on (``rSetSocketNoDelay``)."""
+        if not isinstance(enable, bool | int):
+            raise TypeError(f"enable must be a bool, not {type(enable).__name__}")
+        self._no_delay = bool(enable)
+        if self._conn is not None:
+            apply_options(self._conn.raw, self._no_delay, None)
+
+    def set_linger(self, seconds: int) -> None:
+        """Set SO_LINGER (``rSetSocketLinger``): close waits up to *seconds* to
+        deliver unsent data; ``0`` makes close send a reset (RST) at once."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
+        if not 0 <= seconds <= MAX_LINGER:
+            raise ValueError(f"seconds must be in 0..{MAX_LINGER}, not {seconds}")
+        self._linger = seconds
+        if self._conn is not None:
+            apply_options(self._conn.raw, self._no_delay, seconds)
+
+    # ------------------------------------------------------------------
+    # TLS
+    # ------------------------------------------------------------------
+
+    def _change_tls(self, **changes: object) -> None:
+        settings = self._tls_settings if self._tls_settings is not None else _tls.TLSSettings()
+        self._tls_settings = settings.replace(**changes)
+        if self._state is not State.LISTENING:
+            # A running listener keeps the context it started with.
+            self._server_tls_context = None
+
+    def set_certs(
+        self,
+        key: _tls.CertSource | None = None,
+        cert: _tls.CertSource | None = None,
+        authority: _tls.CertSource | None = None,
+        revoke: _tls.CertSource | None = None,
+        *,
+        password: _tls.Password | None = None,
+    ) -> None:
+        """Set the TLS key, certificate, authority and revocation list
+        (Ioto's ``rSetSocketCerts``, in the seed's argument order; keywords
+        recommended).  Makes the socket TLS.
+
+        Each is a PEM file path (``str`` or :class:`os.PathLike`) or the PEM
+        text as ``bytes``; ``None`` leaves that setting as it was (falling
+        back to :func:`trio_rsocket.set_default_certs`).  *key* defaults to
+        *cert* (a file holding both).  *authority* holds the CA certificates
+        that peers must chain to (a file, a directory of hashed certificates,
+        or bytes); clients without one use the system store.  *revoke* holds
+        certificate revocation lists (CRLs) and only ever adds CRLs.
+        *password* unlocks an encrypted *key* (str, bytes, or a function
+        returning one, as :meth:`ssl.SSLContext.load_cert_chain` takes it).
+
+        Files are read when the socket connects or listens: a missing or bad
+        file raises :class:`TLSError` there, naming it, before any connection
+        is tried.  Settings changed while a socket is connected or listening
+        take effect at the next ``connect`` or ``listen``.
+        """
+        sources = (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
+        changes: dict[str, object] = {
+            name: _tls.check_source(value, name) for name, value in sources if value is not None
+        }
+        if password is not None:
+            changes["password"] = _tls.check_password(password)
+        self._change_tls(**changes)
+
+    def set_tls(self) -> None:
+        """Make the socket TLS with the module defaults only (Ioto's ``rSetTls``)."""
+        self._change_tls()
+
+    def set_ciphers(self, ciphers: str | None) -> None:
+        """Choose the ciphers (``rSetSocketCiphers``): an OpenSSL cipher
+        string, ``,`` or ``:`` separated; ``None`` or ``""`` for the default.
+        Makes the socket TLS.  TLS 1.3 suite names are checked and accepted,
+        but Python's :mod:`ssl` cannot restrict TLS 1.3 suites.  A string that
+        selects no cipher raises :class:`TLSError` at connect or listen time.
+        """
+        self._change_tls(ciphers=_tls.check_ciphers(ciphers))
+
+    def set_verify(self, verify_peer: bool, verify_issuer: bool) -> None:
+        """Choose how the peer's certificate is verified (``rSetSocketVerify``).
+        Makes the socket TLS.
+
+        For a client (defaults: both true): *verify_peer* false checks
+        nothing; *verify_issuer* false accepts a self-signed or unknown issuer
+        and forgives nothing else (see the TLS guide).  For a listener:
+        *verify_peer* true requires a client certificate that chains to this
+        socket's *authority* (mutual TLS); false (the default) asks for none.
+        """
+        verify_peer, verify_issuer = _tls.check_verify(verify_peer, verify_issuer)
+        self._change_tls(verify_peer=verify_peer, verify_issuer=verify_issuer)
+
+    def set_alpn(self, protocols: str | list[str] | tuple[str, ...] | None) -> None:
+        """Offer (client) or accept (listener) these ALPN protocols, most
+        preferred first: one name (``"h2"``) or a list; ``None`` for none.
+        Makes the socket TLS.  :meth:`get_alpn` says which was agreed."""
+        self._change_tls(alpn=_tls.check_alpn(protocols))
+
+    def set_ssl_context(self, context: ssl.SSLContext | None) -> None:
+        """Use *context* as it is, for anything the TLS settings do not cover
+        (the escape hatch); ``None`` goes back to the settings.  Makes the
+        socket TLS.  A client needs a client context, a listener a server one;
+        the client still sends *host* as SNI and, if the context checks
+        hostnames, checks it.
+        """
+        if context is not None and not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
+        self._change_tls(context=context)
+
+    def _ssl(self) -> trio.SSLStream[PlainConnection] | None:
+        return self._conn.ssl if isinstance(self._conn, _secure.TLSConnection) else None
+
+    def get_alpn(self) -> str | None:
+        """The ALPN protocol agreed in the handshake, or ``None``."""
+        ssl_stream = self._ssl()
+        return ssl_stream.selected_alpn_protocol() if ssl_stream is not None else None
+
+    def get_cipher(self) -> str | None:
+        """The cipher in use (e.g. ``"TLS_AES_256_GCM_SHA384"``), or ``None``."""
+        ssl_stream = self._ssl()
+        cipher = ssl_stream.cipher() if ssl_stream is not None else None
+        return cipher[0] if cipher else None
+
+    def get_tls_version(self) -> str | None:
+        """The TLS version in use (e.g. ``"TLSv1.3"``), or ``None``."""
+        ssl_stream = self._ssl()
+        return ssl_stream.version() if ssl_stream is not None else None
+
+    def get_peer_certificate(self) -> bytes | None:
+        """The peer's certificate in DER form, or ``None`` (plain TCP, no
+        handshake yet, or a client that sent none).  Turn it into PEM with
+        :func:`ssl.DER_cert_to_PEM_cert`, or read it with ``cryptography``."""
+        ssl_stream = self._ssl()
+        return ssl_stream.getpeercert(binary_form=True) if ssl_stream is not None else None

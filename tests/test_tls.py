@@ -961,6 +961,41 @@ async def test_tls_write_deadline_counts_exactly_what_the_peer_can_decrypt(
         await server.read()
 
 
+@pytest.mark.usefixtures("no_fd_leak")
+async def test_after_a_tls_write_stopped_mid_record_later_calls_say_why_it_broke(
+    mock_clock: trio.testing.MockClock, tls_pair: tuple[RSocket, RSocket]
+) -> None:
+    client, server = tls_pair
+    fix_buffers(client, server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(jump_when_blocked, mock_clock, 5)
+        with pytest.raises(DeadlineError):
+            await client.write(b"x" * (4 << 20), deadline=trio.current_time() + 5)
+    for _ in range(2):  # and it stays said
+        with pytest.raises(trio.BrokenResourceError) as later:
+            await client.write(b"more")
+        assert "stopped in the middle of a TLS record" in str(later.value)
+        assert client.get_error() == str(later.value)
+
+
+@pytest.mark.usefixtures("no_fd_leak")
+async def test_a_tls_write_cancelled_from_outside_is_not_counted_and_breaks_the_stream(
+    mock_clock: trio.testing.MockClock, tls_pair: tuple[RSocket, RSocket]
+) -> None:
+    # Not counted, rather than counted wrong: see "Write" in docs/tls.rst.
+    client, server = tls_pair
+    fix_buffers(client, server)
+    await client.write(b"first")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(jump_when_blocked, mock_clock, 5)
+        with trio.move_on_after(5) as outer:
+            await client.write(b"x" * (4 << 20))
+    assert outer.cancelled_caught
+    assert client.statistics().bytes_written == len(b"first")
+    with pytest.raises(trio.BrokenResourceError, match="broken earlier"):
+        await client.write(b"more")
+
+
 # ----------------------------------------------------------------------------
 # Listener handshakes
 

@@ -541,7 +541,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             if conn is None:
                 raise self._not_open()
             with scope:
-                await conn.send(view)
+                await conn.send_counted(view)
         return len(view)
 
     # ------------------------------------------------------------------

@@ -18,6 +18,7 @@ import pytest
 
 from trio_rsocket._cli import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_MISSING_PACKAGE,
     EXIT_OK,
     EXIT_TIMEOUT,
@@ -335,6 +336,30 @@ def test_every_help_screen_lists_the_exit_statuses(argv: list[str], capsys: pyte
     assert "exit status:\n  0    success\n" in help_text
     assert "\n  2    bad arguments\n" in help_text
     assert "\n  130  interrupted (Ctrl-C)\n" in help_text
+
+
+def test_bench_interrupted_by_ctrl_c_exits_130_with_one_line() -> None:
+    bench = subprocess.Popen(
+        [*COMMAND, "bench", "--quick", "--only", "accept", "--no-pin"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert bench.stderr is not None
+        # "accept: sequential accepts ...": the benchmark is measuring.
+        assert read_line(bench.stderr).startswith(b"accept:")
+        # As Ctrl-C in a terminal: to the whole process group, servers included.
+        os.killpg(bench.pid, signal.SIGINT)
+        _, errors = bench.communicate(timeout=PATIENCE)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.communicate()
+    assert bench.returncode == EXIT_INTERRUPTED
+    assert errors.decode().strip().splitlines()[-1].endswith(" bench: interrupted")
+    assert b"Traceback" not in errors
 
 
 def test_the_console_script_is_installed() -> None:

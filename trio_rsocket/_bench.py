@@ -53,6 +53,7 @@ import math
 import os
 import platform
 import select
+import signal
 import socket as stdlib_socket
 import ssl
 import statistics
@@ -558,8 +559,13 @@ def raise_fd_limit() -> tuple[int, int, int]:
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # A server whose bench process is gone (Ctrl-C): nobody is left to
+        # serve or to tell, and a traceback would only land on the terminal.
+        os._exit(0)
 
 
 @dataclass
@@ -741,6 +747,9 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
 def _server_main(argv: list[str]) -> int:
     """Entry point of a server process: ``IMPL KIND TARGET CPU [CA CERT KEY]``
     (CPU -1: run anywhere)."""
+    # Ctrl-C in a terminal reaches the whole process group; a server stops
+    # when its standard input closes, which the bench process sees to.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     impl, kind, target, cpu = argv[0], argv[1], int(argv[2]), int(argv[3])
     tls = TLSFiles(*argv[4:7]) if len(argv) >= 7 else None
     if cpu >= 0:

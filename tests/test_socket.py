@@ -16,9 +16,11 @@ import trio.testing
 
 from trio_rsocket import (
     ConnectError,
+    DeadlineError,
     IncompleteReadError,
     RSocket,
     RSocketError,
+    deadline_after,
 )
 
 from .conftest import connected_pair, has_ipv6, rsocket_pair
@@ -582,6 +584,42 @@ async def test_ipv6_is_tried_when_ipv4_refuses() -> None:
         async with RSocket() as sock:
             await sock.connect("dual.test", 80)
             assert sock.get_peer_addr()[0] == "::1"
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")
+async def test_happy_eyeballs_races_past_an_address_that_hangs(
+    autojump_clock: trio.abc.Clock, full_backlog: int
+) -> None:
+    v6 = (await trio.open_tcp_listeners(0, host="::1"))[0]
+    async with v6:
+        # IPv4 first, as Ioto tries it: its SYN is never answered.
+        trio.socket.set_custom_hostname_resolver(
+            FixedResolver([("127.0.0.1", full_backlog), ("::1", v6.socket.getsockname()[1])])
+        )
+        async with RSocket() as sock:
+            with pytest.raises(DeadlineError):  # Ioto's order waits on the first address
+                await sock.connect("dual.test", 80, deadline=deadline_after(5))
+            started = trio.current_time()
+            await sock.connect("dual.test", 80, deadline=deadline_after(5), happy_eyeballs_delay=0.25)
+            assert sock.get_peer_addr()[0] == "::1"
+            assert trio.current_time() - started == pytest.approx(0.25)
+
+
+async def test_happy_eyeballs_failure_says_the_os_reason() -> None:
+    port = free_port()
+    async with RSocket() as sock:
+        with pytest.raises(
+            ConnectError, match=r"Cannot connect socket to 127\.0\.0\.1:\d+: Connection refused"
+        ) as caught:
+            await sock.connect("127.0.0.1", port, happy_eyeballs_delay=0.25)
+        assert caught.value.errno == errno.ECONNREFUSED
+
+
+@pytest.mark.parametrize("delay", [-1, float("nan"), "0.25"])
+async def test_a_bad_happy_eyeballs_delay_is_refused_before_any_io(delay: object) -> None:
+    async with RSocket() as sock:
+        with pytest.raises((TypeError, ValueError), match="happy_eyeballs_delay"):
+            await sock.connect("127.0.0.1", 9, happy_eyeballs_delay=delay)  # type: ignore[arg-type]
 
 
 def test_close_works_outside_trio() -> None:

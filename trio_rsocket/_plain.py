@@ -240,10 +240,11 @@ class Connector:
     :class:`trio.ClosedResourceError`.
     """
 
-    __slots__ = ("_attempt", "_closed")
+    __slots__ = ("_attempt", "_closed", "_race")
 
     def __init__(self) -> None:
         self._attempt: stdlib_socket.socket | None = None
+        self._race: trio.CancelScope | None = None
         self._closed = False
 
     def close(self) -> None:
@@ -252,18 +253,27 @@ class Connector:
         attempt, self._attempt = self._attempt, None
         if attempt is not None:
             close_socket(attempt)
+        if self._race is not None:
+            self._race.cancel()
 
     def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("this socket was closed while connecting")
 
-    async def connect(self, host: str, port: int) -> stdlib_socket.socket:
+    async def connect(self, host: str, port: int, happy_eyeballs_delay: float | None = None) -> stdlib_socket.socket:
         """The connected, non-blocking socket.
+
+        *happy_eyeballs_delay* ``None`` tries the addresses one after the
+        other, IPv4 first (Ioto's order); a number races them as
+        :func:`trio.open_tcp_stream` does (RFC 8305), starting the next
+        attempt that many seconds after the last one if it has not succeeded.
 
         Raises:
           ConnectError: the name does not resolve, or no address accepted.
           trio.ClosedResourceError: :meth:`close` was called meanwhile.
         """
+        if happy_eyeballs_delay is not None:
+            return await self._race_addresses(host, port, happy_eyeballs_delay)
         addresses = await self._resolve(host, port)
         # Ioto's order: every IPv4 address, then every IPv6 one.
         addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
@@ -296,6 +306,33 @@ class Connector:
         if last_error is not None:
             message += f": {last_error.strerror or last_error}"
         raise ConnectError(message, last_error.errno if last_error is not None else None) from last_error
+
+    async def _race_addresses(self, host: str, port: int, delay: float) -> stdlib_socket.socket:
+        """Happy eyeballs, by trio itself: the winner's socket is taken over."""
+        stream: trio.SocketStream | None = None
+        with trio.CancelScope() as self._race:
+            try:
+                stream = await trio.open_tcp_stream(host, port, happy_eyeballs_delay=delay)
+            except (stdlib_socket.gaierror, UnicodeError) as exc:
+                message = f"Cannot find address of {host_port(host, port)}"
+                raise ConnectError(message, getattr(exc, "errno", None)) from exc
+            except OSError as exc:
+                # trio's "all attempts failed" carries each attempt's error.
+                group = exc.__cause__
+                last = group.exceptions[-1] if isinstance(group, BaseExceptionGroup) else exc
+                code = last.errno if isinstance(last, OSError) else None
+                reason = os.strerror(code) if code else str(last)
+                raise ConnectError(f"Cannot connect socket to {host_port(host, port)}: {reason}", code) from exc
+        self._race = None
+        if stream is None:  # close() cancelled the race
+            self._check_open()
+            raise AssertionError("the race was cancelled but not by close()")
+        family, kind, proto = stream.socket.family, stream.socket.type, stream.socket.proto
+        raw = stdlib_socket.socket(family, kind, proto, fileno=stream.socket.detach())
+        if self._closed:
+            raw.close()
+            self._check_open()
+        return raw
 
     async def _resolve(self, host: str, port: int) -> list[Any]:
         try:

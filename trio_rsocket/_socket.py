@@ -220,11 +220,15 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
     # Connect and listen
     # ------------------------------------------------------------------
 
-    async def connect(self, host: str, port: int, deadline: Deadline = None) -> None:
+    async def connect(
+        self, host: str, port: int, deadline: Deadline = None, *, happy_eyeballs_delay: float | None = None
+    ) -> None:
         """Connect to *host*:*port* before *deadline* (Ioto's ``rConnectSocket``).
 
         The name is resolved with trio; IPv4 addresses are tried first, then
-        IPv6 (Ioto's order), one after the other, all within the deadline.  A
+        IPv6 (Ioto's order), one after the other, all within the deadline.
+        *happy_eyeballs_delay* (seconds) races the addresses instead, as
+        :func:`trio.open_tcp_stream` does (RFC 8305), within the same deadline.  A
         socket that is already connected is closed first.  If TLS is
         configured, the handshake (SNI and hostname check against *host*)
         completes within the same deadline.  On failure the socket is left
@@ -240,6 +244,8 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
           trio.ClosedResourceError: another fiber closed it meanwhile.
         """
         host, port = check_host(host), check_port(port)
+        if happy_eyeballs_delay is not None:
+            happy_eyeballs_delay = _listen.check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
         where = host_port(host, port)
         scope = deadline_scope(deadline, lambda: DeadlineError(f"Cannot connect socket to {where} before the deadline"))
         with self._setup_guard:
@@ -251,7 +257,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             conn: _Connection | None = None
             try:
                 with scope:
-                    conn = PlainConnection(await connector.connect(host, port))
+                    conn = PlainConnection(await connector.connect(host, port, happy_eyeballs_delay))
                     apply_options(conn.raw, self._no_delay, self._linger)
                     if tls is not None:
                         conn = await _secure.client_handshake(conn, tls, host)

@@ -133,6 +133,21 @@ def test_demo_without_trustme_exits_5_saying_how_to_install_it_from_a_clone(tmp_
     assert b"Traceback" not in result.stderr
 
 
+def test_demo_into_a_pipe_closed_early_leaves_without_a_traceback() -> None:
+    # As `trio-rsocket demo | head -1`.
+    demo = subprocess.Popen([*COMMAND, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert demo.stdout is not None
+        assert read_line(demo.stdout).startswith(b"trio-rsocket ")
+        demo.stdout.close()
+        _, errors = demo.communicate(timeout=PATIENCE)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert b"Traceback" not in errors, errors.decode()
+
+
 # ----------------------------------------------------------------------
 # echo + connect
 # ----------------------------------------------------------------------

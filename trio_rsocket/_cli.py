@@ -273,6 +273,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         if isinstance(error, KeyboardInterrupt):
             print(f"{prog} {args.command}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        if isinstance(error, BrokenPipeError):
+            # Standard output was closed (`| head`): nobody is left to tell,
+            # and the interpreter's own flush at exit must not complain either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
         if isinstance(error, TLSError):
             print(f"{prog} {args.command}: TLS failed: {error}", file=sys.stderr)
             return EXIT_TLS
@@ -410,12 +415,6 @@ async def _connect(args: argparse.Namespace) -> int:
                 raise _Failure(f"connection to {where} broken: {error}", EXIT_FAILED) from None
             if isinstance(error, RSocketError):
                 raise _Failure(f"connection to {where} failed: {error}", EXIT_FAILED) from None
-            if isinstance(error, BrokenPipeError):
-                # Standard output was closed (`| head`): nobody is left to
-                # tell, and the interpreter's own flush at exit must not
-                # complain either.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                return EXIT_FAILED
             raise
     return EXIT_OK
 

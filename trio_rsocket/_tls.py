@@ -21,19 +21,29 @@ connect or listen.
 
 Verification follows Ioto's ``rSetSocketVerify(sock, verifyPeer,
 verifyIssuer)``.  Both true is OpenSSL's full verification (chain, dates,
-hostname, and the revocation list when one is given).  ``verify_issuer=False``
-must accept a self-signed or unknown issuer yet still reject an expired
-certificate or a wrong hostname.  Ioto does that in an OpenSSL verify
-callback; Python's :mod:`ssl` has no verify callback, and OpenSSL stops at the
-first error (an unknown issuer hides an expiry).  So that mode handshakes
-without verification and then checks the peer's certificate itself
-(:func:`check_peer`): its validity dates against the wall clock and its names
-against the host, read from the DER with the small parser at the end of this
-module (the :mod:`ssl` module has no public decoder, and ``cryptography`` is
-not a run-time dependency).  Hostname matching follows OpenSSL's defaults as
-Python configures them (RFC 6125: subjectAltName DNS names, a ``*`` only as
-the whole left-most label, IP addresses against iPAddress entries, the
-subject's common name only when there is no DNS name).
+purpose, critical extensions, hostname, and the revocation list when one is
+given).  ``verify_issuer=False`` forgives the issuer and nothing else: Ioto's
+verify callback ignores only the unknown-issuer and self-signed errors.
+Python's :mod:`ssl` has no verify callback, and OpenSSL stops at the first
+error (an unknown issuer hides an expiry), so that mode handshakes without
+OpenSSL's verification and then asks of the peer's own certificate what
+OpenSSL's ``X509_verify_cert`` asks of a chain's leaf, in the same order and
+with the same words (:func:`check_peer`): critical extensions OpenSSL does not
+understand, the purpose (key usage, extended key usage, Netscape type), the
+host name, then the validity dates.  ``cryptography`` reads the certificate
+and ``service_identity`` matches the names (RFC 6125), each pattern on its
+own, with OpenSSL's common-name fallback for certificates without DNS names.
+The leaf's own signature belongs to the issuer and is not checked.  The tests
+compare both modes on the same certificates.
+
+A revocation list only ever adds CRLs: OpenSSL's loader would also take
+``CERTIFICATE``, ``X509 CERTIFICATE`` and ``TRUSTED CERTIFICATE`` blocks from
+the same file as trust anchors, so the file is parsed with ``cryptography``
+and OpenSSL is handed nothing but the CRLs, written out again.
+
+A private key's password is always handed to OpenSSL as a function, so OpenSSL
+never prompts on the terminal (which would stop the event loop): without a
+password an encrypted key is a :class:`TLSError` naming the file.
 
 :func:`handshake_error` and :func:`broken_error` are the one place where
 :mod:`ssl` errors become the library's: verification codes become Ioto's words
@@ -43,19 +53,24 @@ sentences.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import dataclasses
+import datetime
 import ipaddress
 import os
+import re
 import ssl
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import trio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from service_identity import CertificateError as PatternError
+from service_identity.hazmat import DNS_ID, DNSPattern
 
 from ._errors import TLSError
 
@@ -212,6 +227,8 @@ def set_default_certs(
     cert: CertSource | None = None,
     authority: CertSource | None = None,
     revoke: CertSource | None = None,
+    *,
+    password: Password | None = None,
 ) -> None:
     """Set the key, certificate, authority and revocation list that sockets use
     when they set none themselves (Ioto's ``rSetSocketDefaultCerts``).
@@ -221,13 +238,20 @@ def set_default_certs(
     client certificates needs its own ``authority`` (as in Ioto).  Defaults are
     read when a socket connects or listens, and do not by themselves make a
     socket TLS.
+
+    *password* unlocks an encrypted key: ``str``, ``bytes``, or a function
+    returning one (called when a context is built; its result is not kept).
+    It is the default for sockets that give none.  Without one, an encrypted
+    key is a :class:`TLSError` naming the file, never a prompt.
     """
     global _defaults
-    changes = {
+    changes: dict[str, object] = {
         name: check_source(value, name)
         for name, value in (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
         if value is not None
     }
+    if password is not None:
+        changes["password"] = check_password(password)
     _defaults = _defaults.replace(**changes)
 
 
@@ -286,6 +310,22 @@ class _Resolved:
     verify_peer: bool
     verify_issuer: bool
     alpn: tuple[str, ...] | None
+    #: The password, or an _Identity around a password function.
+    password: str | bytes | _Identity | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Identity:
+    """A password function in the cache key: equal only to itself, and kept
+    alive by the cache so that its id is not reused (its result is never kept)."""
+
+    function: Callable[[], str | bytes | bytearray]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and other.function is self.function
+
+    def __hash__(self) -> int:
+        return id(self.function)
 
 
 _cache: dict[tuple[object, ...], TLSContext] = {}
@@ -317,7 +357,16 @@ def _resolve(settings: TLSSettings, server: bool) -> _Resolved:
         verify_peer=verify_peer,
         verify_issuer=verify_issuer,
         alpn=settings.alpn,
+        password=_password_key(settings.password if settings.password is not None else defaults.password),
     )
+
+
+def _password_key(password: Password | None) -> str | bytes | _Identity | None:
+    if callable(password):
+        return _Identity(password)
+    if isinstance(password, bytearray):
+        return bytes(password)
+    return password
 
 
 def _stamp(source: CertSource | None) -> object:
@@ -377,7 +426,7 @@ def _build(resolved: _Resolved) -> TLSContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     check_peer = False
     if resolved.cert is not None:
-        _load_chain(context, resolved.cert, resolved.key)
+        _load_chain(context, resolved.cert, resolved.key, resolved.password)
     elif resolved.key is not None:
         raise TLSError(f"A key was given ({_name(resolved.key, 'key')}) without a certificate")
     elif server:
@@ -400,11 +449,15 @@ def _build(resolved: _Resolved) -> TLSContext:
             context.verify_mode = ssl.CERT_NONE
     elif resolved.verify_peer and resolved.verify_issuer:
         context.check_hostname = True
+        # OpenSSL's common-name fallback (no DNS names in the certificate),
+        # as check_peer has it too; Python's default, said here.
+        context.hostname_checks_common_name = True
         context.verify_mode = ssl.CERT_REQUIRED
         _load_trust(context, resolved, ssl.Purpose.SERVER_AUTH)
     else:
-        # verify_issuer=False: OpenSSL verifies nothing and check_peer checks
-        # dates and names afterwards.  verify_peer=False: nothing at all.
+        # verify_issuer=False: OpenSSL verifies nothing and check_peer decides
+        # afterwards, as full verification would, issuer aside.
+        # verify_peer=False: nothing at all.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         check_peer = resolved.verify_peer
@@ -446,7 +499,13 @@ def _as_files(*sources: CertSource) -> Iterator[list[str]]:
         yield paths
 
 
-def _load_chain(context: ssl.SSLContext, cert: CertSource, key: CertSource | None) -> None:
+class _NoPassword(Exception):
+    """OpenSSL asked for the password of a key that came without one."""
+
+
+def _load_chain(
+    context: ssl.SSLContext, cert: CertSource, key: CertSource | None, password: str | bytes | _Identity | None
+) -> None:
     cert_name = _name(cert, "cert")
     # Parse the certificates on their own first, so that a bad certificate is
     # not reported as a bad key (load_cert_chain says "PEM lib" for both).
@@ -458,14 +517,32 @@ def _load_chain(context: ssl.SSLContext, cert: CertSource, key: CertSource | Non
     key_name = cert_name if key is None else _name(key, "key")
     if key is not None:
         _read(key, "key")
+    asked = False
+
+    def unlock() -> str | bytes | bytearray:
+        # Always a function: without one OpenSSL prompts on the terminal,
+        # and the whole event loop waits for the answer.
+        nonlocal asked
+        asked = True
+        if password is None:
+            raise _NoPassword
+        value = password.function() if isinstance(password, _Identity) else password
+        if not isinstance(value, str | bytes | bytearray):
+            raise TypeError(f"the password function returned {type(value).__name__}, not str or bytes")
+        return value
+
     with _as_files(cert, key if key is not None else cert) as (cert_path, key_path):
         try:
-            context.load_cert_chain(cert_path, key_path)
+            context.load_cert_chain(cert_path, key_path, password=unlock)
+        except _NoPassword:
+            raise TLSError(f"Private key {key_name} is encrypted: pass password=...") from None
         except ssl.SSLError as exc:
             if exc.reason == "KEY_VALUES_MISMATCH":
                 raise TLSError(
                     f"Check of private key file failed: {key_name} does not match certificate {cert_name}"
                 ) from exc
+            if asked:
+                raise TLSError(f"Unable to decrypt private key {key_name}: wrong password") from exc
             if key is None:
                 raise TLSError(f"Unable to load key from certificate {cert_name}: give key=") from exc
             raise TLSError(f"Unable to load key {key_name}") from exc
@@ -486,19 +563,31 @@ def _load_trust(context: ssl.SSLContext, resolved: _Resolved, purpose: ssl.Purpo
         except (ssl.SSLError, UnicodeDecodeError, ValueError):
             raise TLSError(f"Unable to load certificate authority {_name(authority, 'authority')}") from None
     if resolved.revoke is not None:
-        revoke = resolved.revoke
-        revoke_name = _name(revoke, "revoke")
-        data = _read(revoke, "certificate revoke list")
-        # OpenSSL would load certificates in this file as trust anchors too:
-        # a revocation list must not widen what is trusted.
-        if b"-----BEGIN X509 CRL-----" not in data or b"-----BEGIN CERTIFICATE-----" in data:
-            raise TLSError(f"Cannot load certificate revoke list: {revoke_name} must hold PEM CRLs only")
-        with _as_files(revoke) as (path,):
-            try:
-                context.load_verify_locations(cafile=path)
-            except (ssl.SSLError, OSError) as exc:
-                raise TLSError(f"Cannot load certificate revoke list: {revoke_name}") from exc
-        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+        _load_revocation(context, resolved.revoke)
+
+
+_PEM_BLOCK: Final = re.compile(rb"-----BEGIN ([^-\r\n]*)-----.*?-----END \1-----", re.DOTALL)
+
+
+def _load_revocation(context: ssl.SSLContext, revoke: CertSource) -> None:
+    """Load CRLs, and nothing else: OpenSSL would take certificates in the
+    same file as trust anchors, so it is given only the CRLs, written out anew."""
+    revoke_name = _name(revoke, "revoke")
+    data = _read(revoke, "certificate revoke list")
+    blocks = list(_PEM_BLOCK.finditer(data))
+    if not blocks or len(blocks) != data.count(b"-----BEGIN") or any(b[1] != b"X509 CRL" for b in blocks):
+        raise TLSError(f"Cannot load certificate revoke list: {revoke_name} must hold PEM CRLs only")
+    try:
+        crls = [x509.load_pem_x509_crl(block[0]) for block in blocks]
+    except ValueError:
+        raise TLSError(f"Cannot load certificate revoke list: {revoke_name}") from None
+    pem = b"".join(crl.public_bytes(serialization.Encoding.PEM) for crl in crls)
+    with _as_files(pem) as (path,):
+        try:
+            context.load_verify_locations(cafile=path)
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSError(f"Cannot load certificate revoke list: {revoke_name}") from exc
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def _tls13_suites() -> frozenset[str]:
@@ -529,19 +618,26 @@ def _set_ciphers(context: ssl.SSLContext, ciphers: str) -> None:
 # Errors in words: the one place ssl's errors become the library's
 # ----------------------------------------------------------------------
 
-# OpenSSL X509_V_ERR_* codes, in Ioto's words (its verifyPeerCertificate).
+# OpenSSL X509_V_ERR_* codes, in Ioto's words (its verifyPeerCertificate),
+# and in words of our own where Ioto has none.
+_NOT_YET_VALID: Final = 9
+_EXPIRED: Final = 10
+_INVALID_PURPOSE: Final = 26
+_UNHANDLED_CRITICAL_EXTENSION: Final = 34
 _VERIFY_WORDS: Final = {
     2: "Certificate not trusted",  # UNABLE_TO_GET_ISSUER_CERT
     3: "Certificate revocation list not found for the issuer",  # UNABLE_TO_GET_CRL
-    9: "Certificate is not yet valid",  # CERT_NOT_YET_VALID
-    10: "Certificate has expired",  # CERT_HAS_EXPIRED
+    _NOT_YET_VALID: "Certificate is not yet valid",  # CERT_NOT_YET_VALID
+    _EXPIRED: "Certificate has expired",  # CERT_HAS_EXPIRED
     12: "Certificate revocation list has expired",  # CRL_HAS_EXPIRED
     18: "Self-signed certificate",  # DEPTH_ZERO_SELF_SIGNED_CERT
     19: "Self-signed certificate",  # SELF_SIGNED_CERT_IN_CHAIN
     20: "Certificate not trusted",  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
     21: "Certificate not trusted",  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
     23: "Certificate revoked",  # CERT_REVOKED
+    _INVALID_PURPOSE: "Certificate is not for this purpose (key usage)",  # INVALID_PURPOSE
     27: "Certificate not trusted",  # CERT_UNTRUSTED
+    _UNHANDLED_CRITICAL_EXTENSION: "Certificate has an unknown critical extension",  # UNHANDLED_CRITICAL_EXTENSION
 }
 _HOSTNAME_CODES: Final = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 
@@ -604,7 +700,7 @@ def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
     return TLSError("TLS handshake failed: the peer closed the connection")
 
 
-def pending_alert(ssl_stream: trio.SSLStream[trio.SocketStream]) -> bytes:
+def pending_alert(ssl_stream: trio.SSLStream[Any]) -> bytes:
     """The alert OpenSSL wrote when the handshake failed, not yet sent.
 
     :class:`trio.SSLStream` raises as soon as OpenSSL fails, before sending
@@ -628,13 +724,55 @@ def broken_error(exc: trio.BrokenResourceError) -> trio.BrokenResourceError:
 
 
 # ----------------------------------------------------------------------
-# verify_issuer=False: dates and names checked here, after the handshake
+# verify_issuer=False: what full verification asks of the leaf, asked here
 # ----------------------------------------------------------------------
+
+# The extensions OpenSSL understands (X509_supported_extension in
+# crypto/x509/v3_purp.c).  Any other extension marked critical fails full
+# verification with X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, whether or not
+# cryptography can read it; the tests check this table against the linked
+# OpenSSL.
+_OPENSSL_EXTENSIONS: Final = frozenset(
+    {
+        x509.ObjectIdentifier("2.16.840.1.113730.1.1"),  # Netscape certificate type
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.CERTIFICATE_POLICIES,
+        ExtensionOID.CRL_DISTRIBUTION_POINTS,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        x509.ObjectIdentifier("1.3.6.1.5.5.7.1.7"),  # RFC 3779 IP address blocks
+        x509.ObjectIdentifier("1.3.6.1.5.5.7.1.8"),  # RFC 3779 AS identifiers
+        ExtensionOID.OCSP_NO_CHECK,
+        ExtensionOID.POLICY_CONSTRAINTS,
+        x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14"),  # proxy certificate information
+        ExtensionOID.NAME_CONSTRAINTS,
+        ExtensionOID.POLICY_MAPPINGS,
+        ExtensionOID.INHIBIT_ANY_POLICY,
+    }
+)
+_NETSCAPE_CERT_TYPE: Final = x509.ObjectIdentifier("2.16.840.1.113730.1.1")
+_NETSCAPE_SSL_SERVER: Final = 0x40  # the second bit of the BIT STRING's first byte
+# What an extended key usage must name for a TLS server (check_purpose_ssl_server:
+# serverAuth, or one of the old Server Gated Cryptography purposes).
+_SERVER_PURPOSES: Final = frozenset(
+    {
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        x509.ObjectIdentifier("2.16.840.1.113730.4.1"),  # Netscape SGC
+        x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),  # Microsoft SGC
+    }
+)
 
 
 def check_peer(der: bytes | None, host: str) -> None:
-    """Reject a peer certificate that has expired, is not yet valid, or does
-    not name *host*; its issuer is not checked.
+    """Decide about a server's certificate as full verification would, its
+    issuer aside (``verify_issuer=False``).
+
+    The questions are those OpenSSL's ``X509_verify_cert`` asks of a leaf,
+    in its order, so that the first failure is the one full verification
+    reports, in the same words: an unhandled critical extension, a purpose
+    that is not a TLS server's, the host name, then the validity dates (the
+    wall clock, not trio's).
 
     Raises:
       TLSError: with Ioto's words.
@@ -642,156 +780,111 @@ def check_peer(der: bytes | None, host: str) -> None:
     if der is None:
         raise TLSError("No certificate provided")
     try:
-        certificate = _parse_certificate(der)
-    except (ValueError, IndexError):
+        certificate = x509.load_der_x509_certificate(der)
+        extensions = certificate.extensions  # read here: a bad extension fails here
+    except ValueError:
         raise TLSError("Unable to parse the peer's certificate") from None
-    now = time.time()
-    if now > certificate.not_after:
-        raise TLSError("Certificate has expired")
-    if now < certificate.not_before:
-        raise TLSError("Certificate is not yet valid")
-    if not certificate.matches(host):
-        names = ", ".join(certificate.dns_names + [str(ip) for ip in certificate.ip_addresses])
-        raise TLSError(f"Certificate hostname mismatch. Expecting {host} got {names or certificate.common_name}")
+    for extension in extensions:
+        if extension.critical and extension.oid not in _OPENSSL_EXTENSIONS:
+            raise TLSError(_VERIFY_WORDS[_UNHANDLED_CRITICAL_EXTENSION])
+    if not _serves_tls(extensions):
+        raise TLSError(_VERIFY_WORDS[_INVALID_PURPOSE])
+    dns_names, ip_addresses, common_names = _names(certificate, extensions)
+    if not _names_match(host, dns_names, ip_addresses, common_names):
+        names = ", ".join(dns_names + [str(ip) for ip in ip_addresses]) or ", ".join(common_names)
+        raise TLSError(f"Certificate hostname mismatch. Expecting {host} got {names}")
+    now = datetime.datetime.now(datetime.UTC)
+    # X509_cmp_time: valid from notBefore, expired at notAfter.
+    if certificate.not_valid_before_utc > now:
+        raise TLSError(_VERIFY_WORDS[_NOT_YET_VALID])
+    if certificate.not_valid_after_utc <= now:
+        raise TLSError(_VERIFY_WORDS[_EXPIRED])
 
 
-# The DER parser: just enough of X.509 (RFC 5280) for dates and names.
-_SEQUENCE: Final = 0x30
-_SET: Final = 0x31
-_UTC_TIME: Final = 0x17
-_GENERALIZED_TIME: Final = 0x18
-_OID: Final = 0x06
-_OCTET_STRING: Final = 0x04
-_EXPLICIT_0: Final = 0xA0  # tbsCertificate's version
-_EXPLICIT_3: Final = 0xA3  # tbsCertificate's extensions
-_DNS_NAME: Final = 0x82  # GeneralName [2] IA5String
-_IP_ADDRESS: Final = 0x87  # GeneralName [7] OCTET STRING
-_SUBJECT_ALT_NAME: Final = bytes([0x55, 0x1D, 0x11])  # 2.5.29.17
-_COMMON_NAME: Final = bytes([0x55, 0x04, 0x03])  # 2.5.4.3
+def _serves_tls(extensions: x509.Extensions) -> bool:
+    """OpenSSL's check_purpose_ssl_server for a leaf: what the key usage,
+    extended key usage and Netscape type allow, when present."""
+    for extension in extensions:
+        value = extension.value
+        if isinstance(value, x509.ExtendedKeyUsage):
+            if _SERVER_PURPOSES.isdisjoint(value):
+                return False
+        elif isinstance(value, x509.KeyUsage):
+            if not (value.digital_signature or value.key_encipherment or value.key_agreement):
+                return False
+        elif (
+            extension.oid == _NETSCAPE_CERT_TYPE
+            and isinstance(value, x509.UnrecognizedExtension)
+            and not _netscape_allows_server(value.value)
+        ):
+            return False
+    return True
 
 
-def _elements(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """``(tag, value_start, value_end)`` for each DER element in data[start:end]."""
-    while start < end:
-        tag = data[start]
-        length = data[start + 1]
-        start += 2
-        if length & 0x80:
-            count = length & 0x7F
-            if not 1 <= count <= 4:
-                raise ValueError("unsupported DER length")
-            length = int.from_bytes(data[start : start + count], "big")
-            start += count
-        if start + length > end:
-            raise ValueError("DER element overruns its container")
-        yield tag, start, start + length
-        start += length
+def _netscape_allows_server(der: bytes) -> bool:
+    # cryptography does not read this obsolete extension; its DER reader does.
+    from cryptography.hazmat import asn1
 
-
-def _children(data: bytes, start: int, end: int, tag: int) -> list[tuple[int, int, int]]:
-    items = list(_elements(data, start, end))
-    if len(items) != 1 or items[0][0] != tag:
-        raise ValueError(f"expected one DER element with tag {tag:#x}")
-    return list(_elements(data, items[0][1], items[0][2]))
-
-
-def _time(data: bytes, tag: int, start: int, end: int) -> float:
-    text = data[start:end].decode("ascii")
-    if not text.endswith("Z"):
-        raise ValueError("certificate time is not in UTC")
-    if tag == _UTC_TIME:
-        year = int(text[:2])
-        text = ("19" if year >= 50 else "20") + text
-    elif tag != _GENERALIZED_TIME:
-        raise ValueError("not a time")
-    stamp = time.strptime(text[:14], "%Y%m%d%H%M%S")
-    return float(calendar.timegm(stamp))
-
-
-@dataclass(slots=True)
-class _Certificate:
-    not_before: float
-    not_after: float
-    dns_names: list[str]
-    ip_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address]
-    common_name: str
-
-    def matches(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            pass
-        else:
-            return ip in self.ip_addresses
-        wanted = _normal_hostname(host)
-        patterns = self.dns_names if self.dns_names else [self.common_name] if self.common_name else []
-        return any(_hostname_matches(_normal_hostname(pattern), wanted) for pattern in patterns)
-
-
-def _normal_hostname(name: str) -> str:
-    name = name.rstrip(".").lower()
     try:
-        name.encode("ascii")
-    except UnicodeEncodeError:
-        name = name.encode("idna").decode("ascii")
-    return name
+        bits = asn1.decode_der(asn1.BitString, der).as_bytes()
+    except ValueError:
+        raise TLSError("Unable to parse the peer's certificate") from None
+    return bool(bits) and bool(bits[0] & _NETSCAPE_SSL_SERVER)
 
 
-def _hostname_matches(pattern: str, host: str) -> bool:
-    if not pattern.startswith("*."):
-        return "*" not in pattern and pattern == host
-    # "*" only as the whole left-most label, matching exactly one label, and
-    # never directly under a top-level domain.
-    suffix = pattern[1:]
-    if suffix.count(".") < 2 or "*" in suffix:
+def _names(
+    certificate: x509.Certificate, extensions: x509.Extensions
+) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address], list[str]]:
+    """The subjectAltName DNS names and IP addresses, and the subject's common names."""
+    try:
+        alt_names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        dns_names, ip_addresses = [], []
+    else:
+        dns_names = alt_names.get_values_for_type(x509.DNSName)
+        ip_addresses = [
+            ip
+            for ip in alt_names.get_values_for_type(x509.IPAddress)
+            if not isinstance(ip, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        ]
+    common_names = [
+        value if isinstance(value, str) else value.decode("utf-8", "replace")
+        for value in (attribute.value for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+    ]
+    return dns_names, ip_addresses, common_names
+
+
+def _names_match(
+    host: str,
+    dns_names: list[str],
+    ip_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    common_names: list[str],
+) -> bool:
+    """OpenSSL's choice of what to compare (X509_check_host, X509_check_ip),
+    service_identity's comparison (RFC 6125).
+
+    An IP address matches only iPAddress entries.  A name matches the DNS
+    entries or, in a certificate without any, the subject's common names (as
+    OpenSSL does with Python's default ``hostname_checks_common_name``).  A
+    pattern service_identity finds invalid (``*.org``, ``w*.example.org``)
+    matches nothing, and the other patterns are still tried, as in OpenSSL.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return ip in ip_addresses
+    try:
+        # The name as Python's ssl hands it to OpenSSL (IDNA 2003).
+        wanted = DNS_ID(host.encode("idna").decode("ascii"))
+    except (UnicodeError, ValueError):
         return False
-    label, _, rest = host.partition(".")
-    return bool(label) and "." + rest == suffix
-
-
-def _parse_certificate(der: bytes) -> _Certificate:
-    certificate = _children(der, 0, len(der), _SEQUENCE)
-    tbs_tag, tbs_start, tbs_end = certificate[0]
-    if tbs_tag != _SEQUENCE:
-        raise ValueError("no tbsCertificate")
-    fields = list(_elements(der, tbs_start, tbs_end))
-    if fields[0][0] == _EXPLICIT_0:
-        fields = fields[1:]
-    # serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo, ...
-    _, validity_start, validity_end = fields[3]
-    (before_tag, before_start, before_end), (after_tag, after_start, after_end) = _elements(
-        der, validity_start, validity_end
-    )
-    not_before = _time(der, before_tag, before_start, before_end)
-    not_after = _time(der, after_tag, after_start, after_end)
-    common_name = _common_name(der, fields[4][1], fields[4][2])
-    dns_names: list[str] = []
-    ip_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
-    for tag, start, end in fields[6:]:
-        if tag != _EXPLICIT_3:
+    for name in dns_names or common_names:
+        try:
+            pattern = DNSPattern.from_bytes(name.encode("utf-8"))
+        except PatternError:
             continue
-        for _, ext_start, ext_end in _children(der, start, end, _SEQUENCE):
-            parts = list(_elements(der, ext_start, ext_end))
-            if parts[0][0] != _OID or der[parts[0][1] : parts[0][2]] != _SUBJECT_ALT_NAME:
-                continue
-            _, value_start, value_end = parts[-1]
-            for name_tag, name_start, name_end in _children(der, value_start, value_end, _SEQUENCE):
-                value = der[name_start:name_end]
-                if name_tag == _DNS_NAME:
-                    dns_names.append(value.decode("ascii"))
-                elif name_tag == _IP_ADDRESS and len(value) in (4, 16):
-                    ip_addresses.append(ipaddress.ip_address(value))
-    return _Certificate(not_before, not_after, dns_names, ip_addresses, common_name)
-
-
-def _common_name(der: bytes, start: int, end: int) -> str:
-    """The last commonName in a Name (the most specific, as OpenSSL takes it)."""
-    found = ""
-    for set_tag, set_start, set_end in _elements(der, start, end):
-        if set_tag != _SET:
-            continue
-        for _, attribute_start, attribute_end in _elements(der, set_start, set_end):
-            (oid_tag, oid_start, oid_end), (_, value_start, value_end) = _elements(der, attribute_start, attribute_end)
-            if oid_tag == _OID and der[oid_start:oid_end] == _COMMON_NAME:
-                found = der[value_start:value_end].decode("utf-8", "replace")
-    return found
+        if wanted.verify(pattern):
+            return True
+    return False

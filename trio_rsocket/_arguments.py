@@ -3,9 +3,22 @@ or :class:`ValueError` naming the argument, before any I/O."""
 
 from __future__ import annotations
 
-from typing import Final
+import io
+import os
+import stat
+from typing import Final, Protocol
 
-__all__ = ["MAX_LINGER", "READ_CAP", "check_count", "check_host", "check_port", "data_view", "writable_view"]
+__all__ = [
+    "MAX_LINGER",
+    "READ_CAP",
+    "FileLike",
+    "check_count",
+    "check_file",
+    "check_host",
+    "check_port",
+    "data_view",
+    "writable_view",
+]
 
 #: The most one read receives at once, whatever *max_bytes* says.  ``recv``
 #: allocates what it is asked for before it knows what is there, so a huge
@@ -84,3 +97,41 @@ def data_view(data: object, argument: str = "data") -> memoryview:
     if view.itemsize != 1 or view.ndim != 1:
         view = view.cast("B")
     return view
+
+
+class FileLike(Protocol):
+    """A binary file object: what ``send_file`` takes besides a descriptor."""
+
+    def fileno(self) -> int: ...
+
+
+def _check_offset(value: object, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{argument} must be 0 or more, not {value}")
+    return value
+
+
+def check_file(file: object, offset: object, count: object) -> tuple[int, int]:
+    """``send_file``'s arguments: the descriptor of a regular file, and how
+    many bytes to send from *offset* (*count* ``None``: to the end of the
+    file; never past it)."""
+    if isinstance(file, io.TextIOBase):
+        raise TypeError("file must be opened in binary mode ('rb'), not text mode")
+    if isinstance(file, bool) or not isinstance(file, int):
+        fileno = getattr(file, "fileno", None)
+        if not callable(fileno):
+            raise TypeError(f"file must be a file descriptor or a binary file object, not {type(file).__name__}")
+        file = fileno()
+    offset = _check_offset(offset, "offset")
+    if count is not None:
+        count = _check_offset(count, "count")
+    try:
+        info = os.fstat(file)  # type: ignore[arg-type]
+    except OSError as exc:
+        raise ValueError(f"file is not an open file: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise TypeError("file must be a regular file (sockets, pipes and devices cannot be sent from)")
+    left = max(0, info.st_size - offset)
+    return file, left if count is None else min(count, left)  # type: ignore[return-value]

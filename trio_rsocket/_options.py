@@ -29,15 +29,20 @@ class Options:
     # What outlives a connection: options and TLS settings; a listener's
     # server context, built once by listen() and shared with every socket it
     # accepts.  (RSocket.__init__ sets them.)
-    __slots__ = ("_linger", "_no_delay", "_server_tls_context", "_tls_settings")
+    __slots__ = ("_linger", "_no_delay", "_server_tls_context", "_session", "_session_peer", "_tls_settings")
     _no_delay: bool | None
     _linger: int | None
     _tls_settings: _tls.TLSSettings | None
     _server_tls_context: ssl.SSLContext | None
+    # The TLS session to offer at the next connect, and the (host, port) it
+    # came from (None: offered to whatever comes next).
+    _session: ssl.SSLSession | None
+    _session_peer: tuple[str, int] | None
 
     # RSocket's, declared here for the type checker.
     _conn: PlainConnection | _secure.TLSConnection | None
     _state: State
+    _server_side: bool
 
     def _socket(self) -> stdlib_socket.socket:
         raise NotImplementedError
@@ -189,3 +194,28 @@ class Options:
         :func:`ssl.DER_cert_to_PEM_cert`, or read it with ``cryptography``."""
         ssl_stream = self._ssl()
         return ssl_stream.getpeercert(binary_form=True) if ssl_stream is not None else None
+
+    def get_tls_session(self) -> ssl.SSLSession | None:
+        """The client's TLS session, to resume with later (Ioto's
+        ``rGetTlsSession``): the live one while connected, else the last one;
+        ``None`` for none.  With TLS 1.3 the session ticket comes with the
+        first data read, so read something before taking it."""
+        ssl_stream = self._ssl()
+        if ssl_stream is not None and not self._server_side:
+            return ssl_stream.session  # type: ignore[no-any-return]
+        return self._session
+
+    def set_tls_session(self, session: ssl.SSLSession | None) -> None:
+        """Offer *session* at the next :meth:`connect`, whatever its peer
+        (Ioto's ``rSetTlsSession``); ``None`` offers none.  A socket that
+        reconnects to the same host and port offers its last session by
+        itself.  A session the server does not know just means a full
+        handshake."""
+        if session is not None and not isinstance(session, ssl.SSLSession):
+            raise TypeError(f"session must be an ssl.SSLSession or None, not {type(session).__name__}")
+        self._session, self._session_peer = session, None
+
+    def is_session_reused(self) -> bool:
+        """Whether the TLS handshake resumed a session (``False`` for plain TCP)."""
+        ssl_stream = self._ssl()
+        return bool(ssl_stream.session_reused) if ssl_stream is not None else False

@@ -37,7 +37,7 @@ from trio.lowlevel import checkpoint
 
 from . import _tls
 from ._errors import TLSError
-from ._plain import PlainConnection
+from ._plain import PlainConnection, send_file_by_chunks
 
 __all__ = ["TLSConnection", "client_handshake", "server_handshake"]
 
@@ -130,6 +130,11 @@ class TLSConnection:
             await self._call(self.ssl.send_all, record)
             self.bytes_sent += len(record)
 
+    async def send_file(self, fd: int, offset: int, count: int, counted: bool) -> int:
+        """Send part of a file through TLS: chunks read off the event loop,
+        each written as :meth:`send_counted` (*counted*) or :meth:`send` writes it."""
+        return await send_file_by_chunks(self.send_counted if counted else self.send, fd, offset, count)
+
     async def wait_writable(self) -> None:
         """Return once a write might not block."""
         await self._call(_wait_send, self.ssl)
@@ -194,20 +199,27 @@ def _send_alert(plain: PlainConnection, ssl_stream: trio.SSLStream[PlainConnecti
             plain.raw.send(alert)
 
 
-async def client_handshake(plain: PlainConnection, tls: _tls.TLSContext, host: str) -> TLSConnection:
-    """The client side of the handshake over *plain*, SNI and hostname *host*.
+async def client_handshake(
+    plain: PlainConnection, tls: _tls.TLSContext, host: str | None, session: ssl.SSLSession | None = None
+) -> TLSConnection:
+    """The client side of the handshake over *plain*, SNI and hostname *host*,
+    offering *session* to resume (a session of another context is not
+    offered: the handshake is then a full one).
 
     Raises:
       TLSError: the handshake failed, in Ioto's words (the alert is sent).
     """
     ssl_stream = trio.SSLStream(plain, tls.context, server_hostname=host)
+    if session is not None:
+        with contextlib.suppress(ValueError):  # "Session refers to a different SSLContext"
+            ssl_stream.session = session
     try:
         await ssl_stream.do_handshake()
     except trio.BrokenResourceError as exc:
         _send_alert(plain, ssl_stream)
         raise _tls.handshake_error(exc, host) from exc
     if tls.check_peer:
-        _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host)
+        _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host or "")
     return TLSConnection(plain, ssl_stream)
 
 

@@ -38,10 +38,10 @@ from trio.lowlevel import checkpoint
 
 from . import _listen, _secure, _tls
 from ._address import display_address, host_port
-from ._arguments import READ_CAP, check_count, check_host, check_port, data_view, writable_view
+from ._arguments import READ_CAP, FileLike, check_count, check_file, check_host, check_port, data_view, writable_view
 from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
-from ._errors import DeadlineError, IncompleteReadError, stream_error
+from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
 from ._options import Options
 from ._plain import Connector, PlainConnection, apply_options, close_socket
 from ._state import ErrorLog, Guard, State, check_move
@@ -99,6 +99,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         "_errors",
         "_listen_raw",
         "_listener",
+        "_peer",
         "_read_guard",
         "_sent_before",
         "_server_side",
@@ -133,6 +134,11 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         self._tls_settings: _tls.TLSSettings | None = None
         self._server_tls_context: ssl.SSLContext | None = None
         self._server_side = False
+        # The host and port connect() was given (the name a TLS upgrade
+        # checks); the TLS session to offer at the next connect.
+        self._peer: tuple[str, int] | None = None
+        self._session: ssl.SSLSession | None = None
+        self._session_peer: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------
     # State and parts
@@ -153,10 +159,13 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         return trio.ClosedResourceError(f"this socket {why.get(self._state, 'is not connected')}")
 
     @classmethod
-    def from_socket(cls, sock: stdlib_socket.socket | trio.socket.SocketType | trio.SocketStream) -> RSocket:
+    def from_socket(
+        cls, sock: stdlib_socket.socket | trio.socket.SocketType | trio.SocketStream, *, server_side: bool = False
+    ) -> RSocket:
         """Adopt a connected stream socket the program already has: a
         :mod:`socket` socket, a trio socket or a :class:`trio.SocketStream`.
         The RSocket owns it from then on (do not use *sock* again).
+        *server_side* says which side a later :meth:`upgrade_tls` plays.
 
         Raises:
           TypeError: *sock* is not a socket.
@@ -174,6 +183,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             raise ValueError(f"sock must be connected ({exc.strerror or exc})") from None
         raw = sock if isinstance(sock, stdlib_socket.socket) else stdlib_socket.socket(fileno=sock.detach())
         adopted = cls()
+        adopted._server_side = bool(server_side)
         apply_options(raw, None, None)
         adopted._attach(PlainConnection(raw))
         return adopted
@@ -253,6 +263,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             # TLS configuration errors (a missing key file, ...) come before any I/O.
             tls = _tls.client_context(self._tls_settings) if self._tls_settings is not None else None
             self._move(State.CONNECTING)
+            self._peer = (host, port)
             connector = self._connector = Connector()
             conn: _Connection | None = None
             try:
@@ -260,7 +271,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
                     conn = PlainConnection(await connector.connect(host, port, happy_eyeballs_delay))
                     apply_options(conn.raw, self._no_delay, self._linger)
                     if tls is not None:
-                        conn = await _secure.client_handshake(conn, tls, host)
+                        conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
             except BaseException:
                 if conn is not None:
                     conn.close()
@@ -274,6 +285,76 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
                 conn.close()
                 raise self._not_open()
             self._attach(conn)
+
+    def _offered_session(self, host: str, port: int) -> ssl.SSLSession | None:
+        """The session to offer a connect to *host*:*port*: one set with
+        :meth:`set_tls_session`, or this socket's last one with that peer."""
+        if self._session_peer is None or self._session_peer == (host, port):
+            return self._session
+        return None
+
+    async def upgrade_tls(self, host: str | None = None, deadline: Deadline = None) -> None:
+        """Turn this plain connection into TLS (STARTTLS; Ioto's ``rUpgradeTls``),
+        with this socket's TLS settings (the module defaults where none are set).
+
+        A socket that :meth:`connect` made is the client (SNI and hostname
+        check: *host*, else the host given to ``connect``); one a listener
+        accepted, or ``from_socket(..., server_side=True)``, is the server
+        (give it a certificate with :meth:`set_certs` first).  Plaintext that
+        arrived before the upgrade and sits unread in this socket's buffer is
+        refused: it must never come out as if it had been encrypted
+        (STARTTLS injection, CVE-2011-0411).  A failed upgrade closes the
+        socket: the connection is in no state to go on.
+
+        Raises:
+          TLSError: the handshake failed, or plaintext was waiting (the socket
+            is closed either way).
+          DeadlineError: the handshake did not finish before *deadline* (closed).
+          RSocketError: the socket is not a connected plain one.
+          trio.BusyResourceError: another fiber is reading, writing or connecting.
+        """
+        if host is not None:
+            host = check_host(host)
+        scope = deadline_scope(
+            deadline, lambda: DeadlineError("TLS upgrade deadline passed before the handshake ended")
+        )
+        with self._read_guard, self._write_guard, self._setup_guard:
+            conn = self._conn
+            if not isinstance(conn, PlainConnection):
+                why = "is already TLS" if conn is not None else "is not connected"
+                raise RSocketError(f"upgrade_tls needs a connected plain socket, and this one {why}")
+            if self._buffer:
+                unread = len(self._buffer)
+                self.close()
+                raise TLSError(
+                    f"{unread} bytes of plaintext arrived before the TLS upgrade and were not read: refused "
+                    "(STARTTLS injection) and the socket closed"
+                )
+            if self._tls_settings is None:
+                self._change_tls()
+            try:
+                with scope:
+                    if self._server_side:
+                        upgraded = await _secure.server_handshake(conn, self._server_context())
+                    else:
+                        upgraded = await self._client_upgrade(conn, host)
+            except BaseException:
+                self.close()
+                raise
+            self._sent_before += conn.bytes_sent
+            self._move(State.OPEN)
+            self._conn = upgraded
+
+    async def _client_upgrade(self, conn: PlainConnection, host: str | None) -> _secure.TLSConnection:
+        assert self._tls_settings is not None
+        tls = _tls.client_context(self._tls_settings)
+        if host is None and self._peer is not None:
+            host = self._peer[0]
+        if host is None and tls.context.check_hostname:
+            raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
+        return await _secure.client_handshake(
+            conn, tls, host, self._offered_session(*self._peer) if self._peer else None
+        )
 
     @overload
     async def listen(
@@ -550,6 +631,70 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
                 await conn.send_counted(view)
         return len(view)
 
+    async def send_file(
+        self, file: int | FileLike, offset: int = 0, count: int | None = None, deadline: Deadline = None
+    ) -> int:
+        """Send *count* bytes of *file* from *offset* (Ioto's ``rSendFile``);
+        return how many went, fewer only when the file ends first.
+
+        *file* is a descriptor or a binary file object with ``fileno()``;
+        *count* ``None`` sends to the end of the file.  The file position is
+        neither used nor moved.  Plain TCP: zero-copy (``os.sendfile``).  TLS:
+        chunks read from the file in a worker thread and written through TLS.
+
+        Raises:
+          DeadlineError: the deadline passed first; ``bytes_written`` is exact,
+            as for :meth:`write`.
+          TypeError, ValueError: not a file, a negative offset or count (before any I/O).
+          trio.BrokenResourceError, trio.ClosedResourceError,
+          trio.BusyResourceError: as for :meth:`write`.
+        """
+        fd, count = check_file(file, offset, count)
+        conn = self._conn
+        start = conn.bytes_sent if conn is not None else 0
+        scope = deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, count))
+        with self._write_guard:
+            if conn is None:
+                raise self._not_open()
+            with scope:
+                return await conn.send_file(fd, offset, count, counted=deadline is not None)
+
+    async def wait_readable(self, deadline: Deadline = None) -> None:
+        """Return as soon as a read would not block (Ioto's
+        ``rSetSocketWaitMask(sock, R_READABLE, deadline)``): bytes buffered by
+        ``read_until``/``read_exactly`` or decrypted by TLS, new data, and end
+        of file all count.
+
+        Raises:
+          DeadlineError: nothing to read before *deadline*.
+          trio.ClosedResourceError, trio.BusyResourceError: as for :meth:`read`.
+        """
+        scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was readable"))
+        with self._read_guard:
+            conn = self._conn
+            if conn is None:
+                raise self._not_open()
+            if self._buffer or conn.eof:
+                await checkpoint()
+                return
+            with scope:
+                await conn.wait_readable()
+
+    async def wait_writable(self, deadline: Deadline = None) -> None:
+        """Return as soon as a write might not block (Ioto's
+        ``rSetSocketWaitMask(sock, R_WRITABLE, deadline)``).
+
+        Raises:
+          DeadlineError: the socket could take nothing before *deadline*.
+          trio.ClosedResourceError, trio.BusyResourceError: as for :meth:`write`.
+        """
+        scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was writable"))
+        with self._write_guard:
+            if self._conn is None:
+                raise self._not_open()
+            with scope:
+                await self._conn.wait_writable()
+
     # ------------------------------------------------------------------
     # trio.abc.HalfCloseableStream
     # ------------------------------------------------------------------
@@ -563,11 +708,8 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         return await self.read(DEFAULT_READ_SIZE if max_bytes is None else max_bytes)
 
     async def wait_send_all_might_not_block(self) -> None:
-        """Stream interface: wait until a write might not block."""
-        with self._write_guard:
-            if self._conn is None:
-                raise self._not_open()
-            await self._conn.wait_writable()
+        """Stream interface: :meth:`wait_writable` without a deadline."""
+        await self.wait_writable()
 
     async def send_eof(self) -> None:
         """Half-close: tell the peer no more data is coming; reads go on.
@@ -600,6 +742,9 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         self._buffer.clear()
         if conn is not None:
             self._sent_before += conn.bytes_sent
+            if isinstance(conn, _secure.TLSConnection) and not self._server_side:
+                # Offered by itself when this socket reconnects to the same peer.
+                self._session, self._session_peer = conn.ssl.session, self._peer
             conn.close()
         if connector is not None:
             connector.close()

@@ -65,8 +65,8 @@ def deadline_after(seconds: float) -> float:
     The result is never exactly ``0``, which would mean "no deadline": at time
     0 (where :class:`trio.testing.MockClock` starts) ``deadline_after(0)`` is
     the largest time before 0 instead, so it is already due.  An int past
-    float range gives ``inf`` (``-inf`` if negative), as :func:`check_deadline`
-    reads it.
+    float range gives ``inf`` (``-inf`` if negative), as every ``deadline``
+    argument reads it.
     """
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")

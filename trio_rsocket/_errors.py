@@ -47,7 +47,7 @@ class RSocketError(OSError):
     """Base class of trio_rsocket's own errors.
 
     ``str(error)`` is the message alone (no ``[Errno N]`` prefix); the OS error
-    number, when there is one, is kept in :attr:`errno`.
+    number, when there is one, is kept in :attr:`~OSError.errno`.
     """
 
     def __init__(self, message: str, errno: int | None = None) -> None:
@@ -68,8 +68,8 @@ class ConnectError(RSocketError):
     """The host could not be resolved or no address of it accepted the connection.
 
     Messages follow Ioto's: ``"Cannot find address of host:port"`` and
-    ``"Cannot connect socket to host:port"``; :attr:`errno` is the OS error of
-    the last attempt.
+    ``"Cannot connect socket to host:port"``; :attr:`~OSError.errno` is the
+    OS error of the last attempt.
     """
 
 

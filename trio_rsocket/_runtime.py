@@ -218,17 +218,24 @@ class Fiber:
     Made by :func:`spawn_fiber` or, for any other task, by
     :func:`current_fiber`.  Pass it to :func:`resume_fiber` to wake it from
     :func:`suspend_fiber`.
+
+    Attributes:
+      name (str): the fiber's name (the trio task's name).
+      task (trio.lowlevel.Task | None): the trio task, or ``None`` for a
+        spawned fiber that has not started yet.
+      yielded (object): the value passed to the last :func:`suspend_fiber`
+        (``None`` at first), for whoever resumes it: Ioto's ``rYieldFiber``
+        hands it to its resumer.
     """
 
     __slots__ = ("_resumes", "_suspended", "name", "task", "yielded")
 
     def __init__(self, name: str, task: Task | None = None) -> None:
-        #: The fiber's name (the trio task's name).
+        # The public attributes are described in the class docstring: the
+        # public name of this class is trio_rsocket.Fiber, so Sphinx would not
+        # find ``#:`` comments here.
         self.name = name
-        #: The trio task, or ``None`` for a spawned fiber that has not started yet.
         self.task = task
-        #: The value passed to the last :func:`suspend_fiber` (``None`` at first),
-        #: for whoever resumes it: Ioto's ``rYieldFiber`` hands it to its resumer.
         self.yielded: object = None
         # Values from resume_fiber calls that found the fiber running.
         self._resumes: deque[object] = deque()

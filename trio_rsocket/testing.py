@@ -95,7 +95,7 @@ class CertFiles:
         client.set_certs(authority=files.authority)
     """
 
-    #: The CA certificate: what a peer trusts (``authority=``).
+    #: The CA certificate, which a peer trusts (``authority=``).
     authority: Path
     #: The server's certificate chain (``cert=`` on the listener).
     server_cert: Path

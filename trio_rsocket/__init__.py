@@ -2,13 +2,15 @@
 
 Straight-line socket code, fiber-aware calls and absolute deadlines: a fiber
 is a trio task, a deadline is an absolute time on trio's clock, and
-:class:`RSocket` wraps :class:`trio.SocketStream` and :class:`trio.SSLStream`.
+:class:`RSocket` drives plain TCP itself and layers :class:`trio.SSLStream`
+over it for TLS.
 """
 
 from ._deadline import Deadline as Deadline
 from ._deadline import deadline_after as deadline_after
 from ._errors import ConnectError as ConnectError
 from ._errors import DeadlineError as DeadlineError
+from ._errors import DelimiterNotFoundError as DelimiterNotFoundError
 from ._errors import IncompleteReadError as IncompleteReadError
 from ._errors import ListenError as ListenError
 from ._errors import RSocketError as RSocketError
@@ -36,6 +38,7 @@ __all__ = [
     "ConnectError",
     "Deadline",
     "DeadlineError",
+    "DelimiterNotFoundError",
     "Fiber",
     "IncompleteReadError",
     "ListenError",

@@ -20,7 +20,8 @@ part that is already there.
 
 :class:`Connector` makes the connection: it resolves the name and tries the
 addresses in Ioto's order (every IPv4 address, then every IPv6 one), one at a
-time; :meth:`Connector.close` from another fiber closes the attempt in flight.
+time, or, given a ``happy_eyeballs_delay``, has trio race them (RFC 8305);
+:meth:`Connector.close` from another fiber stops the attempt in flight.
 
 Neither class guards against concurrent use: the RSocket in front does that,
 once for every part.

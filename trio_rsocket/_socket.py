@@ -64,19 +64,23 @@ class SocketStatistics:
 
     The first two count this socket's own traffic; the rest are non-zero only
     on a listening socket and count the connections it accepted.
+
+    Attributes:
+      bytes_read: bytes returned to the program by reads.
+      bytes_written: bytes handed to the kernel by writes and ``send_file``
+        (TLS: writes that completed, and the whole records of one stopped by
+        its deadline).
+      accepted: connections accepted (including those rejected by the socket limit).
+      active: handler fibers running now.
+      rejected: connections closed at once because the socket limit was reached.
+      handler_errors: handlers that ended with an exception (logged, never fatal).
     """
 
-    #: Bytes returned to the program by reads.
     bytes_read: int = 0
-    #: Bytes handed to the kernel (TLS: whole records) by writes.
     bytes_written: int = 0
-    #: Connections accepted (including those rejected by the socket limit).
     accepted: int = 0
-    #: Handler fibers running now.
     active: int = 0
-    #: Connections closed at once because the socket limit was reached.
     rejected: int = 0
-    #: Handlers that ended with an exception (logged, never fatal).
     handler_errors: int = 0
 
 

@@ -5,10 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from trio_rsocket._bench import IMPLEMENTATIONS, Row, format_table
+import pytest
+import trio
+
+from trio_rsocket._bench import (
+    IMPLEMENTATIONS,
+    BenchError,
+    Row,
+    TLSFiles,
+    _Backend,
+    _reconnects,
+    format_table,
+)
 
 # Far more than the smoke run takes; only a hang should ever reach it.
 TIMEOUT = 180
@@ -36,6 +48,70 @@ def test_quick_run_measures_every_implementation(tmp_path: Path) -> None:
     for row in rows:
         assert sorted(row["samples"]) == sorted(IMPLEMENTATIONS)
         assert all(len(figures) == 1 and figures[0] > 0 for figures in row["samples"].values())
+
+
+def test_quick_run_measures_file_transfer_and_tls_reconnects(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = run_bench("--quick", "--repeat", "1", "--only", "file", "tls-resume", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = {row["workload"]: row for row in json.loads(out.read_text())["rows"]}
+    assert list(rows) == [
+        "file:send_file",
+        "file:read+write",
+        "tls-resume:tls1.3-full",
+        "tls-resume:tls1.3-resumed",
+        "tls-resume:tls1.2-full",
+        "tls-resume:tls1.2-resumed",
+    ]
+    # trio has no sendfile: its read + send_all loop stands in both file rows.
+    assert rows["file:send_file"]["variants"] == {"rsocket": "send_file", "trio": "read+write", "asyncio": "send_file"}
+    for name, row in rows.items():
+        expected = ["asyncio", "rsocket", "trio"] if name.startswith("file") else ["rsocket", "trio"]
+        assert sorted(row["samples"]) == expected
+        assert all(len(figures) == 1 and figures[0] > 0 for figures in row["samples"].values())
+        # The sender's CPU time (this side) in the file transfer, the client's in the reconnects.
+        assert sorted(row["client_cpu"]) == expected
+    # The drain server is the same for every sender: its CPU time is not shown.
+    assert not any(rows["file:send_file"]["server_cpu"].values())
+    assert "file transfer: send_file / read + write" in result.stdout
+    assert "TLS reconnects: TLS 1.2 resumed / TLS 1.2 full" in result.stdout
+
+
+def test_reconnects_fail_loudly_when_a_session_is_not_resumed() -> None:
+    class NeverResumes(_Backend):
+        name = "never"
+
+        def reconnector(self, port: int, tls: TLSFiles, resume: bool) -> Callable[[], Awaitable[bool]]:
+            async def reconnect() -> bool:
+                await trio.lowlevel.checkpoint()
+                return False
+
+            return reconnect
+
+    files = TLSFiles("ca.pem", "cert.pem", "key.pem")
+    with pytest.raises(BenchError, match="did not resume"):
+        trio.run(_reconnects, NeverResumes(), 0, 1.0, files, "tls1.2-resumed")
+
+
+def test_variant_comparison_is_shown_for_implementations_measured_in_both() -> None:
+    def row(variant: str, figures: dict[str, float], variants: dict[str, str]) -> Row:
+        return Row(
+            f"file:{variant}",
+            f"file transfer ({variant})",
+            "MB/s",
+            True,
+            {impl: [figure] for impl, figure in figures.items()},
+            operation="MB",
+            variants=variants,
+        )
+
+    rows = [
+        row("send_file", {"rsocket": 300.0, "trio": 100.0}, {"rsocket": "send_file", "trio": "read+write"}),
+        row("read+write", {"rsocket": 200.0, "trio": 100.0}, {"rsocket": "read+write", "trio": "read+write"}),
+    ]
+    line = next(line for line in format_table(rows).splitlines() if line.startswith("file transfer: send_file"))
+    # RSocket: 300 / 200; trio ran one loop only, so it has no comparison.
+    assert line.split()[-3:] == ["1.50x", "n/a", "n/a"]
 
 
 def test_load_shows_saved_results_without_measuring(tmp_path: Path) -> None:

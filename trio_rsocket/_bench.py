@@ -28,6 +28,15 @@ same machine, and reported as a ratio.
 * **Bounded.**  Every loop has a count or a size, every measurement a time
   limit, and every server exits when its standard input closes (so a killed
   bench leaves no server behind) or after a hard lifetime.
+* **Client CPU.**  Where the client is the subject (the file transfer's
+  sender, the TLS reconnects), the bench process's own CPU time around each
+  measurement is reported per operation too.  The file transfer's receiver
+  is one neutral server, plain blocking sockets reading into a 1 MiB buffer,
+  the same for every sender, so that the sender sets the pace.
+* **Variants compared.**  Where a workload measures an implementation in
+  two ways (``send_file`` and a read + write loop; a TLS reconnect with and
+  without resuming the session), the quotient of the two is shown per
+  implementation, paired repetition by repetition like every ratio.
 * **Idle connections** are the exception: the figure is the server's resident
   memory per connection (``VmRSS`` from ``/proc/self/status`` before and after
   the connections arrive), so each repetition gets a fresh server process.
@@ -48,6 +57,7 @@ import contextlib
 import functools
 import gc
 import importlib
+import io
 import json
 import math
 import os
@@ -64,7 +74,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, TypeVar
 
 import trio
@@ -92,6 +102,11 @@ IMPLEMENTATIONS: Final = ("rsocket", "trio", "asyncio")
 #: The optional reference (``--raw``): trio's socket layer called directly,
 #: the floor that a layer over trio can reach (plain TCP only).
 RAW: Final = "trio.socket"
+
+#: The neutral server of the file transfer (blocking sockets), and its read size and time limit.
+DRAIN: Final = "blocking"
+DRAIN_BUFFER: Final = 2**20
+DRAIN_TIMEOUT: Final = 120.0
 
 _SERVER_ENTRY: Final = "import sys; from trio_rsocket._bench import _server_main; sys.exit(_server_main(sys.argv[1:]))"
 
@@ -130,6 +145,8 @@ class Settings:
 
     bulk_bytes: int
     tls_bulk_bytes: int
+    #: The file of the file transfer workload.
+    file_bytes: int
     #: How long each timed measurement (echo, accepts, handshakes) runs.
     seconds: float
     repeat: int
@@ -142,6 +159,7 @@ class Settings:
 FULL: Final = Settings(
     bulk_bytes=256 * 2**20,
     tls_bulk_bytes=64 * 2**20,
+    file_bytes=256 * 2**20,
     seconds=1.5,
     repeat=5,
     concurrent=100,
@@ -151,6 +169,7 @@ FULL: Final = Settings(
 QUICK: Final = Settings(
     bulk_bytes=8 * 2**20,
     tls_bulk_bytes=4 * 2**20,
+    file_bytes=4 * 2**20,
     seconds=0.15,
     repeat=2,
     concurrent=100,
@@ -166,26 +185,85 @@ class Workload:
     name: str
     title: str
     unit: str
-    #: What the server does with each connection: bulk, echo, accept, handshake, idle.
+    #: What the server does with each connection: bulk, echo, accept,
+    #: handshake, idle, or drain (served by one neutral blocking-socket server
+    #: for every contender, whose CPU time is not the subject).
     server: str
     tls: bool = False
     #: RSocket is measured once per variant (bulk: ``read`` and ``read_into``).
     variants: tuple[str, ...] = ("read",)
     higher_is_better: bool = True
-    #: One operation, for the server's CPU time per operation ("" if not measured).
+    #: One operation, for the CPU time per operation ("" if not measured).
     operation: str = ""
+    #: The contenders as ``(implementation, variant)`` where they are not
+    #: RSocket's variants beside one trio and one asyncio client.  A baseline
+    #: measured in several variants is shown in the row of the same variant.
+    contenders: tuple[tuple[str, str], ...] = ()
+    #: Pairs ``(variant, reference)`` shown as ratios of each other, for each
+    #: implementation measured in both.
+    compare: tuple[tuple[str, str], ...] = ()
+    #: Also measure the client's CPU time per operation (the bench process).
+    client_cpu: bool = False
 
+
+#: The TLS reconnect variants: TLS version (the server's highest) and whether
+#: the client offers the session of its previous connection.
+_RECONNECT_VARIANTS: Final = ("tls1.3-full", "tls1.3-resumed", "tls1.2-full", "tls1.2-resumed")
 
 WORKLOADS: Final = (
     Workload("bulk", "bulk transfer, 64 KiB writes", "MB/s", "bulk", variants=("read", "read_into"), operation="MB"),
     Workload("echo", "64-byte echo, 1 connection", "round trips/s", "echo", operation="round trip"),
     Workload("echo100", "64-byte echo, 100 connections", "round trips/s", "echo", operation="round trip"),
     Workload("accept", "sequential accepts", "accepts/s", "accept", operation="accept"),
+    Workload(
+        "file",
+        "file transfer",
+        "MB/s",
+        "drain",
+        variants=("send_file", "read+write"),
+        operation="MB",
+        # trio has no sendfile (trio#45): its read + send_all loop stands in both rows.
+        contenders=(
+            ("rsocket", "send_file"),
+            ("rsocket", "read+write"),
+            ("trio", "read+write"),
+            ("asyncio", "send_file"),
+            ("asyncio", "read+write"),
+        ),
+        compare=(("send_file", "read+write"),),
+        client_cpu=True,
+    ),
     Workload("tls-bulk", "TLS bulk transfer", "MB/s", "bulk", tls=True, operation="MB"),
     Workload("tls-handshake", "TLS handshakes", "handshakes/s", "handshake", tls=True, operation="handshake"),
+    Workload(
+        "tls-resume",
+        "TLS reconnects",
+        "connects/s",
+        "echo",
+        tls=True,
+        variants=_RECONNECT_VARIANTS,
+        operation="connect",
+        # asyncio's streams cannot offer a session (no session= anywhere on the way to the SSLObject).
+        contenders=tuple((impl, variant) for impl in ("rsocket", "trio") for variant in _RECONNECT_VARIANTS),
+        compare=(("tls1.3-resumed", "tls1.3-full"), ("tls1.2-resumed", "tls1.2-full")),
+        client_cpu=True,
+    ),
     Workload("idle", "idle connections, memory", "KiB/connection", "idle", higher_is_better=False),
 )
 WORKLOAD_NAMES: Final = tuple(workload.name for workload in WORKLOADS)
+
+#: How a variant is named in the table.
+VARIANT_TITLES: Final = {
+    "read+write": "read + write",
+    "tls1.3-full": "TLS 1.3 full",
+    "tls1.3-resumed": "TLS 1.3 resumed",
+    "tls1.2-full": "TLS 1.2 full",
+    "tls1.2-resumed": "TLS 1.2 resumed",
+}
+
+
+def _variant_title(variant: str) -> str:
+    return VARIANT_TITLES.get(variant, variant)
 
 
 # ----------------------------------------------------------------------
@@ -195,11 +273,13 @@ WORKLOAD_NAMES: Final = tuple(workload.name for workload in WORKLOADS)
 
 @dataclass(frozen=True)
 class TLSFiles:
-    """PEM files of a throwaway CA and a server certificate for 127.0.0.1."""
+    """PEM files of a throwaway CA and a server certificate for 127.0.0.1,
+    and the highest TLS version a server offers ("": the default, TLS 1.3)."""
 
     ca: str
     cert: str
     key: str
+    max_version: str = ""
 
 
 def make_tls_files(directory: str) -> TLSFiles:
@@ -218,6 +298,9 @@ def make_tls_files(directory: str) -> TLSFiles:
 def _server_context(files: TLSFiles) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(files.cert, files.key)
+    if files.max_version == "1.2":
+        # The server caps the version, so every client connects as it always does.
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     return context
 
 
@@ -230,6 +313,18 @@ def _client_context(files: TLSFiles) -> ssl.SSLContext:
     if context is None:
         context = _client_contexts[files.ca] = ssl.create_default_context(cafile=files.ca)
     return context
+
+
+def make_transfer_file(directory: str, size: int) -> str:
+    """Write the file of the file transfer workload into *directory*: *size*
+    bytes, a random MiB repeated.  Just written, it sits in the page cache,
+    so the transfers measure the network path, not the disk."""
+    path = os.path.join(directory, "transfer.bin")
+    block = os.urandom(2**20)
+    with open(path, "wb") as file:
+        for offset in range(0, size, len(block)):
+            file.write(block[: size - offset])
+    return path
 
 
 # ----------------------------------------------------------------------
@@ -261,6 +356,18 @@ class _Backend:
     async def gather(self, fns: Sequence[Callable[[], Awaitable[int]]]) -> list[int]:
         raise NotImplementedError
 
+    async def send_file(self, port: int, file: io.BufferedReader, size: int, variant: str) -> None:
+        """Send an 8-byte size header, then *size* bytes of *file* (*variant*:
+        ``send_file`` or ``read+write``), and wait for the server's count."""
+        raise BenchError(f"{self.name} has no file transfer {variant!r}")
+
+    def reconnector(self, port: int, tls: TLSFiles, resume: bool) -> Callable[[], Awaitable[bool]]:
+        """One TLS connection per call: connect, handshake, a 1-byte round
+        trip (which brings TLS 1.3's session tickets), close.  With *resume*
+        each offers the session of the one before.  The call returns whether
+        the handshake resumed a session."""
+        raise BenchError(f"{self.name} cannot offer a TLS session")
+
 
 class _TrioBackend(_Backend):
     name = "trio"
@@ -286,6 +393,39 @@ class _TrioBackend(_Backend):
             for index in range(len(fns)):
                 nursery.start_soon(one, index)
         return results
+
+    async def send_file(self, port: int, file: io.BufferedReader, size: int, variant: str) -> None:
+        if variant != "read+write":
+            raise BenchError("trio has no sendfile (trio#45)")
+        stream = await trio.open_tcp_stream(HOST, port)
+        try:
+            await stream.send_all(struct.pack("!Q", size))
+            await _read_and_write(file, size, stream.send_all)
+            await _expect_count(stream.receive_some, size)
+        finally:
+            await stream.aclose()
+
+    def reconnector(self, port: int, tls: TLSFiles, resume: bool) -> Callable[[], Awaitable[bool]]:
+        context = _client_context(tls)
+        session: ssl.SSLSession | None = None
+
+        async def reconnect() -> bool:
+            nonlocal session
+            stream = await trio.open_ssl_over_tcp_stream(HOST, port, ssl_context=context)
+            try:
+                if session is not None:
+                    stream.session = session  # SSLStream forwards it to its SSLObject
+                await stream.do_handshake()
+                await stream.send_all(b"x")
+                await _expect_echo(stream.receive_some)
+                reused: bool = stream.session_reused
+                if resume:
+                    session = stream.session
+            finally:
+                await stream.aclose()
+            return reused
+
+        return reconnect
 
 
 async def _with_watchdog(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
@@ -330,6 +470,45 @@ class _RSocketBackend(_TrioBackend):
         await sock.connect(HOST, port)
         return _Conn(sock.read, sock.write, sock.aclose, sock.read_into)
 
+    async def send_file(self, port: int, file: io.BufferedReader, size: int, variant: str) -> None:
+        sock = RSocket()
+        try:
+            await sock.connect(HOST, port)
+            await sock.write(struct.pack("!Q", size))
+            if variant == "send_file":
+                sent = await sock.send_file(file, 0, size)
+                if sent != size:
+                    raise BenchError(f"send_file sent {sent} of {size} bytes")
+            else:
+                await _read_and_write(file, size, sock.write)
+            await _expect_count(sock.read, size)
+        finally:
+            await sock.aclose()
+
+    def reconnector(self, port: int, tls: TLSFiles, resume: bool) -> Callable[[], Awaitable[bool]]:
+        # Resuming, one socket connects again and again: a socket that
+        # reconnects to the same host and port offers its previous session
+        # by itself.  Not resuming, each connection is a fresh socket.
+        def fresh() -> RSocket:
+            sock = RSocket()
+            sock.set_certs(authority=tls.ca)
+            return sock
+
+        kept = fresh()
+
+        async def reconnect() -> bool:
+            sock = kept if resume else fresh()
+            try:
+                await sock.connect(HOST, port)
+                await sock.write(b"x")
+                await _expect_echo(sock.read)
+                reused = sock.is_session_reused()
+            finally:
+                await sock.aclose()
+            return reused
+
+        return reconnect
+
 
 class _AsyncioBackend(_Backend):
     name = "asyncio"
@@ -356,6 +535,30 @@ class _AsyncioBackend(_Backend):
 
     async def gather(self, fns: Sequence[Callable[[], Awaitable[int]]]) -> list[int]:
         return list(await asyncio.gather(*(fn() for fn in fns)))
+
+    async def send_file(self, port: int, file: io.BufferedReader, size: int, variant: str) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        try:
+            writer.write(struct.pack("!Q", size))
+            if variant == "send_file":
+                # os.sendfile on a plain socket transport.
+                sent = await asyncio.get_running_loop().sendfile(writer.transport, file, 0, size)
+                if sent != size:
+                    raise BenchError(f"loop.sendfile sent {sent} of {size} bytes")
+            else:
+                done = 0
+                while done < size:  # bounded: each pass sends at least one byte or raises
+                    # A new bytes object each time: the transport may keep what it could not send yet.
+                    data = file.read(min(CHUNK, size - done))
+                    if not data:
+                        raise BenchError(f"the file ended after {done} of {size} bytes")
+                    writer.write(data)
+                    await writer.drain()
+                    done += len(data)
+            await _expect_count(reader.read, size)
+        finally:
+            writer.close()
+            await writer.wait_closed()
 
 
 class _RawTrioBackend(_TrioBackend):
@@ -386,6 +589,43 @@ async def _raw_send_all(sock: trio.socket.SocketType, data: _Bytes) -> None:
 async def _raw_close(sock: trio.socket.SocketType) -> None:
     sock.close()
     await trio.lowlevel.checkpoint()
+
+
+async def _read_and_write(file: io.BufferedReader, size: int, send: Callable[[memoryview], Awaitable[object]]) -> None:
+    """Send *size* bytes of *file* the way a program without sendfile does:
+    read a chunk into one reused buffer, write it, again.  The file is in the
+    page cache, so the reads do not block the event loop."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:  # bounded: each pass sends at least one byte or raises
+        count = file.readinto(view[: min(CHUNK, size - done)])
+        if not count:
+            raise BenchError(f"the file ended after {done} of {size} bytes")
+        await send(view[:count])
+        done += count
+
+
+async def _receive_exactly(recv: Callable[[int], Awaitable[bytes | bytearray]], count: int) -> bytes:
+    data = b""
+    while len(data) < count:  # bounded: each pass takes at least one byte or raises
+        more = await recv(count - len(data))
+        if not more:
+            raise BenchError(f"the server closed after {len(data)} of {count} bytes")
+        data += more
+    return data
+
+
+async def _expect_count(recv: Callable[[int], Awaitable[bytes | bytearray]], size: int) -> None:
+    """Wait for the drain server's count of the bytes it received."""
+    (count,) = struct.unpack("!Q", await _receive_exactly(recv, 8))
+    if count != size:
+        raise BenchError(f"the server received {count} of {size} bytes")
+
+
+async def _expect_echo(recv: Callable[[int], Awaitable[bytes | bytearray]]) -> None:
+    if await _receive_exactly(recv, 1) != b"x":
+        raise BenchError("the echo server answered something else")
 
 
 BACKENDS: Final[dict[str, _Backend]] = {
@@ -488,13 +728,71 @@ async def _accepts(backend: _Backend, port: int, seconds: float, tls: TLSFiles |
     return done, time.perf_counter() - start
 
 
-def _measure(
-    impl: str, variant: str, workload: Workload, port: int, settings: Settings, tls: TLSFiles | None
+async def _file_transfer(
+    backend: _Backend, port: int, file: io.BufferedReader, size: int, variant: str
 ) -> tuple[float, float]:
-    """Run one measurement; ``(figure, operations)`` (operations: MB for bulk)."""
+    """Send *size* bytes of *file* to the drain server and wait until it has
+    counted them all; ``(MB, seconds)``."""
+    start = time.perf_counter()
+    await backend.send_file(port, file, size, variant)
+    return size / 1e6, time.perf_counter() - start
+
+
+async def _reconnects(backend: _Backend, port: int, seconds: float, tls: TLSFiles, variant: str) -> tuple[float, float]:
+    """Sequential TLS connections for about *seconds*, each with a 1-byte
+    round trip, offering the previous session if *variant* resumes;
+    ``(connections, seconds)``.  Every handshake must have resumed, or none."""
+    resume = variant.endswith("-resumed")
+    reconnect = backend.reconnector(port, tls, resume)
+    if resume:
+        await reconnect()  # unmeasured: the full handshake that brings the first session
+    limit = int(seconds * 1e6) + 1
+    start = time.perf_counter()
+    stop_at = start + seconds
+    done = 0
+    while done < limit:
+        reused = await reconnect()
+        if reused != resume:
+            raise BenchError(
+                f"{backend.name} {_variant_title(variant)}: connection {done + 1} "
+                + ("did not resume the session it offered" if resume else "resumed a session nobody offered")
+            )
+        done += 1
+        if time.perf_counter() >= stop_at:
+            break
+    return done, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class _Measurement:
+    figure: float
+    #: Operations done (MB for the transfers), for the CPU time per operation.
+    operations: float
+    #: CPU time of the client (this process) during the measurement.
+    client_cpu_seconds: float
+
+
+def _measure(
+    impl: str,
+    variant: str,
+    workload: Workload,
+    port: int,
+    settings: Settings,
+    tls: TLSFiles | None,
+    transfer_file: str | None = None,
+) -> _Measurement:
+    """Run one measurement (*transfer_file*: the file of the file transfer workload)."""
+    if workload.name == "file":
+        assert transfer_file is not None
+        with open(transfer_file, "rb") as file:
+            transfer = functools.partial(_file_transfer, BACKENDS[impl], port, file, settings.file_bytes, variant)
+            return _run_timed(impl, transfer, settings.timeout)
     backend = BACKENDS[impl]
     work: Callable[[], Awaitable[tuple[float, float]]]
-    if workload.name in ("bulk", "tls-bulk"):
+    if workload.name == "tls-resume":
+        assert tls is not None
+        work = functools.partial(_reconnects, backend, port, settings.seconds, tls, variant)
+    elif workload.name in ("bulk", "tls-bulk"):
         size = settings.tls_bulk_bytes if workload.tls else settings.bulk_bytes
         work = functools.partial(_bulk, backend, port, size, tls, variant)
     elif workload.name in ("echo", "echo100"):
@@ -504,22 +802,37 @@ def _measure(
         work = functools.partial(_accepts, backend, port, settings.seconds, tls)
     else:
         raise AssertionError(f"no client for {workload.name}")
-    count, seconds = backend.run(work, settings.timeout)
-    return count / seconds, count
+    return _run_timed(impl, work, settings.timeout)
 
 
-def _warm_up(impl: str, variant: str, workload: Workload, port: int, tls: TLSFiles | None) -> None:
+def _run_timed(impl: str, work: Callable[[], Awaitable[tuple[float, float]]], timeout: float) -> _Measurement:
+    """Run *work* (which returns ``(operations, seconds)``) in *impl*'s event loop."""
+
+    async def timed() -> tuple[float, float, float]:
+        # Around the work only: the event loop's start and end stay out.
+        cpu_before = time.process_time()
+        count, seconds = await work()
+        return count, seconds, time.process_time() - cpu_before
+
+    count, seconds, cpu_seconds = BACKENDS[impl].run(timed, timeout)
+    return _Measurement(count / seconds, count, cpu_seconds)
+
+
+def _warm_up(
+    impl: str, variant: str, workload: Workload, port: int, tls: TLSFiles | None, transfer_file: str | None
+) -> None:
     """One small unmeasured pass, so first-use costs (imports, caches) stay out of the figures."""
     small = Settings(
         bulk_bytes=2 * 2**20,
         tls_bulk_bytes=2 * 2**20,
+        file_bytes=2 * 2**20,
         seconds=0.05,
         repeat=1,
         concurrent=10,
         idle_connections=0,
         timeout=30.0,
     )
-    _measure(impl, variant, workload, port, small, tls)
+    _measure(impl, variant, workload, port, small, tls, transfer_file)
 
 
 # ----------------------------------------------------------------------
@@ -652,7 +965,9 @@ async def _rsocket_server(state: _ServerState, tls: TLSFiles | None) -> None:
     set_socket_limit(max(get_socket_limit(), state.target + 100))
     async with trio.open_nursery() as nursery:
         listener = RSocket()
-        if tls is not None:
+        if tls is not None and tls.max_version:
+            listener.set_ssl_context(_server_context(tls))
+        elif tls is not None:
             listener.set_certs(key=tls.key, cert=tls.cert)
         await listener.listen(HOST, 0, handler, nursery=nursery, backlog=BACKLOG)
         await _trio_ready_and_wait(listener.get_addr()[1], nursery.cancel_scope)
@@ -744,6 +1059,50 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
         await closed.wait()
 
 
+def _drain_server() -> None:
+    """The receiver of the file transfer, the same for every sender: plain
+    blocking sockets, one connection at a time, each read into one reused
+    1 MiB buffer, so that the sender, the subject, sets the pace."""
+    buffer = bytearray(DRAIN_BUFFER)
+    commands, stdin = _Commands(), sys.stdin.fileno()
+    give_up = time.monotonic() + SERVER_LIFETIME
+    with stdlib_socket.socket() as listener:
+        listener.bind((HOST, 0))
+        listener.listen(BACKLOG)
+        gc.collect()
+        _say(f"READY {listener.getsockname()[1]} {_rss_kib()}")
+        for _ in range(_MAX_COMMANDS):  # a command or a connection per pass
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            readable = select.select([listener, stdin], [], [], left)[0]
+            if stdin in readable and not commands.feed(os.read(stdin, 4096)):
+                break
+            if listener in readable:
+                conn = listener.accept()[0]
+                with conn, contextlib.suppress(OSError):
+                    conn.settimeout(DRAIN_TIMEOUT)
+                    _drain(conn, buffer)
+
+
+def _drain(conn: stdlib_socket.socket, buffer: bytearray) -> None:
+    """Read the 8-byte size and that many bytes; answer the count."""
+    header = b""
+    while len(header) < 8:  # bounded: each pass takes at least one byte or returns
+        data = conn.recv(8 - len(header))
+        if not data:
+            return
+        header += data
+    (size,) = struct.unpack("!Q", header)
+    received = 0
+    while received < size:  # bounded: each pass takes at least one byte or returns
+        count = conn.recv_into(buffer, min(len(buffer), size - received))
+        if not count:
+            return
+        received += count
+    conn.sendall(struct.pack("!Q", received))
+
+
 def _server_main(argv: list[str]) -> int:
     """Entry point of a server process: ``IMPL KIND TARGET CPU [CA CERT KEY]``
     (CPU -1: run anywhere)."""
@@ -751,12 +1110,14 @@ def _server_main(argv: list[str]) -> int:
     # when its standard input closes, which the bench process sees to.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     impl, kind, target, cpu = argv[0], argv[1], int(argv[2]), int(argv[3])
-    tls = TLSFiles(*argv[4:7]) if len(argv) >= 7 else None
+    tls = TLSFiles(*argv[4:8]) if len(argv) >= 7 else None
     if cpu >= 0:
         os.sched_setaffinity(0, {cpu})
     raise_fd_limit()
     state = _ServerState(kind, target)
-    if impl == "asyncio":
+    if impl == DRAIN:
+        _drain_server()
+    elif impl == "asyncio":
 
         async def bounded() -> None:
             with contextlib.suppress(TimeoutError):
@@ -777,7 +1138,7 @@ class ServerProcess:
     def __init__(self, impl: str, kind: str, tls: TLSFiles | None, cpu: int | None, target: int = 0) -> None:
         args = [sys.executable, "-c", _SERVER_ENTRY, impl, kind, str(target), str(-1 if cpu is None else cpu)]
         if tls is not None:
-            args += [tls.ca, tls.cert, tls.key]
+            args += [tls.ca, tls.cert, tls.key, tls.max_version]
         self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._pending = b""
         try:
@@ -826,14 +1187,26 @@ class ServerProcess:
             self._process.stdout.close()
 
 
+#: Which server a contender talks to: (implementation, highest TLS version or "").
+_ServerKey = tuple[str, str]
+
+
+def _server_key(workload: Workload, impl: str, variant: str) -> _ServerKey:
+    if workload.server == "drain":
+        return (DRAIN, "")
+    return (impl, "1.2" if variant.startswith("tls1.2") else "")
+
+
 @contextmanager
 def _servers(
-    impls: Sequence[str], kind: str, tls: TLSFiles | None, cpu: int | None
-) -> Iterator[dict[str, ServerProcess]]:
-    started: dict[str, ServerProcess] = {}
+    keys: Sequence[_ServerKey], kind: str, tls: TLSFiles | None, cpu: int | None
+) -> Iterator[dict[_ServerKey, ServerProcess]]:
+    started: dict[_ServerKey, ServerProcess] = {}
     try:
-        for impl in impls:
-            started[impl] = ServerProcess(impl, kind, tls, cpu)
+        for key in keys:
+            impl, max_version = key
+            files = None if tls is None else replace(tls, max_version=max_version)
+            started[key] = ServerProcess(impl, kind, files, cpu)
         yield started
     finally:
         for server in started.values():
@@ -881,6 +1254,11 @@ class Row:
     operation: str = ""
     #: The server process's CPU time per operation, in microseconds.
     server_cpu: dict[str, list[float]] = field(default_factory=dict)
+    #: The client's (this process's) CPU time per operation, in microseconds,
+    #: where the workload measures it.
+    client_cpu: dict[str, list[float]] = field(default_factory=dict)
+    #: Which variant of each implementation the samples are (where it has several).
+    variants: dict[str, str] = field(default_factory=dict)
 
     def median(self, impl: str) -> float:
         return _median(self.samples.get(impl, []))
@@ -897,22 +1275,44 @@ class Row:
         """How many times less CPU RSocket's server used per operation than *baseline*'s."""
         return _paired_ratio(self.server_cpu, baseline, higher_is_better=False)
 
+    def client_cpu_median(self, impl: str) -> float:
+        return _median(self.client_cpu.get(impl, []))
+
+    def client_cpu_ratio(self, baseline: str) -> float:
+        """How many times less CPU RSocket's client used per operation than *baseline*'s."""
+        return _paired_ratio(self.client_cpu, baseline, higher_is_better=False)
+
 
 def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
 def _paired_ratio(samples: dict[str, list[float]], baseline: str, higher_is_better: bool) -> float:
+    ours, theirs = samples.get("rsocket", []), samples.get(baseline, [])
+    return _paired_quotient(ours, theirs) if higher_is_better else _paired_quotient(theirs, ours)
+
+
+def _paired_quotient(numerators: Sequence[float], denominators: Sequence[float]) -> float:
     # Repetition i of each contender ran back to back, so their ratio is
     # taken pair by pair: slow drift of the machine cancels out.
-    ours, theirs = samples.get("rsocket", []), samples.get(baseline, [])
-    pairs = [(a / b if higher_is_better else b / a) for a, b in zip(ours, theirs, strict=False) if a > 0 and b > 0]
+    pairs = [a / b for a, b in zip(numerators, denominators, strict=False) if a > 0 and b > 0]
     return statistics.median(pairs) if pairs else math.nan
 
 
 def _contestants(workload: Workload, raw: bool) -> list[tuple[str, str]]:
+    if workload.contenders:
+        return list(workload.contenders)
     baselines = [("trio", ""), ("asyncio", "")] + ([(RAW, "")] if raw and not workload.tls else [])
     return [("rsocket", variant) for variant in workload.variants] + baselines
+
+
+def _shown_variant(contestants: Sequence[tuple[str, str]], impl: str, variant: str) -> str | None:
+    """The variant of *impl* shown in the row of RSocket's *variant*: the same
+    one if *impl* was measured in it, else its only one (None: neither)."""
+    own = [theirs for name, theirs in contestants if name == impl]
+    if variant in own:
+        return variant
+    return own[0] if len(own) == 1 else None
 
 
 def run_workload(
@@ -922,15 +1322,18 @@ def run_workload(
     server_cpu: int | None,
     log: Callable[[str], None],
     raw: bool = False,
+    transfer_file: str | None = None,
 ) -> list[Row]:
     """Measure one workload, interleaved, and return its rows; servers run on
-    *server_cpu* if given; *raw* adds the raw trio.socket reference."""
+    *server_cpu* if given; *raw* adds the raw trio.socket reference;
+    *transfer_file* is the file the file transfer sends."""
     contestants = _contestants(workload, raw)
-    baselines = [impl for impl, _ in contestants if impl != "rsocket"]
+    impls = list(dict.fromkeys(impl for impl, _ in contestants))
     if not workload.tls:
         tls = None
     samples: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
     server_cpu_us: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
+    client_cpu_us: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
     if workload.server == "idle":
         for rep in range(settings.repeat):
             shift = rep % len(contestants)
@@ -939,33 +1342,44 @@ def run_workload(
                     _idle_kib_per_connection(impl, settings.idle_connections, settings.timeout, server_cpu)
                 )
     else:
-        with _servers(["rsocket", *baselines], workload.server, tls, server_cpu) as servers:
+        keys = {contestant: _server_key(workload, *contestant) for contestant in contestants}
+        with _servers(list(dict.fromkeys(keys.values())), workload.server, tls, server_cpu) as servers:
             for impl, variant in contestants:
-                _warm_up(impl, variant, workload, servers[impl].port, tls)
+                _warm_up(impl, variant, workload, servers[keys[impl, variant]].port, tls, transfer_file)
             for rep in range(settings.repeat):
                 shift = rep % len(contestants)
                 for impl, variant in contestants[shift:] + contestants[:shift]:
-                    server = servers[impl]
+                    server = servers[keys[impl, variant]]
                     cpu_before = server.cpu_seconds()
-                    figure, operations = _measure(impl, variant, workload, server.port, settings, tls)
+                    measured = _measure(impl, variant, workload, server.port, settings, tls, transfer_file)
                     cpu_used = server.cpu_seconds() - cpu_before
-                    samples[impl, variant].append(figure)
-                    if operations > 0:
-                        server_cpu_us[impl, variant].append(cpu_used / operations * 1e6)
-                    log(f"  {workload.name} {impl}{' ' + variant if variant else ''}: {figure:,.1f} {workload.unit}")
+                    samples[impl, variant].append(measured.figure)
+                    if measured.operations > 0:
+                        # The drain server is the same for every sender: its CPU time is not the subject.
+                        if workload.server != "drain":
+                            server_cpu_us[impl, variant].append(cpu_used / measured.operations * 1e6)
+                        if workload.client_cpu:
+                            client_cpu_us[impl, variant].append(measured.client_cpu_seconds / measured.operations * 1e6)
+                    log(
+                        f"  {workload.name} {impl}{' ' + variant if variant else ''}: "
+                        f"{measured.figure:,.1f} {workload.unit}"
+                    )
     rows = []
     for variant in workload.variants:
-        title = workload.title + (f" ({variant})" if len(workload.variants) > 1 else "")
+        shown = {impl: _shown_variant(contestants, impl, variant) for impl in impls}
+        picked = {impl: (impl, theirs) for impl, theirs in shown.items() if theirs is not None}
+        several = len(workload.variants) > 1
         rows.append(
             Row(
-                workload=workload.name + (f":{variant}" if len(workload.variants) > 1 else ""),
-                title=title,
+                workload=workload.name + (f":{variant}" if several else ""),
+                title=workload.title + (f" ({_variant_title(variant)})" if several else ""),
                 unit=workload.unit,
                 higher_is_better=workload.higher_is_better,
-                samples={"rsocket": samples["rsocket", variant]} | {impl: samples[impl, ""] for impl in baselines},
+                samples={impl: samples[key] for impl, key in picked.items()},
                 operation=workload.operation,
-                server_cpu={"rsocket": server_cpu_us["rsocket", variant]}
-                | {impl: server_cpu_us[impl, ""] for impl in baselines},
+                server_cpu={impl: server_cpu_us[key] for impl, key in picked.items()},
+                client_cpu={impl: client_cpu_us[key] for impl, key in picked.items() if client_cpu_us[key]},
+                variants={impl: theirs for impl, (_, theirs) in picked.items() if theirs},
             )
         )
     return rows
@@ -1024,6 +1438,58 @@ def _cpu_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
     ]
 
 
+def _client_cpu_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
+    baselines = ["trio", "asyncio"] + ([RAW] if _has_raw(rows) else [])
+    return [
+        (
+            row.title,
+            f"us/{row.operation}",
+            _figure(row.client_cpu_median("rsocket")),
+            *(
+                cell
+                for impl in baselines
+                for cell in (_figure(row.client_cpu_median(impl)), _ratio(row.client_cpu_ratio(impl)))
+            ),
+        )
+        for row in rows
+        if row.operation and any(row.client_cpu.values())
+    ]
+
+
+#: The implementations of the variant comparisons, in their column order.
+_COMPARED: Final = ("rsocket", "trio", "asyncio")
+_COMPARISON_HEADER: Final = ("comparison", "unit", "RSocket", "trio", "asyncio")
+
+
+def _comparison_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
+    """For each pair of variants a workload compares: the quotient of their
+    figures, and of their client CPU time per operation, per implementation
+    measured in both (the median of the per-repetition quotients)."""
+    by_name = {row.workload: row for row in rows}
+    lines: list[tuple[str, ...]] = []
+    for workload in WORKLOADS:
+        for variant, reference in workload.compare:
+            ours, theirs = by_name.get(f"{workload.name}:{variant}"), by_name.get(f"{workload.name}:{reference}")
+            if ours is None or theirs is None:
+                continue
+            both = [
+                impl
+                for impl in _COMPARED
+                if ours.variants.get(impl) == variant and theirs.variants.get(impl) == reference
+            ]
+            title = f"{workload.title}: {_variant_title(variant)} / {_variant_title(reference)}"
+            for label, unit, our_series, their_series in (
+                ("", workload.unit, ours.samples, theirs.samples),
+                (", client CPU", f"us/{workload.operation}", ours.client_cpu, theirs.client_cpu),
+            ):
+                quotients = {
+                    impl: _paired_quotient(our_series.get(impl, []), their_series.get(impl, [])) for impl in both
+                }
+                if any(not math.isnan(value) for value in quotients.values()):
+                    lines.append((title + label, unit, *(_ratio(quotients.get(impl, math.nan)) for impl in _COMPARED)))
+    return lines
+
+
 def _text_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
     widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
 
@@ -1045,24 +1511,42 @@ def _rst_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
+_SERVER_CPU_TITLE: Final = "Server CPU time per operation (lower is better; ratio > 1: RSocket's server used less):"
+_CLIENT_CPU_TITLE: Final = (
+    "Client CPU time per operation, the sender's in the file transfer "
+    "(lower is better; ratio > 1: RSocket's client used less):"
+)
+_COMPARISON_TITLE: Final = (
+    "Variants compared: the first's figure (or CPU time) divided by the second's, each implementation against itself:"
+)
+
+
+def _sections(rows: Sequence[Row]) -> list[tuple[str, Sequence[str], list[tuple[str, ...]]]]:
+    """The tables to show: (title, header, lines), the figures first."""
+    header = _header(rows)
+    sections = [
+        ("", header, _figure_cells(rows)),
+        (_SERVER_CPU_TITLE, header, _cpu_cells(rows)),
+        (_CLIENT_CPU_TITLE, header, _client_cpu_cells(rows)),
+        (_COMPARISON_TITLE, _COMPARISON_HEADER, _comparison_cells(rows)),
+    ]
+    return [section for section in sections if section[2]]
+
+
 def format_table(rows: Sequence[Row]) -> str:
-    """The results as plain-text tables: the figures, then the servers' CPU
-    time per operation where it was measured."""
-    text = _text_table(_header(rows), _figure_cells(rows))
-    cpu = _cpu_cells(rows)
-    if cpu:
-        text += "\n\nServer CPU time per operation (lower is better; ratio > 1: RSocket's server used less):\n\n"
-        text += _text_table(_header(rows), cpu)
-    return text
+    """The results as plain-text tables: the figures, then the servers' and
+    the clients' CPU time per operation where they were measured, then the
+    variants that a workload compares with each other."""
+    return "\n\n".join(
+        (f"{title}\n\n" if title else "") + _text_table(header, lines) for title, header, lines in _sections(rows)
+    )
 
 
 def format_rst_table(rows: Sequence[Row]) -> str:
     """The results as reST ``list-table`` directives (for docs/performance.rst)."""
-    text = _rst_table(_header(rows), _figure_cells(rows))
-    cpu = _cpu_cells(rows)
-    if cpu:
-        text += "\n\n" + _rst_table(_header(rows), cpu)
-    return text
+    return "\n\n".join(
+        (f"{title}\n\n" if title else "") + _rst_table(header, lines) for title, header, lines in _sections(rows)
+    )
 
 
 def write_chart(rows: Sequence[Row], path: str) -> None:
@@ -1198,9 +1682,12 @@ def _run(options: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[
         tempfile.TemporaryDirectory(prefix="trio-rsocket-bench-") as directory,
     ):
         tls = make_tls_files(directory) if any(workload.tls for workload in selected) else None
+        transfer_file = None
+        if any(workload.server == "drain" for workload in selected):
+            transfer_file = make_transfer_file(directory, settings.file_bytes)
         for workload in selected:
             log(f"{workload.name}: {workload.title} ...")
-            rows += run_workload(workload, settings, tls, server_cpu, log, options.raw)
+            rows += run_workload(workload, settings, tls, server_cpu, log, options.raw, transfer_file)
     environment = _environment(settings, fd_limits)
     environment["pinned"] = None if client_cpu is None else {"client": client_cpu, "server": server_cpu}
     environment["seconds"] = round(time.monotonic() - started, 1)
@@ -1248,6 +1735,7 @@ def _footer(environment: dict[str, Any]) -> str:
         f"Medians of {settings['repeat']} interleaved repetitions; ratio > 1: RSocket ahead "
         f"(memory: RSocket uses less); {placement}.\n"
         f"bulk {settings['bulk_bytes'] // 2**20} MiB, TLS bulk {settings['tls_bulk_bytes'] // 2**20} MiB, "
+        f"file {settings.get('file_bytes', 0) // 2**20} MiB, "
         f"{settings['seconds']:g} s per timed run, {settings['concurrent']} concurrent connections, "
         f"{settings['idle_connections']:,} idle connections; {limit_note}.\n"
         f"Python {environment['python']}, trio {environment['trio']}, {environment['cpus']} CPUs, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket as stdlib_socket
 import ssl
+from typing import Any
 
 import trio
 
@@ -35,8 +36,10 @@ class Options:
     _tls_settings: _tls.TLSSettings | None
     _server_tls_context: ssl.SSLContext | None
     # The TLS session to offer at the next connect, and the (host, port) it
-    # came from (None: offered to whatever comes next).
-    _session: ssl.SSLSession | None
+    # came from (None: offered to whatever comes next).  After a close it is
+    # the closed connection's TLS stream: reading a session copies it through
+    # its DER encoding (about 0.1 ms), so that waits until it is wanted.
+    _session: ssl.SSLSession | trio.SSLStream[Any] | None
     _session_peer: tuple[str, int] | None
 
     # RSocket's, declared here for the type checker.
@@ -203,7 +206,11 @@ class Options:
         ssl_stream = self._ssl()
         if ssl_stream is not None and not self._server_side:
             return ssl_stream.session  # type: ignore[no-any-return]
-        return self._session
+        return self._saved_session()
+
+    def _saved_session(self) -> ssl.SSLSession | None:
+        saved = self._session
+        return saved.session if isinstance(saved, trio.SSLStream) else saved
 
     def set_tls_session(self, session: ssl.SSLSession | None) -> None:
         """Offer *session* at the next :meth:`connect`, whatever its peer

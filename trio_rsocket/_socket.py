@@ -141,7 +141,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         # The host and port connect() was given (the name a TLS upgrade
         # checks); the TLS session to offer at the next connect.
         self._peer: tuple[str, int] | None = None
-        self._session: ssl.SSLSession | None = None
+        self._session: ssl.SSLSession | trio.SSLStream[Any] | None = None
         self._session_peer: tuple[str, int] | None = None
 
     # ------------------------------------------------------------------
@@ -294,7 +294,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         """The session to offer a connect to *host*:*port*: one set with
         :meth:`set_tls_session`, or this socket's last one with that peer."""
         if self._session_peer is None or self._session_peer == (host, port):
-            return self._session
+            return self._saved_session()
         return None
 
     async def upgrade_tls(self, host: str | None = None, deadline: Deadline = None) -> None:
@@ -748,7 +748,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             self._sent_before += conn.bytes_sent
             if isinstance(conn, _secure.TLSConnection) and not self._server_side:
                 # Offered by itself when this socket reconnects to the same peer.
-                self._session, self._session_peer = conn.ssl.session, self._peer
+                self._session, self._session_peer = conn.ssl, self._peer
             conn.close()
         if connector is not None:
             connector.close()

@@ -7,10 +7,14 @@ names; and every R_ERR_* code these calls can return.
 
 from __future__ import annotations
 
+import os
+import re
 import socket
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from trio_rsocket.ioto import (
     INVALID_SOCKET,
     ME_BUFSIZE,
     R_ERR_BAD_ARGS,
+    R_ERR_BAD_STATE,
     R_ERR_BUSY,
     R_ERR_CANT_COMPLETE,
     R_ERR_CANT_CONNECT,
@@ -31,11 +36,14 @@ from trio_rsocket.ioto import (
     R_ERR_CANT_READ,
     R_ERR_CANT_WRITE,
     R_ERR_TIMEOUT,
+    R_READABLE,
+    R_WRITABLE,
     rAllocSocket,
     rCloseSocket,
     rConnectSocket,
     rDisconnectSocket,
     rFreeSocket,
+    rFreeTlsSession,
     rGetFiber,
     rGetSocketAddr,
     rGetSocketError,
@@ -43,6 +51,7 @@ from trio_rsocket.ioto import (
     rGetSocketLimit,
     rGetTicks,
     rGetTime,
+    rGetTlsSession,
     rIsSocketClosed,
     rIsSocketConnected,
     rIsSocketEof,
@@ -51,6 +60,7 @@ from trio_rsocket.ioto import (
     rReadSocket,
     rResetSocket,
     rResumeFiber,
+    rSendFile,
     rSetSocketCerts,
     rSetSocketCiphers,
     rSetSocketDefaultCerts,
@@ -60,13 +70,16 @@ from trio_rsocket.ioto import (
     rSetSocketLinger,
     rSetSocketNoDelay,
     rSetSocketVerify,
+    rSetSocketWaitMask,
+    rSetTlsSession,
     rSleep,
     rSpawnFiber,
     rStop,
+    rUpgradeTls,
     rWriteSocket,
     rYieldFiber,
 )
-from trio_rsocket.testing import CertFiles
+from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
 from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6
 
@@ -1041,3 +1054,541 @@ def test_tls_setters_with_bad_arguments_return_bad_args() -> None:
     assert unchecked.rSetSocketCiphers(sock, 42) == R_ERR_BAD_ARGS
     assert "ciphers" in rGetSocketError(sock)
     rFreeSocket(sock)
+
+
+# ============================================================================
+# The rest of r.h (SPEC section 8): sendfile, STARTTLS, TLS sessions, wait masks
+
+
+def test_every_name_of_spec_section_8_is_there() -> None:
+    names = ["rSendFile", "rUpgradeTls", "rGetTlsSession", "rSetTlsSession", "rFreeTlsSession", "rSetSocketWaitMask"]
+    missing = [name for name in names if name not in ioto.__all__ or not callable(getattr(ioto, name, None))]
+    assert missing == []
+    # include/r.h: "#define R_READABLE 0x2", "#define R_WRITABLE 0x4"
+    assert (ioto.R_READABLE, ioto.R_WRITABLE) == (0x2, 0x4)
+    assert {"R_READABLE", "R_WRITABLE"} <= set(ioto.__all__)
+
+
+#: More than the socket buffers of a loopback pair hold, so sending waits for
+#: the reader; every byte value, so an offset mistake shows.
+PAYLOAD = bytes(range(256)) * 2048
+
+
+@pytest.fixture
+def payload_fd(tmp_path: Any) -> Iterator[int]:
+    """A read-only descriptor of a file holding PAYLOAD, as C code has one."""
+    path = tmp_path / "payload.bin"
+    path.write_bytes(PAYLOAD)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+async def receive(sock: RSocket, count: int) -> bytes:
+    """Read exactly *count* bytes with rReadSocket."""
+    received = bytearray()
+    buf = bytearray(65536)
+    for _ in range(count):  # every read returns at least one byte
+        if len(received) == count:
+            break
+        nbytes = await rReadSocket(sock, buf, min(len(buf), count - len(received)), 0)
+        assert nbytes > 0, rGetSocketError(sock)
+        received += buf[:nbytes]
+    return bytes(received)
+
+
+async def send_file_while_reading(client: RSocket, server: RSocket, fd: int) -> tuple[int, bytes]:
+    """rSendFile the whole of PAYLOAD from *client* while *server* reads it."""
+    sent: list[int] = []
+
+    async def send() -> None:
+        sent.append(await rSendFile(client, fd, 0, len(PAYLOAD)))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        received = await receive(server, len(PAYLOAD))
+    return sent[0], received
+
+
+async def drain(sock: RSocket) -> None:
+    """Read until nothing more comes for a second (of the autojump clock)."""
+    buf = bytearray(65536)
+    for _ in range(10_000):
+        if await rReadSocket(sock, buf, len(buf), rGetTicks() + 1000) == R_ERR_TIMEOUT:
+            return
+    raise AssertionError("the data never stopped coming")
+
+
+async def quiet_clogged_pair() -> tuple[RSocket, RSocket]:
+    """A pair whose client can neither write (its path to the server is full)
+    nor read (what the server had sent is drained).  Under the autojump clock."""
+    client, server = await clogged_rsocket_pair()
+    await drain(client)
+    return client, server
+
+
+async def test_send_file_sends_the_file_and_returns_the_count(payload_fd: int) -> None:
+    async with connected_pair() as (client, server):
+        sent, received = await send_file_while_reading(client, server, payload_fd)
+        assert sent == len(PAYLOAD)
+        assert received == PAYLOAD
+
+
+async def test_send_file_from_an_offset_neither_uses_nor_moves_the_file_position(payload_fd: int) -> None:
+    os.lseek(payload_fd, 7, os.SEEK_SET)
+    async with connected_pair() as (client, server):
+        assert await rSendFile(client, payload_fd, 1000, 300) == 300
+        assert await receive(server, 300) == PAYLOAD[1000:1300]
+    assert os.lseek(payload_fd, 0, os.SEEK_CUR) == 7
+
+
+async def test_send_file_past_the_end_sends_what_there_is(payload_fd: int) -> None:
+    async with connected_pair() as (client, server):
+        assert await rSendFile(client, payload_fd, len(PAYLOAD) - 10, 1000, 0) == 10
+        assert await receive(server, 10) == PAYLOAD[-10:]
+        assert await rSendFile(client, payload_fd, len(PAYLOAD) + 5, 10, 0) == 0
+
+
+async def test_send_file_takes_a_binary_file_object(tmp_path: Any) -> None:
+    path = tmp_path / "hello.txt"
+    path.write_bytes(b"hello, file\n")
+    with path.open("rb") as file:
+        async with connected_pair() as (client, server):
+            assert await rSendFile(client, file, 0, 12) == 12
+            assert await receive(server, 12) == b"hello, file\n"
+
+
+async def test_send_file_works_over_tls_too(rsocket_cert_files: CertFiles, payload_fd: int) -> None:
+    async with open_rsocket_pair(tls=True, cert_files=rsocket_cert_files) as (client, server):
+        sent, received = await send_file_while_reading(client, server, payload_fd)
+        assert sent == len(PAYLOAD)
+        assert received == PAYLOAD
+
+
+@pytest.mark.parametrize(
+    ("offset", "length", "argument"),
+    [(-1, 10, "offset"), (0, -1, "count")],
+)
+async def test_send_file_with_a_negative_offset_or_length_is_bad_args(
+    payload_fd: int, offset: int, length: int, argument: str
+) -> None:
+    async with connected_pair() as (client, _):
+        assert await rSendFile(client, payload_fd, offset, length) == R_ERR_BAD_ARGS
+        assert argument in rGetSocketError(client)
+
+
+async def test_send_file_of_what_is_not_a_file_is_bad_args(tmp_path: Any) -> None:
+    async with connected_pair() as (client, server):
+        assert await unchecked.rSendFile(client, "payload.bin", 0, 10) == R_ERR_BAD_ARGS
+        assert "file" in rGetSocketError(client)
+        assert await rSendFile(client, server.get_handle(), 0, 10) == R_ERR_BAD_ARGS  # a socket
+        assert "regular file" in rGetSocketError(client)
+    assert await rSendFile(None, 0, 0, 10) == R_ERR_BAD_ARGS
+
+
+async def test_send_file_after_close_is_cant_write(payload_fd: int) -> None:
+    async with connected_pair() as (client, _):
+        rCloseSocket(client)
+        with trio.testing.assert_checkpoints():
+            assert await rSendFile(client, payload_fd, 0, 10) == R_ERR_CANT_WRITE
+        assert "closed" in rGetSocketError(client)
+
+
+async def test_send_file_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock, payload_fd: int) -> None:
+    client, server = await clogged_rsocket_pair()
+    try:
+        deadline = rGetTicks() + 2000
+        assert await rSendFile(client, payload_fd, 0, len(PAYLOAD), deadline) == R_ERR_TIMEOUT
+        assert rGetTicks() == deadline
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_wait_mask_readable_returns_when_the_peer_writes_and_reads_nothing() -> None:
+    async with connected_pair() as (client, server):
+        codes: list[int] = []
+
+        async def wait() -> None:
+            codes.append(await rSetSocketWaitMask(client, R_READABLE, 0))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert codes == []  # nothing to read yet
+            assert await rWriteSocket(server, b"ping", 4, 0) == 4
+        assert codes == [0]
+        buf = bytearray(8)
+        assert await rReadSocket(client, buf, len(buf), 0) == 4  # the wait took nothing
+        assert buf[:4] == b"ping"
+
+
+async def test_wait_mask_readable_counts_end_of_file() -> None:
+    async with connected_pair() as (client, server):
+        rCloseSocket(server)
+        assert await rSetSocketWaitMask(client, R_READABLE, 0) == 0
+        assert await rReadSocket(client, bytearray(8), 8, 0) == R_ERR_CANT_READ
+        assert rIsSocketEof(client)
+
+
+async def test_wait_mask_writable_returns_at_once_on_a_new_connection() -> None:
+    async with connected_pair() as (client, _):
+        with trio.testing.assert_checkpoints():
+            assert await rSetSocketWaitMask(client, R_WRITABLE, 0) == 0
+
+
+async def test_wait_mask_readable_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    async with connected_pair() as (client, _):
+        deadline = rGetTicks() + 5000
+        assert await rSetSocketWaitMask(client, R_READABLE, deadline) == R_ERR_TIMEOUT
+        assert rGetTicks() == deadline
+        assert "readable" in rGetSocketError(client)
+
+
+async def test_wait_mask_writable_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    client, server = await clogged_rsocket_pair()
+    try:
+        deadline = rGetTicks() + 5000
+        assert await rSetSocketWaitMask(client, R_WRITABLE, deadline) == R_ERR_TIMEOUT
+        assert rGetTicks() == deadline
+        assert "writable" in rGetSocketError(client)
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_wait_mask_with_both_bits_returns_on_the_first_event(autojump_clock: trio.testing.MockClock) -> None:
+    client, server = await clogged_rsocket_pair()
+    try:
+        # The client cannot write, but what the server sent is there to read.
+        assert await rSetSocketWaitMask(client, R_WRITABLE, rGetTicks() + 1000) == R_ERR_TIMEOUT
+        start = rGetTicks()
+        assert await rSetSocketWaitMask(client, R_READABLE | R_WRITABLE, start + 1000) == 0
+        assert rGetTicks() == start
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_wait_mask_with_both_bits_returns_when_only_writable_is_ready() -> None:
+    async with connected_pair() as (client, _):
+        with trio.testing.assert_checkpoints():
+            assert await rSetSocketWaitMask(client, R_READABLE | R_WRITABLE, 0) == 0  # nothing to read
+
+
+async def test_wait_mask_with_both_bits_times_out_when_neither_comes(autojump_clock: trio.testing.MockClock) -> None:
+    client, server = await quiet_clogged_pair()
+    try:
+        deadline = rGetTicks() + 3000
+        assert await rSetSocketWaitMask(client, R_READABLE | R_WRITABLE, deadline) == R_ERR_TIMEOUT
+        assert rGetTicks() == deadline
+    finally:
+        client.close()
+        server.close()
+
+
+async def test_wait_mask_with_both_bits_lets_cancellation_through(autojump_clock: trio.testing.MockClock) -> None:
+    client, server = await quiet_clogged_pair()
+    try:
+        codes: list[int] = []
+        before = rGetSocketError(client)  # the drain's last read timed out
+        with trio.move_on_after(1) as outer:
+            codes.append(await rSetSocketWaitMask(client, R_READABLE | R_WRITABLE, rGetTicks() + 10_000))
+        assert outer.cancelled_caught
+        assert codes == []
+        assert rGetSocketError(client) == before  # nothing recorded
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("mask", [0, 0x1, 0x8, R_READABLE | 0x200, R_WRITABLE | 0x400, -1])
+async def test_wait_mask_without_readable_or_writable_alone_is_bad_args(mask: int) -> None:
+    async with connected_pair() as (client, _):
+        assert await rSetSocketWaitMask(client, mask, 0) == R_ERR_BAD_ARGS
+        assert "mask" in rGetSocketError(client)
+
+
+@pytest.mark.parametrize("mask", ["2", 2.0, True, None])
+async def test_wait_mask_that_is_not_an_int_is_bad_args(mask: object) -> None:
+    async with connected_pair() as (client, _):
+        assert await unchecked.rSetSocketWaitMask(client, mask, 0) == R_ERR_BAD_ARGS
+        assert "mask" in rGetSocketError(client)
+
+
+async def test_wait_mask_on_a_socket_without_a_connection_is_cant_complete() -> None:
+    async with connected_pair() as (client, _):
+        rCloseSocket(client)
+        assert await rSetSocketWaitMask(client, R_READABLE, 0) == R_ERR_CANT_COMPLETE
+        assert "closed" in rGetSocketError(client)
+        assert await rSetSocketWaitMask(client, R_READABLE | R_WRITABLE, 0) == R_ERR_CANT_COMPLETE
+    never = rAllocSocket()
+    assert await rSetSocketWaitMask(never, R_WRITABLE, 0) == R_ERR_CANT_COMPLETE
+    assert "not connected" in rGetSocketError(never)
+    with trio.testing.assert_checkpoints():
+        assert await rSetSocketWaitMask(None, R_READABLE, 0) == R_ERR_BAD_ARGS
+
+
+async def test_two_fibers_waiting_readable_at_once_is_busy() -> None:
+    async with connected_pair() as (client, server):
+        codes: list[int] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rSetSocketWaitMask, client, R_READABLE, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            codes.append(await rSetSocketWaitMask(client, R_READABLE, 0))
+            await rWriteSocket(server, b"x", 1, 0)  # lets the first waiter finish
+        assert codes == [R_ERR_BUSY]
+        assert "already reading" in rGetSocketError(client)
+
+
+async def test_tls_session_of_a_tls_pair_after_the_first_read(rsocket_cert_files: CertFiles) -> None:
+    async with open_rsocket_pair(tls=True, cert_files=rsocket_cert_files) as (client, server):
+        assert await rWriteSocket(server, b"hi", 2, 0) == 2
+        assert await rReadSocket(client, bytearray(8), 8, 0) == 2  # a TLS 1.3 ticket comes with data
+        session = rGetTlsSession(client)
+        assert isinstance(session, ssl.SSLSession)
+        assert rGetTlsSession(server) is None  # the server side has none to give
+        rFreeTlsSession(session)  # nothing to do: Python frees it
+
+
+async def test_a_session_set_before_connect_is_resumed(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+
+    async def talk(sock: RSocket, port: int) -> None:
+        assert rSetSocketCerts(sock, None, None, str(files.authority), None) == 0
+        assert await rConnectSocket(sock, "127.0.0.1", port, rGetTime() + 30 * 1000) == 0, rGetSocketError(sock)
+        assert await rWriteSocket(sock, b"ping", 4, 0) == 4
+        assert await rReadSocket(sock, bytearray(8), 8, 0) == 4  # and the TLS 1.3 ticket with it
+
+    async with trio_rsocket.open_runtime():
+        listen = rAllocSocket()
+        try:
+            assert rSetSocketCerts(listen, str(files.server_key), str(files.server_cert), None, None) == 0
+            assert await rListenSocket(listen, "127.0.0.1", 0, echo, None) == 0
+            _, _, port = rGetSocketAddr(listen)
+
+            first = rAllocSocket()
+            await talk(first, port)
+            session = rGetTlsSession(first)
+            assert session is not None
+            assert not first.is_session_reused()
+            rFreeSocket(first)
+
+            second = rAllocSocket()
+            assert rSetTlsSession(second, session) == 0
+            await talk(second, port)
+            assert second.is_session_reused()
+            rFreeTlsSession(session)
+            rFreeSocket(second)
+        finally:
+            rFreeSocket(listen)
+            rStop()
+
+
+async def test_tls_session_calls_with_nothing_to_give_or_bad_arguments() -> None:
+    async with connected_pair() as (client, _):
+        assert rGetTlsSession(client) is None  # plain TCP
+        assert rSetTlsSession(client, None) == 0
+        assert unchecked.rSetTlsSession(client, "session") == R_ERR_BAD_ARGS
+        assert "session" in rGetSocketError(client)
+    assert rGetTlsSession(None) is None
+    assert rSetTlsSession(None, None) == R_ERR_BAD_ARGS
+    rFreeTlsSession(None)
+
+
+async def upgrade_both(client: RSocket, server: RSocket, peer: str | None) -> dict[str, int]:
+    """rUpgradeTls on both sides at once, as the two ends of STARTTLS do."""
+    codes: dict[str, int] = {}
+    deadline = rGetTime() + 30 * 1000
+
+    async def upgrade(side: str, sock: RSocket, name: str | None) -> None:
+        codes[side] = await rUpgradeTls(sock, name, deadline)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(upgrade, "server", server, None)
+        nursery.start_soon(upgrade, "client", client, peer)
+    return codes
+
+
+@pytest.mark.parametrize("peer", [None, "localhost"])
+async def test_upgrade_tls_turns_a_plain_connection_into_tls(rsocket_cert_files: CertFiles, peer: str | None) -> None:
+    files = rsocket_cert_files
+    async with open_rsocket_pair() as (client, server):
+        assert not rIsSocketSecure(client)
+        # The plaintext part of the protocol: the client asks, the server agrees.
+        buf = bytearray(ME_BUFSIZE)
+        assert await rWriteSocket(client, b"STARTTLS\r\n", 10, 0) == 10
+        assert await rReadSocket(server, buf, len(buf), 0) == 10
+        assert await rWriteSocket(server, b"OK\r\n", 4, 0) == 4
+        assert await rReadSocket(client, buf, len(buf), 0) == 4
+
+        assert rSetSocketCerts(server, str(files.server_key), str(files.server_cert), None, None) == 0
+        assert rSetSocketCerts(client, None, None, str(files.authority), None) == 0
+        codes = await upgrade_both(client, server, peer)
+        assert codes == {"server": 0, "client": 0}, (rGetSocketError(client), rGetSocketError(server))
+
+        assert rIsSocketSecure(client)
+        assert rIsSocketSecure(server)
+        assert client.get_tls_version() is not None
+        assert await rWriteSocket(client, b"secret", 6, 0) == 6
+        assert await rReadSocket(server, buf, len(buf), 0) == 6
+        assert buf[:6] == b"secret"
+
+
+async def test_upgrade_tls_with_plaintext_waiting_is_cant_connect_and_closes(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+    async with open_rsocket_pair() as (client, server):
+        # An attacker appends to the plaintext command; the server's line
+        # reader keeps the rest in its buffer.
+        assert await rWriteSocket(client, b"STARTTLS\r\nINJECTED", 18, 0) == 18
+        assert await server.read_until(b"\r\n") == b"STARTTLS\r\n"
+        assert rSetSocketCerts(server, str(files.server_key), str(files.server_cert), None, None) == 0
+        assert await rUpgradeTls(server, None, 0) == R_ERR_CANT_CONNECT
+        assert "plaintext" in rGetSocketError(server)
+        assert rIsSocketClosed(server)
+
+
+async def test_upgrade_tls_whose_handshake_fails_is_cant_connect(rsocket_cert_files: CertFiles) -> None:
+    files = rsocket_cert_files
+    async with open_rsocket_pair() as (client, server):
+        assert rSetSocketCerts(server, str(files.server_key), str(files.server_cert), None, None) == 0
+        assert rSetSocketVerify(client, 1, 1) == 0  # the system's CAs, which do not know the test CA
+        codes = await upgrade_both(client, server, None)
+        assert codes["client"] == R_ERR_CANT_CONNECT
+        assert codes["server"] < 0
+        assert rGetSocketError(client) != ""
+        assert rIsSocketClosed(client)  # the connection is in no state to go on
+
+
+async def test_upgrade_tls_past_its_deadline_is_timeout(
+    autojump_clock: trio.testing.MockClock, rsocket_cert_files: CertFiles
+) -> None:
+    async with open_rsocket_pair() as (client, _):
+        assert rSetSocketCerts(client, None, None, str(rsocket_cert_files.authority), None) == 0
+        deadline = rGetTicks() + 5000
+        assert await rUpgradeTls(client, None, deadline) == R_ERR_TIMEOUT  # the server never answers
+        assert rGetTicks() == deadline
+
+
+async def test_upgrade_tls_of_a_socket_that_is_not_plain_and_connected_is_bad_state(
+    rsocket_cert_files: CertFiles,
+) -> None:
+    async with open_rsocket_pair(tls=True, cert_files=rsocket_cert_files) as (client, _):
+        assert await rUpgradeTls(client, None, 0) == R_ERR_BAD_STATE
+        assert "already TLS" in rGetSocketError(client)
+    never = rAllocSocket()
+    assert await rUpgradeTls(never, "localhost", 0) == R_ERR_BAD_STATE
+    assert "not connected" in rGetSocketError(never)
+
+
+async def test_upgrade_tls_with_bad_arguments_is_bad_args() -> None:
+    async with connected_pair() as (client, _):
+        assert await unchecked.rUpgradeTls(client, 42, 0) == R_ERR_BAD_ARGS
+        assert "host" in rGetSocketError(client)
+        assert await unchecked.rUpgradeTls(client, None, "soon") == R_ERR_BAD_ARGS
+        assert "deadline" in rGetSocketError(client)
+    with trio.testing.assert_checkpoints():
+        assert await rUpgradeTls(None, None, 0) == R_ERR_BAD_ARGS
+
+
+async def test_a_read_whose_deadline_is_already_due_times_out_even_with_data_waiting() -> None:
+    # What docs/ioto.rst tells rReadSocketSync users: trio checks for
+    # cancellation before it reads, so a due deadline is no "try once".
+    async with connected_pair() as (client, server):
+        assert await rWriteSocket(server, b"ready", 5, 0) == 5
+        buf = bytearray(8)
+        assert await rReadSocket(client, buf, len(buf), rGetTicks()) == R_ERR_TIMEOUT
+        assert await rReadSocket(client, buf, len(buf), 0) == 5  # nothing was lost
+
+
+#: Every socket and TLS name of Ioto's include/r.h (embedthis/ioto), and the
+#: newer socket calls that SPEC section 8 maps.
+R_H_SOCKET_NAMES = [
+    "R_SOCKET_CLOSED",
+    "R_SOCKET_EOF",
+    "R_SOCKET_LISTENER",
+    "R_SOCKET_SERVER",
+    "ME_R_SSL_CACHE",
+    "ME_R_SSL_RENEGOTIATE",
+    "ME_R_SSL_TICKET",
+    "ME_R_SSL_TIMEOUT",
+    "ME_R_DEFAULT_TIMEOUT",
+    "R_TLS_HAS_AUTHORITY",
+    "RSocketProc",
+    "RSocketCustom",
+    "R_SOCKET_CONFIG_TLS",
+    "rAllocSocket",
+    "rCloseSocket",
+    "rCheckInternet",
+    "rConnectSocket",
+    "rDisconnectSocket",
+    "rFreeSocket",
+    "rGetSocketAddr",
+    "rGetSocketCustom",
+    "rGetSocketError",
+    "rGetSocketHandle",
+    "rGetSocketWait",
+    "rIsSocketClosed",
+    "rIsSocketConnected",
+    "rIsSocketEof",
+    "rIsSocketSecure",
+    "rListenSocket",
+    "rReadSocket",
+    "rReadSocketSync",
+    "rResetSocket",
+    "rSetSocketCerts",
+    "rSetSocketCustom",
+    "rSetSocketDefaultCerts",
+    "rSetSocketBlocking",
+    "rSetSocketCiphers",
+    "rSetSocketDefaultCiphers",
+    "rSetSocketError",
+    "rSetSocketVerify",
+    "rSetSocketDefaultVerify",
+    "rSetSocketWaitMask",
+    "rWriteSocket",
+    "rWriteSocketSync",
+    "rSetSocketMessage",
+    "rSetSocketLinger",
+    "rSetSocketNoDelay",
+    "rGetSocketLimit",
+    "rSetSocketLimit",
+    "rSendFile",
+    "rGetTlsSession",
+    "rSetTlsSession",
+    "rFreeTlsSession",
+    "R_READABLE",
+    "R_WRITABLE",
+    "rInitTls",
+    "rTermTls",
+    "rAllocTls",
+    "rSetTlsAlpn",
+    "rSetTlsCerts",
+    "rSetTlsCiphers",
+    "rSetTlsVerify",
+    "rFreeTls",
+    "rCloseTls",
+    "rReadTls",
+    "rWriteTls",
+    "rUpgradeTls",
+    "rConfigTls",
+    "rAcceptTls",
+    "rIsTlsConnected",
+    "rGetTlsRng",
+    "rSetTlsEngine",
+    "rSetTls",
+    "rSetTlsDefaultAlpn",
+    "rSetTlsDefaultCiphers",
+    "rSetTlsDefaultCerts",
+    "rSetTlsDefaultVerify",
+]
+
+
+def test_every_socket_name_of_r_h_is_in_the_ioto_page() -> None:
+    page = Path(__file__).resolve().parent.parent / "docs" / "ioto.rst"
+    if not page.exists():
+        pytest.skip("the docs are not beside the tests")
+    code = " ".join(re.findall(r"``(.+?)``", page.read_text(encoding="utf-8"), flags=re.DOTALL))
+    assert [name for name in R_H_SOCKET_NAMES if not re.search(rf"\b{name}\b", code)] == []

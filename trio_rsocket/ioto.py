@@ -15,7 +15,7 @@
 
 Theory of operation
 -------------------
-Each function is a thin layer over the public API (:class:`RSocket` methods and
+Each function is a thin layer over the public API (:class:`~trio_rsocket.RSocket` methods and
 ``trio_rsocket.*`` functions) and holds no socket logic of its own.  What it
 adds is C's calling conventions:
 
@@ -42,9 +42,10 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import trio
 from trio.lowlevel import checkpoint
@@ -54,6 +55,7 @@ from . import (
     DeadlineError,
     Fiber,
     RSocket,
+    RSocketError,
     TLSError,
     current_fiber,
     get_socket_limit,
@@ -116,12 +118,15 @@ __all__ = [
     "R_ERR_TOO_MANY",
     "R_ERR_WONT_FIT",
     "R_ERR_WOULD_BLOCK",
+    "R_READABLE",
+    "R_WRITABLE",
     "SOCKET_ERROR",
     "rAllocSocket",
     "rCloseSocket",
     "rConnectSocket",
     "rDisconnectSocket",
     "rFreeSocket",
+    "rFreeTlsSession",
     "rGetFiber",
     "rGetSocketAddr",
     "rGetSocketError",
@@ -129,6 +134,7 @@ __all__ = [
     "rGetSocketLimit",
     "rGetTicks",
     "rGetTime",
+    "rGetTlsSession",
     "rIsSocketClosed",
     "rIsSocketConnected",
     "rIsSocketEof",
@@ -137,6 +143,7 @@ __all__ = [
     "rReadSocket",
     "rResetSocket",
     "rResumeFiber",
+    "rSendFile",
     "rSetSocketCerts",
     "rSetSocketCiphers",
     "rSetSocketDefaultCerts",
@@ -146,9 +153,12 @@ __all__ = [
     "rSetSocketLinger",
     "rSetSocketNoDelay",
     "rSetSocketVerify",
+    "rSetSocketWaitMask",
+    "rSetTlsSession",
     "rSleep",
     "rSpawnFiber",
     "rStop",
+    "rUpgradeTls",
     "rWriteSocket",
     "rYieldFiber",
 ]
@@ -208,6 +218,10 @@ INVALID_SOCKET: Final = -1
 SOCKET_ERROR: Final = -1
 #: Ioto's default I/O buffer size, for ``bytearray(ME_BUFSIZE)`` read buffers.
 ME_BUFSIZE: Final = 4096
+#: :func:`rSetSocketWaitMask`: wait until the socket is readable (Ioto's value).
+R_READABLE: Final = 0x2
+#: :func:`rSetSocketWaitMask`: wait until the socket is writable (Ioto's value).
+R_WRITABLE: Final = 0x4
 
 _logger = logging.getLogger("trio_rsocket")
 
@@ -298,6 +312,44 @@ def _c_bool(value: object) -> Any:
     if isinstance(value, int):
         return bool(value)
     return value
+
+
+def _waits(sock: RSocket, mask: object) -> list[Callable[[Any], Awaitable[None]]]:
+    """The waits a C wait mask names: ``sock.wait_readable`` for
+    ``R_READABLE``, ``sock.wait_writable`` for ``R_WRITABLE``.  A mask with
+    neither bit, or with any other bit, is refused (ValueError)."""
+    if isinstance(mask, bool) or not isinstance(mask, int):
+        raise TypeError(f"mask must be an int (R_READABLE, R_WRITABLE or both), not {type(mask).__name__}")
+    if not mask & (R_READABLE | R_WRITABLE) or mask & ~(R_READABLE | R_WRITABLE):
+        raise ValueError(f"mask must be R_READABLE (0x2), R_WRITABLE (0x4) or both, not {mask:#x}")
+    waits: list[Callable[[Any], Awaitable[None]]] = []
+    if mask & R_READABLE:
+        waits.append(sock.wait_readable)
+    if mask & R_WRITABLE:
+        waits.append(sock.wait_writable)
+    return waits
+
+
+async def _first_of(waits: list[Callable[[Any], Awaitable[None]]], deadline: object) -> None:
+    """Run the *waits* side by side until the first one ends, and end as it
+    did (returning, or raising what it raised); the others are cancelled.
+    Ioto arms one wait for both events and resumes the fiber on the first."""
+    first: list[Exception | None] = []
+    async with trio.open_nursery() as nursery:
+
+        async def one(wait: Callable[[Any], Awaitable[None]]) -> None:
+            try:
+                await wait(deadline)
+            except _EXPECTED as exc:
+                first.append(exc)
+            else:
+                first.append(None)
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(one, wait)
+    if first[0] is not None:
+        raise first[0]
 
 
 # ----------------------------------------------------------------------------
@@ -449,6 +501,72 @@ async def rWriteSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline
     except _EXPECTED as exc:
         await checkpoint()
         return _failed(sock, exc, R_ERR_CANT_WRITE)
+
+
+async def rSendFile(sock: RSocket | None, fd: int | BinaryIO, offset: int, len: int | None, deadline: float = 0) -> int:
+    """Send *len* bytes of the file *fd* from *offset* before *deadline* (ms on
+    trio's clock, 0 for none): ``await sock.send_file(fd, offset, len,
+    deadline)`` (``rSendFile``).
+
+    *fd* is an open file descriptor (an ``int``, as in C) or a binary file
+    object with ``fileno()``.  The file's own position is neither used nor
+    moved.  Plain TCP sends with the zero-copy ``sendfile()`` as Ioto does;
+    unlike Ioto, a TLS socket works too (the file is read in chunks and
+    written through TLS).  *deadline* is not in Ioto's signature, which waits
+    for ever; leave it out and the C call ports unchanged.  *len* ``None``
+    (no C counterpart) sends to the end of the file.
+
+    Returns the count sent: *len*, or fewer only when the file ends first
+    (``0`` for *offset* at or past the end).  Failures: ``R_ERR_CANT_WRITE``
+    (socket closed or never connected, peer gone), ``R_ERR_TIMEOUT`` (the
+    deadline passed; how much went out is lost, as for :func:`rWriteSocket`:
+    ``sock.send_file`` tells it in ``DeadlineError.bytes_written``),
+    ``R_ERR_BUSY`` (another fiber is writing) and ``R_ERR_BAD_ARGS``
+    (negative *offset* or *len*, *fd* not an open regular file, socket
+    ``None``), the last before any I/O.
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    try:
+        return await sock.send_file(fd, offset, len, _seconds(deadline))
+    except _EXPECTED as exc:
+        await checkpoint()
+        return _failed(sock, exc, R_ERR_CANT_WRITE)
+
+
+async def rSetSocketWaitMask(sock: RSocket | None, mask: int, deadline: float = 0) -> int:
+    """Wait until *sock* is readable (``R_READABLE``), writable
+    (``R_WRITABLE``) or either (both bits), before *deadline* (ms on trio's
+    clock, 0 for none): ``await sock.wait_readable(deadline)`` /
+    ``await sock.wait_writable(deadline)`` (``rSetSocketWaitMask``).
+
+    Ioto's call is ``void``: it arms the socket's wait for the mask and
+    returns, and the event later resumes a fiber parked in ``rWaitForIO`` or
+    starts the wait handler.  trio's scheduler owns the waiting here, so this
+    is the arm and the park in one: it returns when the first event of the
+    mask happens, as Ioto's fiber resumes on the first.  Readable means a read
+    would not wait: bytes are buffered or have arrived, or end of file.
+
+    Returns 0, or ``R_ERR_TIMEOUT`` (the deadline passed first),
+    ``R_ERR_CANT_COMPLETE`` (socket closed, never connected, or broken),
+    ``R_ERR_BUSY`` (another fiber is reading, or writing) and
+    ``R_ERR_BAD_ARGS`` (a mask without either bit or with any other bit,
+    socket ``None``).
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    try:
+        waits = _waits(sock, mask)
+        if len(waits) == 1:
+            await waits[0](_seconds(deadline))
+        else:
+            await _first_of(waits, _seconds(deadline))
+    except _EXPECTED as exc:
+        await checkpoint()
+        return _failed(sock, exc, R_ERR_CANT_COMPLETE)
+    return 0
 
 
 def rIsSocketClosed(sock: RSocket | None) -> bool:
@@ -634,6 +752,72 @@ def rSetSocketDefaultVerify(verifyPeer: int, verifyIssuer: int) -> int:
     except _EXPECTED as exc:
         return _failed(None, exc, R_ERR_BAD_ARGS)
     return 0
+
+
+async def rUpgradeTls(sock: RSocket | None, peer: str | None, deadline: float = 0) -> int:
+    """Turn the connected plain socket *sock* into TLS (STARTTLS) before
+    *deadline* (ms on trio's clock, 0 for none): ``await
+    sock.upgrade_tls(peer, deadline)`` (``rUpgradeTls``).
+
+    Ioto's ``rUpgradeTls(tls, fd, peer, deadline)`` takes the socket's
+    ``Rtls`` object and its descriptor; this takes the socket itself, whose
+    TLS settings (:func:`rSetSocketCerts`, ... ; the module defaults
+    otherwise) are used.  A socket that :func:`rConnectSocket` connected is
+    the client and checks the server's certificate for *peer* (``None``: the
+    host it connected to); one that :func:`rListenSocket` accepted is the
+    server (*peer* ``None``), as Ioto's accepted sockets are.
+
+    Returns 0, or ``R_ERR_CANT_CONNECT`` (the handshake failed, or bytes that
+    came before the upgrade were waiting unread: plaintext must never pass
+    for encrypted data; the socket is then closed), ``R_ERR_TIMEOUT`` (the
+    deadline passed), ``R_ERR_BAD_STATE`` (already TLS, closed or not
+    connected) and ``R_ERR_BAD_ARGS`` (*peer* not a ``str``, socket ``None``).
+    """
+    if sock is None:
+        await checkpoint()
+        return _null()
+    try:
+        await sock.upgrade_tls(peer, _seconds(deadline))
+    except _EXPECTED as exc:
+        await checkpoint()
+        wrong_state = isinstance(exc, trio.ClosedResourceError) or type(exc) is RSocketError
+        return _failed(sock, exc, R_ERR_BAD_STATE if wrong_state else R_ERR_CANT_CONNECT)
+    return 0
+
+
+def rGetTlsSession(sock: RSocket | None) -> ssl.SSLSession | None:
+    """The TLS session of *sock*'s connection, to resume later with
+    :func:`rSetTlsSession`: ``sock.get_tls_session()`` (``rGetTlsSession``).
+
+    ``None`` when there is none: plain TCP, the server side, or TLS 1.3
+    before the first read (the server sends its ticket after the handshake,
+    and it arrives with data).  ``None`` for a ``None`` socket, as Ioto
+    answers NULL.
+    """
+    return sock.get_tls_session() if sock is not None else None
+
+
+def rSetTlsSession(sock: RSocket | None, session: ssl.SSLSession | None) -> int:
+    """Offer *session* (from :func:`rGetTlsSession`) at the next
+    :func:`rConnectSocket`, to resume it: ``sock.set_tls_session(session)``
+    (``rSetTlsSession``); ``None`` offers none.
+
+    Returns 0 or ``R_ERR_BAD_ARGS`` (*session* not an ``ssl.SSLSession``,
+    socket ``None``).  Whether the server resumed it:
+    ``sock.is_session_reused()``.
+    """
+    if sock is None:
+        return _null()
+    try:
+        sock.set_tls_session(session)
+    except _EXPECTED as exc:
+        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    return 0
+
+
+def rFreeTlsSession(session: ssl.SSLSession | None) -> None:
+    """Does nothing (``rFreeTlsSession``): Python frees a session when the
+    last reference to it goes.  Kept so that C code ports line by line."""
 
 
 def rGetSocketLimit() -> int:

@@ -123,7 +123,10 @@ def check_file(file: object, offset: object, count: object) -> tuple[int, int]:
         fileno = getattr(file, "fileno", None)
         if not callable(fileno):
             raise TypeError(f"file must be a file descriptor or a binary file object, not {type(file).__name__}")
-        file = fileno()
+        try:
+            file = fileno()
+        except (OSError, ValueError) as exc:  # io.BytesIO, a closed file, ...
+            raise TypeError(f"file must be a file with a descriptor, but its fileno() failed: {exc}") from None
     offset = _check_offset(offset, "offset")
     if count is not None:
         count = _check_offset(count, "count")

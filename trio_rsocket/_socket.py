@@ -631,8 +631,11 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         with self._write_guard:
             if conn is None:
                 raise self._not_open()
-            with scope:
-                await conn.send_counted(view)
+            if scope is NO_DEADLINE:  # deadline=0: none, so the fast path
+                await conn.send(view)
+            else:
+                with scope:
+                    await conn.send_counted(view)
         return len(view)
 
     async def send_file(
@@ -661,7 +664,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             if conn is None:
                 raise self._not_open()
             with scope:
-                return await conn.send_file(fd, offset, count, counted=deadline is not None)
+                return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
 
     async def wait_readable(self, deadline: Deadline = None) -> None:
         """Return as soon as a read would not block (Ioto's

@@ -67,6 +67,7 @@ _OTHER_PROJECTS = (
     "asyncio",
     "functools",
     "collections.abc",
+    "time",
 )
 # Attributes of Python's built-in classes (``OSError.errno``): Sphinx knows
 # the classes themselves, not their attributes.

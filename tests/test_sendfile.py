@@ -83,9 +83,10 @@ async def send_file_and_receive(
         nonlocal received
         received = await receive(receiver, expected)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(read_all)
-        sent = await sender.send_file(file, **arguments)
+    with trio.fail_after(30):  # a safety net against a test's own mistake, never reached
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            sent = await sender.send_file(file, **arguments)
     return sent, received
 
 
@@ -223,6 +224,41 @@ async def test_count_beyond_the_end_returns_what_there_was(
     assert received == data[400:]
 
 
+async def test_a_file_cut_short_while_it_is_sent_ends_the_send_where_the_file_ends(
+    either_pair: tuple[RSocket, RSocket], tmp_path: Path
+) -> None:
+    client, server = either_pair
+    fix_buffers(client, server)
+    path, data = make_file(tmp_path, 16 * MiB)
+    sent: list[int] = []
+
+    async def send(file: Any) -> None:
+        sent.append(await client.send_file(file))
+
+    with path.open("rb") as file:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, file)
+            # The buffers hold far less than 4 MiB: the send is stuck well before the cut.
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            os.truncate(path, 4 * MiB)
+            received = await receive(server, 4 * MiB)
+    assert sent == [4 * MiB]
+    assert received == data[: 4 * MiB]
+    await assert_nothing_more_came(client, server)
+
+
+async def test_a_deadline_that_does_not_pass_sends_the_whole_file(
+    either_pair: tuple[RSocket, RSocket], descriptor: tuple[int, bytes]
+) -> None:
+    client, server = either_pair
+    fd, data = descriptor
+    sent, received = await send_file_and_receive(
+        client, server, len(data) - 3, fd, offset=3, deadline=trio.current_time() + 60
+    )
+    assert (sent, received) == (len(data) - 3, data[3:])
+    await assert_nothing_more_came(client, server)
+
+
 # ----------------------------------------------------------------------------
 # The file position
 
@@ -304,6 +340,35 @@ async def test_something_that_is_not_a_file_is_a_type_error_before_any_io(
     finally:
         if hasattr(thing, "close"):
             thing.close()
+    await assert_nothing_more_came(client, server)
+
+
+def _write_only_descriptor(path: Path) -> Any:
+    return os.open(path, os.O_WRONLY)
+
+
+def _write_only_file(path: Path) -> Any:
+    return path.open("ab")
+
+
+@pytest.mark.parametrize("open_for_writing", [_write_only_descriptor, _write_only_file], ids=["descriptor", "file"])
+async def test_a_file_not_open_for_reading_is_a_value_error_before_any_io(
+    either_pair: tuple[RSocket, RSocket], tmp_path: Path, open_for_writing: Callable[[Path], Any]
+) -> None:
+    """The file is at fault, not the connection: no ClosedResourceError or
+    BrokenResourceError, and the connection goes on."""
+    client, server = either_pair
+    path, _ = make_file(tmp_path, 1000)
+    file = open_for_writing(path)
+    try:
+        with pytest.raises(ValueError, match="read"):
+            await client.send_file(file)
+    finally:
+        if isinstance(file, int):
+            os.close(file)
+        else:
+            file.close()
+    assert client.is_connected()
     await assert_nothing_more_came(client, server)
 
 

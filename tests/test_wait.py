@@ -16,6 +16,7 @@ import trio
 import trio.testing
 
 from trio_rsocket import DeadlineError, RSocket, deadline_after
+from trio_rsocket.testing import CertFiles
 
 from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6
 
@@ -164,6 +165,52 @@ async def test_tls_close_notify_is_readable(rsocket_tls_pair: tuple[RSocket, RSo
     await server.aclose()
     assert not await blocks(client.wait_readable)
     assert await client.read() == b""
+
+
+async def pump(source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope) -> None:
+    with scope:
+        while data := await source.receive_some():
+            await sink.send_all(data)
+
+
+async def test_tls_half_a_record_is_not_readable(rsocket_cert_files: CertFiles) -> None:
+    """A relay between the two ends hands the client one whole record and
+    half of the next: a read would block until the other half comes, so
+    wait_readable must wait too."""
+    server_side = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    relay_side = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    to_server, to_client = trio.CancelScope(), trio.CancelScope()
+    async with server_side, relay_side, RSocket() as client, trio.open_nursery() as relay:
+        client.set_certs(authority=str(rsocket_cert_files.authority))
+        async with trio.open_nursery() as handshakes:
+            handshakes.start_soon(client.connect, "localhost", relay_side.socket.getsockname()[1])
+            downstream = await relay_side.accept()
+            upstream = await trio.open_tcp_stream("127.0.0.1", server_side.socket.getsockname()[1])
+            server = RSocket.from_socket(await server_side.accept(), server_side=True)
+            server.set_certs(key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
+            relay.start_soon(pump, downstream, upstream, to_server)
+            relay.start_soon(pump, upstream, downstream, to_client)
+            await server.upgrade_tls()
+        try:
+            await server.write(b"hello")
+            assert await client.read_exactly(5) == b"hello"  # the session tickets are read by now too
+            await trio.testing.wait_all_tasks_blocked()
+            to_client.cancel()  # idle in receive_some: stopping it there loses nothing
+            await server.write(b"first")
+            first = await upstream.receive_some()
+            await server.write(b"second")
+            second = await upstream.receive_some()
+            await downstream.send_all(first + second[:10])
+            assert await client.read() == b"first"
+            assert await blocks(client.wait_readable)
+            await downstream.send_all(second[10:])
+            assert not await blocks(client.wait_readable)
+            assert await client.read() == b"second"
+        finally:
+            to_server.cancel()
+            server.close()
+            await upstream.aclose()
+            await downstream.aclose()
 
 
 @pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")

@@ -3,6 +3,7 @@ or :class:`ValueError` naming the argument, before any I/O."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import stat
@@ -114,27 +115,31 @@ def _check_offset(value: object, argument: str) -> int:
 
 
 def check_file(file: object, offset: object, count: object) -> tuple[int, int]:
-    """``send_file``'s arguments: the descriptor of a regular file, and how
-    many bytes to send from *offset* (*count* ``None``: to the end of the
-    file; never past it)."""
+    """``send_file``'s arguments: the descriptor of a regular file open for
+    reading, and how many bytes to send from *offset* (*count* ``None``: to
+    the end of the file as it is now; never past it)."""
     if isinstance(file, io.TextIOBase):
         raise TypeError("file must be opened in binary mode ('rb'), not text mode")
-    if isinstance(file, bool) or not isinstance(file, int):
+    if isinstance(file, int) and not isinstance(file, bool):
+        fd = file
+    else:
         fileno = getattr(file, "fileno", None)
         if not callable(fileno):
             raise TypeError(f"file must be a file descriptor or a binary file object, not {type(file).__name__}")
         try:
-            file = fileno()
+            fd = fileno()
         except (OSError, ValueError) as exc:  # io.BytesIO, a closed file, ...
             raise TypeError(f"file must be a file with a descriptor, but its fileno() failed: {exc}") from None
-    offset = _check_offset(offset, "offset")
-    if count is not None:
-        count = _check_offset(count, "count")
+    first = _check_offset(offset, "offset")
+    most = None if count is None else _check_offset(count, "count")
     try:
-        info = os.fstat(file)  # type: ignore[arg-type]
+        info = os.fstat(fd)
+        access = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
     except OSError as exc:
         raise ValueError(f"file is not an open file: {exc.strerror or exc}") from None
     if not stat.S_ISREG(info.st_mode):
         raise TypeError("file must be a regular file (sockets, pipes and devices cannot be sent from)")
-    left = max(0, info.st_size - offset)
-    return file, left if count is None else min(count, left)  # type: ignore[return-value]
+    if access == os.O_WRONLY:
+        raise ValueError("file must be open for reading, not write-only")
+    left = max(0, info.st_size - first)
+    return fd, left if most is None else min(most, left)

@@ -149,9 +149,11 @@ class PlainConnection(trio.abc.HalfCloseableStream):
             self.eof = True
         return result
 
-    async def wait_readable(self) -> None:
-        """Return once a receive would not block (data or end of file)."""
+    async def wait_readable(self) -> bytes:
+        """Return once a receive would not block (data or end of file);
+        nothing is taken (``b""``)."""
         await wait_readable(self.raw)
+        return b""
 
     # Writes ------------------------------------------------------------
 

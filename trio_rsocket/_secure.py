@@ -97,14 +97,11 @@ class TLSConnection:
         view[: len(data)] = data
         return len(data)
 
-    async def wait_readable(self) -> None:
-        """Return once a receive would not block.  Bytes already decrypted count:
-        OpenSSL's pending bytes; else the descriptor's readability."""
-        incoming = getattr(self.ssl, "_incoming", None)  # received, not yet decrypted
-        if self.ssl.pending() or (isinstance(incoming, ssl.MemoryBIO) and incoming.pending):
-            await checkpoint()
-            return
-        await self.plain.wait_readable()
+    async def wait_readable(self) -> bytes:
+        """Return once a read would not block, with the bytes that took: over
+        TLS only decrypting tells (half a record is not readable), so this
+        receives, and the caller keeps what came for the next read."""
+        return await self.receive(_tls.RECORD_SIZE)
 
     # Writes ------------------------------------------------------------
 

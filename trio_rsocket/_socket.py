@@ -336,6 +336,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
                 )
             if self._tls_settings is None:
                 self._change_tls()
+            sent_in_plain = conn.bytes_sent  # the handshake's own bytes are not the program's
             try:
                 with scope:
                     if self._server_side:
@@ -345,7 +346,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
             except BaseException:
                 self.close()
                 raise
-            self._sent_before += conn.bytes_sent
+            self._sent_before += sent_in_plain
             self._move(State.OPEN)
             self._conn = upgraded
 
@@ -685,7 +686,7 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
                 await checkpoint()
                 return
             with scope:
-                await conn.wait_readable()
+                self._buffer += await conn.wait_readable()
 
     async def wait_writable(self, deadline: Deadline = None) -> None:
         """Return as soon as a write might not block (Ioto's

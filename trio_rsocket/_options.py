@@ -30,7 +30,15 @@ class Options:
     # What outlives a connection: options and TLS settings; a listener's
     # server context, built once by listen() and shared with every socket it
     # accepts.  (RSocket.__init__ sets them.)
-    __slots__ = ("_linger", "_no_delay", "_server_tls_context", "_session", "_session_peer", "_tls_settings")
+    __slots__ = (
+        "_linger",
+        "_no_delay",
+        "_server_side",
+        "_server_tls_context",
+        "_session",
+        "_session_peer",
+        "_tls_settings",
+    )
     _no_delay: bool | None
     _linger: int | None
     _tls_settings: _tls.TLSSettings | None
@@ -42,10 +50,13 @@ class Options:
     _session: ssl.SSLSession | trio.SSLStream[Any] | None
     _session_peer: tuple[str, int] | None
 
+    # Which side of its connection the socket is (accepted, or
+    # from_socket(server_side=True)): the side a TLS upgrade plays.
+    _server_side: bool
+
     # RSocket's, declared here for the type checker.
     _conn: PlainConnection | _secure.TLSConnection | None
     _state: State
-    _server_side: bool
 
     def _socket(self) -> stdlib_socket.socket:
         raise NotImplementedError

@@ -31,7 +31,7 @@ import socket as stdlib_socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 from trio.lowlevel import checkpoint
@@ -42,7 +42,7 @@ from ._arguments import READ_CAP, FileLike, check_count, check_file, check_host,
 from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
 from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
-from ._options import Options
+from ._listen import Listening
 from ._plain import Connector, PlainConnection, apply_options, close_socket
 from ._state import ErrorLog, Guard, State, check_move
 
@@ -84,7 +84,7 @@ class SocketStatistics:
     handler_errors: int = 0
 
 
-class RSocket(Options, trio.abc.HalfCloseableStream):
+class RSocket(Listening, trio.abc.HalfCloseableStream):
     """A socket with Ioto's API: straight-line calls, absolute deadlines.
 
     ``RSocket()`` makes an unconnected socket (Ioto's ``rAllocSocket``).
@@ -101,12 +101,9 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         "_conn",
         "_connector",
         "_errors",
-        "_listen_raw",
-        "_listener",
         "_peer",
         "_read_guard",
         "_sent_before",
-        "_server_side",
         "_setup_guard",
         "_state",
         "_stream",
@@ -191,44 +188,6 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         apply_options(raw, None, None)
         adopted._attach(PlainConnection(raw))
         return adopted
-
-    def _accepted(self, raw: stdlib_socket.socket) -> RSocket:
-        """A server-side socket for a connection this listener accepted: it
-        inherits the options and TLS settings (the handshake is
-        :meth:`_server_handshake`'s)."""
-        sock = RSocket()
-        sock._no_delay, sock._linger, sock._server_side = self._no_delay, self._linger, True
-        if self._server_tls_context is not None:
-            sock._tls_settings, sock._server_tls_context = self._tls_settings, self._server_tls_context
-        apply_options(raw, self._no_delay, self._linger)
-        sock._attach(PlainConnection(raw))
-        return sock
-
-    def _server_context(self) -> ssl.SSLContext:
-        """The server-side context, built on first use and kept (``listen``
-        builds it before binding, so configuration errors come first)."""
-        assert self._tls_settings is not None
-        if self._server_tls_context is None:
-            self._server_tls_context = _tls.server_context(self._tls_settings)
-        return self._server_tls_context
-
-    async def _server_handshake(self) -> None:
-        """The server side of the TLS handshake, for a socket with TLS
-        settings (a checkpoint only, for plain TCP).  The caller bounds it in
-        time; on failure the socket is closed."""
-        with self._setup_guard:
-            conn = self._conn
-            if self._tls_settings is None or isinstance(conn, _secure.TLSConnection):
-                await checkpoint()
-                return
-            if conn is None:
-                await checkpoint()
-                raise self._not_open()
-            try:
-                self._conn = await _secure.server_handshake(conn, self._server_context())
-            except BaseException:
-                self.close()
-                raise
 
     # ------------------------------------------------------------------
     # Connect and listen
@@ -360,128 +319,6 @@ class RSocket(Options, trio.abc.HalfCloseableStream):
         return await _secure.client_handshake(
             conn, tls, host, self._offered_session(*self._peer) if self._peer else None
         )
-
-    @overload
-    async def listen(
-        self,
-        host: str | None,
-        port: int,
-        handler: Callable[[None, RSocket], Awaitable[object]],
-        data: None = None,
-        *,
-        nursery: trio.Nursery | None = None,
-        backlog: int | None = None,
-        reuse_port: bool = False,
-        handshake_timeout: float = 30,
-    ) -> None: ...
-
-    @overload
-    async def listen(
-        self,
-        host: str | None,
-        port: int,
-        handler: Callable[[_T, RSocket], Awaitable[object]],
-        data: _T,
-        *,
-        nursery: trio.Nursery | None = None,
-        backlog: int | None = None,
-        reuse_port: bool = False,
-        handshake_timeout: float = 30,
-    ) -> None: ...
-
-    async def listen(
-        self,
-        host: str | None,
-        port: int,
-        handler: Callable[[Any, RSocket], Awaitable[object]],
-        data: Any = None,
-        *,
-        nursery: trio.Nursery | None = None,
-        backlog: int | None = None,
-        reuse_port: bool = False,
-        handshake_timeout: float = 30,
-    ) -> None:
-        """Listen on *host*:*port*; run ``await handler(data, sock)`` for each
-        connection in a fiber of its own (Ioto's ``rListenSocket``).
-
-        Returns once the socket is bound and listening.  *host* ``None`` or
-        ``""`` listens on all interfaces, IPv4 and IPv6 on one dual-stack
-        socket (IPv4 only where the machine has no IPv6); ``"127.0.0.1"`` or
-        ``"localhost"`` on IPv4 loopback only; any other name or address on
-        the first address it resolves to.  Port ``0`` picks a free port
-        (:meth:`get_addr` tells which; one port for IPv4 and IPv6).
-        SO_REUSEADDR is on; *reuse_port* sets SO_REUSEPORT so that several
-        processes can share the port.  *backlog* ``None`` is as long as the OS
-        allows.  *handler* is any async callable (an ``async def``, a
-        :func:`functools.partial` of one, ...).
-
-        The accept loop runs in *nursery*, or the current runtime's
-        (:func:`trio_rsocket.open_runtime`).  Each connection gets a
-        server-side ``RSocket`` (TCP_NODELAY on, this socket's options and TLS
-        settings inherited); a TLS handshake must finish within
-        *handshake_timeout* seconds, else it is logged and the connection
-        dropped.  The socket is closed when the handler returns.  An exception
-        from a handler is logged with its traceback on the ``"trio_rsocket"``
-        logger and stops nothing else.  Past the socket limit
-        (:func:`trio_rsocket.set_socket_limit`) a connection is closed at once
-        and a warning logged.  :meth:`close` stops accepting and frees the
-        port (running handlers go on); :meth:`shutdown` also waits for, then
-        cancels, the handlers.
-
-        Raises:
-          ListenError: the name does not resolve, or the address cannot be
-            bound (in use, ...); ``errno`` is the OS error.
-          trio.BusyResourceError: another fiber is connecting or listening.
-          RuntimeError: no *nursery* and no current runtime.
-          TypeError, ValueError: a bad argument, before any I/O.
-        """
-        target = _listen.check_listen_arguments(host, port, handler, nursery, backlog, reuse_port, handshake_timeout)
-        with self._setup_guard:
-            self.reset()
-            if self._tls_settings is not None:
-                # Built once for every connection; configuration errors before binding.
-                self._server_tls_context = None
-                self._server_context()
-            self._move(State.LISTENING)
-            try:
-                raw = await _listen.open_listening_socket(host, port, backlog, reuse_port)
-            except BaseException:
-                if self._state is State.LISTENING:
-                    self._move(State.FRESH)
-                raise
-            if self._state is State.CLOSED:  # close() from another fiber while the name resolved
-                raw.close()
-                raise self._not_open()
-
-            def stop_listening() -> None:
-                # The accept loop ended: close this socket unless it was
-                # closed (and maybe reused) already.
-                if self._listener is listener and self._state is State.LISTENING:
-                    self.close()
-
-            listener = _listen.Listener(raw, handler, data, self._accepted, stop_listening, float(handshake_timeout))
-            self._listen_raw, self._listener = raw, listener
-            try:
-                where = host_port(*display_address(raw.getsockname()))
-                target.start_soon(listener.serve, name=f"trio_rsocket listener {where}")
-            except BaseException:
-                self.close()  # a nursery closed to new arrivals: no accept loop, so no port
-                raise
-
-    async def shutdown(self, grace: float | None = None) -> int:
-        """Shut a listener down gracefully: stop accepting at once (the port is
-        freed), let running handlers finish, and cancel those still running
-        *grace* seconds from now (``None``: wait for them however long they
-        take).  Returns how many handlers were cancelled.  Works after
-        :meth:`close` too, for the handlers still running.
-
-        Raises :class:`RuntimeError` if this socket never listened.
-        """
-        if grace is not None:
-            grace = _listen.check_seconds(grace, "grace")
-        if self._listener is None:
-            raise RuntimeError("shutdown() is for a listening socket; close a connection with close() or aclose()")
-        return await self._listener.shutdown(grace)
 
     # ------------------------------------------------------------------
     # Read

@@ -6,8 +6,11 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import socket
 import stat
 from typing import Final, Protocol
+
+import trio
 
 __all__ = [
     "MAX_LINGER",
@@ -17,6 +20,7 @@ __all__ = [
     "check_file",
     "check_host",
     "check_port",
+    "check_stream_socket",
     "data_view",
     "writable_view",
 ]
@@ -143,3 +147,20 @@ def check_file(file: object, offset: object, count: object) -> tuple[int, int]:
         raise ValueError("file must be open for reading, not write-only")
     left = max(0, info.st_size - first)
     return fd, left if most is None else min(most, left)
+
+
+def check_stream_socket(sock: object) -> socket.socket:
+    """What ``from_socket`` adopts: a connected ``SOCK_STREAM`` socket (a
+    :mod:`socket` one, a trio one, or a :class:`trio.SocketStream`'s), as the
+    :mod:`socket` socket that owns the descriptor from now on."""
+    if isinstance(sock, trio.SocketStream):
+        sock = sock.socket
+    if not isinstance(sock, socket.socket | trio.socket.SocketType):
+        raise TypeError(f"sock must be a socket.socket, a trio socket or a trio.SocketStream, not {type(sock)}")
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"sock must be a SOCK_STREAM socket, not {sock.type!r}")
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        raise ValueError(f"sock must be connected ({exc.strerror or exc})") from None
+    return sock if isinstance(sock, socket.socket) else socket.socket(fileno=sock.detach())

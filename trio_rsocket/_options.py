@@ -219,6 +219,13 @@ class Options:
             return ssl_stream.session  # type: ignore[no-any-return]
         return self._saved_session()
 
+    def _offered_session(self, host: str, port: int) -> ssl.SSLSession | None:
+        """The session to offer a connect to *host*:*port*: one set with
+        :meth:`set_tls_session`, or this socket's last one with that peer."""
+        if self._session_peer is None or self._session_peer == (host, port):
+            return self._saved_session()
+        return None
+
     def _saved_session(self) -> ssl.SSLSession | None:
         saved = self._session
         return saved.session if isinstance(saved, trio.SSLStream) else saved

@@ -16,8 +16,10 @@ that state calls for:
 What stays here is what belongs to the socket, whatever part it has: the
 state, one conflict guard per direction (read, write, connect/listen) that
 also records the last error, the call's deadline (``_deadline.deadline_scope``),
-the read buffer behind ``read_until``/``read_exactly``, the options and TLS
-settings that outlive a connection, and the statistics.
+the read buffer behind ``read_until``/``read_exactly`` (``_buffer``) and the
+statistics.  The listening role is the ``_listen.Listening`` base class, the
+options and TLS settings that outlive a connection the ``_options.Options``
+one (docs/design.rst draws the whole).
 
 Reads are served from the buffer first: bytes that ``read_until`` or
 ``read_exactly`` pulled in but did not return.  Nothing the peer sent is ever
@@ -30,6 +32,7 @@ from __future__ import annotations
 import socket as stdlib_socket
 import ssl
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -38,7 +41,17 @@ from trio.lowlevel import checkpoint
 
 from . import _listen, _secure, _tls
 from ._address import display_address, host_port
-from ._arguments import READ_CAP, FileLike, check_count, check_file, check_host, check_port, data_view, writable_view
+from ._arguments import (
+    READ_CAP,
+    FileLike,
+    check_count,
+    check_file,
+    check_host,
+    check_port,
+    check_stream_socket,
+    data_view,
+    writable_view,
+)
 from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
 from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
@@ -141,9 +154,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._session: ssl.SSLSession | trio.SSLStream[Any] | None = None
         self._session_peer: tuple[str, int] | None = None
 
-    # ------------------------------------------------------------------
-    # State and parts
-    # ------------------------------------------------------------------
+    # State and parts --------------------------------------------------
 
     def _move(self, state: State) -> None:
         check_move(self._state, state)
@@ -153,6 +164,12 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """Make *conn* this socket's connection (OPEN)."""
         self._move(State.OPEN)
         self._conn = conn
+
+    def _connection(self) -> _Connection:
+        """The connection part, or the error that says why there is none."""
+        if self._conn is None:
+            raise self._not_open()
+        return self._conn
 
     def _not_open(self) -> trio.ClosedResourceError:
         """The error for I/O without a connection, saying why there is none."""
@@ -172,26 +189,14 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           TypeError: *sock* is not a socket.
           ValueError: it is not a connected ``SOCK_STREAM`` socket.
         """
-        if isinstance(sock, trio.SocketStream):
-            sock = sock.socket
-        if not isinstance(sock, stdlib_socket.socket | trio.socket.SocketType):
-            raise TypeError(f"sock must be a socket.socket, a trio socket or a trio.SocketStream, not {type(sock)}")
-        if sock.type != stdlib_socket.SOCK_STREAM:
-            raise ValueError(f"sock must be a SOCK_STREAM socket, not {sock.type!r}")
-        try:
-            sock.getpeername()
-        except OSError as exc:
-            raise ValueError(f"sock must be connected ({exc.strerror or exc})") from None
-        raw = sock if isinstance(sock, stdlib_socket.socket) else stdlib_socket.socket(fileno=sock.detach())
+        raw = check_stream_socket(sock)
         adopted = cls()
         adopted._server_side = bool(server_side)
         apply_options(raw, None, None)
         adopted._attach(PlainConnection(raw))
         return adopted
 
-    # ------------------------------------------------------------------
-    # Connect and listen
-    # ------------------------------------------------------------------
+    # Connect and listen -----------------------------------------------
 
     async def connect(
         self, host: str, port: int, deadline: Deadline = None, *, happy_eyeballs_delay: float | None = None
@@ -248,13 +253,6 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                 conn.close()
                 raise self._not_open()
             self._attach(conn)
-
-    def _offered_session(self, host: str, port: int) -> ssl.SSLSession | None:
-        """The session to offer a connect to *host*:*port*: one set with
-        :meth:`set_tls_session`, or this socket's last one with that peer."""
-        if self._session_peer is None or self._session_peer == (host, port):
-            return self._saved_session()
-        return None
 
     async def upgrade_tls(self, host: str | None = None, deadline: Deadline = None) -> None:
         """Turn this plain connection into TLS (STARTTLS; Ioto's ``rUpgradeTls``),
@@ -320,9 +318,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             conn, tls, host, self._offered_session(*self._peer) if self._peer else None
         )
 
-    # ------------------------------------------------------------------
-    # Read
-    # ------------------------------------------------------------------
+    # Read -------------------------------------------------------------
 
     async def read(self, max_bytes: int = DEFAULT_READ_SIZE, deadline: Deadline = None) -> bytes:
         """Read 1 to *max_bytes* bytes, as soon as any are available (``rReadSocket``).
@@ -344,9 +340,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             max_bytes = min(check_count(max_bytes), READ_CAP)
         scope = NO_DEADLINE if deadline is None else deadline_scope(deadline, _read_expired)
         with self._read_guard:
-            conn = self._conn
-            if conn is None:
-                raise self._not_open()
+            conn = self._connection()
             if scope is NO_DEADLINE and not self._buffer:
                 data = await conn.receive(max_bytes)  # the hot path, where an idle connection waits
             else:
@@ -364,9 +358,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         view = writable_view(buffer)
         scope = deadline_scope(deadline, _read_expired)
         with self._read_guard:
-            conn = self._conn
-            if conn is None:
-                raise self._not_open()
+            conn = self._connection()
             with scope:
                 if self._buffer:
                     data = await self._buffer.take(len(view))
@@ -428,13 +420,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def _receive(self, max_bytes: int) -> Awaitable[bytes]:
         # Looked up at each receive: a close() from another fiber ends the fill.
-        if self._conn is None:
-            raise self._not_open()
-        return self._conn.receive(max_bytes)
+        return self._connection().receive(max_bytes)
 
-    # ------------------------------------------------------------------
-    # Write
-    # ------------------------------------------------------------------
+    # Write ------------------------------------------------------------
 
     async def write(self, data: Buffer, deadline: Deadline = None) -> int:
         """Write all of *data* (any bytes-like object) and return its length.
@@ -455,17 +443,20 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         if deadline is not None:
             return await self._write_before(view, deadline)
         with self._write_guard:
-            conn = self._conn
-            if conn is None:
-                raise self._not_open()
+            conn = self._connection()
             await conn.send(view)
         return len(view)
 
-    async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
-        """``write`` with a deadline: the DeadlineError says how much went."""
+    def _counted(self, deadline: Deadline, total: int) -> tuple[_Connection | None, AbstractContextManager[None]]:
+        """The connection and the deadline scope of a write of *total* bytes,
+        whose DeadlineError says exactly how many went."""
         conn = self._conn
         start = conn.bytes_sent if conn is not None else 0
-        scope = deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, len(view)))
+        return conn, deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, total))
+
+    async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
+        """``write`` with a deadline (``0``: none, the fast path)."""
+        conn, scope = self._counted(deadline, len(view))
         with self._write_guard:
             if conn is None:
                 raise self._not_open()
@@ -495,9 +486,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           trio.BusyResourceError: as for :meth:`write`.
         """
         fd, count = check_file(file, offset, count)
-        conn = self._conn
-        start = conn.bytes_sent if conn is not None else 0
-        scope = deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, count))
+        conn, scope = self._counted(deadline, count)
         with self._write_guard:
             if conn is None:
                 raise self._not_open()
@@ -516,9 +505,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was readable"))
         with self._read_guard:
-            conn = self._conn
-            if conn is None:
-                raise self._not_open()
+            conn = self._connection()
             if self._buffer or conn.eof:
                 await checkpoint()
                 return
@@ -535,14 +522,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was writable"))
         with self._write_guard:
-            if self._conn is None:
-                raise self._not_open()
+            conn = self._connection()
             with scope:
-                await self._conn.wait_writable()
+                await conn.wait_writable()
 
-    # ------------------------------------------------------------------
-    # trio.abc.HalfCloseableStream
-    # ------------------------------------------------------------------
+    # trio.abc.HalfCloseableStream -------------------------------------
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Stream interface: write all of *data* (no deadline)."""
@@ -563,13 +547,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         TLS has no half-close, so on a TLS socket this raises :class:`TLSError`.
         """
         with self._write_guard:
-            if self._conn is None:
-                raise self._not_open()
-            await self._conn.send_eof()
+            await self._connection().send_eof()
 
-    # ------------------------------------------------------------------
-    # Close
-    # ------------------------------------------------------------------
+    # Close ------------------------------------------------------------
 
     def close(self) -> None:
         """Close now (Ioto's ``rCloseSocket``): synchronous, immediate, idempotent.
@@ -629,9 +609,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._move(State.FRESH)
         self._errors.message = ""
 
-    # ------------------------------------------------------------------
-    # State and options
-    # ------------------------------------------------------------------
+    # State and options ------------------------------------------------
 
     def is_closed(self) -> bool:
         """True after :meth:`close` (``rIsSocketClosed``)."""

@@ -59,7 +59,7 @@ from ._errors import ListenError
 from ._options import Options
 from ._plain import PlainConnection, apply_options
 from ._runtime import current_nursery
-from ._state import Guard, State
+from ._state import SetupGuard, State
 
 __all__ = [
     "ACCEPT_BATCH",
@@ -327,6 +327,11 @@ class Listener:
         self._handshaking = 0
         self._in_handler = 0
 
+    @property
+    def socket(self) -> stdlib_socket.socket:
+        """The listening socket (the caller closes it after :meth:`close`)."""
+        return self._raw
+
     def close(self) -> None:
         """Stop accepting (the caller closes the listening socket itself)."""
         self._closed = True
@@ -455,11 +460,7 @@ class Listener:
         global _sockets_alive
         try:
             if secure:
-                try:
-                    shook_hands = await self._handshake(conn, address)
-                finally:
-                    self._handshaking -= 1
-                if not shook_hands:
+                if not await self._counted_handshake(conn, address):
                     return
                 # No checkpoint from the handshake to the handler, so shutdown
                 # always finds this connection in one count or the other.
@@ -481,12 +482,12 @@ class Listener:
             logger.warning("The connection from %s broke: %s", peer_text(address), group.exceptions[0])
         except* Exception as group:
             self.handler_errors += 1
-            error: BaseException = group.exceptions[0] if len(group.exceptions) == 1 else group
             logger.error(
                 "Handler %s for the connection from %s failed",
                 self._task_name,
                 peer_text(address),
-                exc_info=error,
+                # No local for it: every name this frame has costs memory on every idle connection.
+                exc_info=group.exceptions[0] if len(group.exceptions) == 1 else group,
             )
         finally:
             try:
@@ -510,6 +511,13 @@ class Listener:
             reprlib.repr(result),
         )
         await checkpoint()
+
+    async def _counted_handshake(self, conn: Connection, address: Any) -> bool:
+        """:meth:`_handshake`, counted among the handshakes while it runs."""
+        try:
+            return await self._handshake(conn, address)
+        finally:
+            self._handshaking -= 1
 
     async def _handshake(self, conn: Connection, address: Any) -> bool:
         """The server TLS handshake within the timeout; False (logged) if it failed."""
@@ -541,12 +549,13 @@ class Listening(Options):
 
     # The listening socket (while LISTENING) and its accept loop (kept after
     # close, for statistics()).
-    __slots__ = ("_listen_raw", "_listener")
-    _listen_raw: stdlib_socket.socket | None
+    __slots__ = ("_listener",)
     _listener: Listener | None
 
     if TYPE_CHECKING:  # the front's, which this role works through
-        _setup_guard: Guard
+        _setup_guard: SetupGuard | None
+
+        def _new_guard(self, kind: type[SetupGuard]) -> SetupGuard: ...
 
         def reset(self) -> None: ...
         def close(self) -> None: ...
@@ -580,7 +589,7 @@ class Listening(Options):
         """The server side of the TLS handshake, for a socket with TLS
         settings (a checkpoint only, for plain TCP).  The caller bounds it in
         time; on failure the socket is closed."""
-        with self._setup_guard:
+        with self._setup_guard or self._new_guard(SetupGuard):
             conn = self._conn
             if self._tls_settings is None or isinstance(conn, _secure.TLSConnection):
                 await checkpoint()
@@ -669,8 +678,9 @@ class Listening(Options):
           TypeError, ValueError: a bad argument, before any I/O.
         """
         target = check_listen_arguments(host, port, handler, nursery, backlog, reuse_port, handshake_timeout)
-        with self._setup_guard:
+        with self._setup_guard or self._new_guard(SetupGuard):
             self.reset()
+            self._listener = None  # the last one's counters go with it
             if self._tls_settings is not None:
                 # Built once for every connection; configuration errors before binding.
                 self._server_tls_context = None
@@ -693,7 +703,7 @@ class Listening(Options):
                     self.close()
 
             listener = Listener(raw, handler, data, self._accepted, stop_listening, float(handshake_timeout))
-            self._listen_raw, self._listener = raw, listener
+            self._listener = listener
             try:
                 where = host_port(*display_address(raw.getsockname()))
                 target.start_soon(listener.serve, name=f"trio_rsocket listener {where}")

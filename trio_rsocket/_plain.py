@@ -71,6 +71,8 @@ def close_socket(raw: stdlib_socket.socket) -> None:
     """Close *raw* now, waking the fibers blocked on it first (what trio's own
     socket close does).  Works outside trio too (cleanup after ``trio.run``,
     a finalizer, ...), where nobody can be waiting."""
+    if raw.fileno() < 0:
+        return  # closed already
     with contextlib.suppress(RuntimeError):
         notify_closing(raw)
     raw.close()
@@ -116,21 +118,23 @@ class PlainConnection(trio.abc.HalfCloseableStream):
 
     def receive(self, max_bytes: int) -> Coroutine[Any, Any, bytes]:
         """Up to *max_bytes* bytes as soon as any are there; ``b""`` at end of file."""
-        return self._receive(self.raw.recv, max_bytes)
+        return self._receive(max_bytes, None)  # type: ignore[return-value]
 
     def receive_into(self, view: memoryview) -> Coroutine[Any, Any, int]:
         """Receive straight into *view*; 0 at end of file."""
-        return self._receive(self.raw.recv_into, view)
+        return self._receive(0, view)  # type: ignore[return-value]
 
-    async def _receive(self, call: Callable[[_A], _R], argument: _A) -> _R:
-        """``call(argument)`` (``recv`` or ``recv_into``) as a trio checkpoint:
-        tried at once, waiting for readability only if it would block."""
+    async def _receive(self, max_bytes: int, view: memoryview | None) -> bytes | int:
+        """``recv(max_bytes)``, or ``recv_into(view)``, as a trio checkpoint:
+        tried at once, waiting for readability only if it would block.  (A
+        flag, not the bound method: the frame of an idle connection's read
+        keeps no method object alive.)"""
         raw = self.raw
         await checkpoint_if_cancelled()
         waited = False
         while True:  # ends at the first call that does not say "would block"
             try:
-                result = call(argument)
+                result = raw.recv(max_bytes) if view is None else raw.recv_into(view)
             except BlockingIOError:
                 pass
             except OSError as exc:

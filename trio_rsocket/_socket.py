@@ -57,7 +57,7 @@ from ._deadline import NO_DEADLINE, Deadline, deadline_scope
 from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
 from ._listen import Listening
 from ._plain import Connector, PlainConnection, apply_options, close_socket
-from ._state import ErrorLog, Guard, State, check_move
+from ._state import Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -68,6 +68,13 @@ __all__ = ["DEFAULT_READ_SIZE", "RSocket", "SocketStatistics"]
 DEFAULT_READ_SIZE: Final = 65536
 
 _T = TypeVar("_T")
+_G = TypeVar("_G", bound=Guard)
+# Where an RSocket keeps the guard of each direction.
+_GUARD_SLOTS: Final[dict[type[Guard], str]] = {
+    ReadGuard: "_read_guard",
+    WriteGuard: "_write_guard",
+    SetupGuard: "_setup_guard",
+}
 _Connection = PlainConnection | _secure.TLSConnection
 
 
@@ -113,7 +120,6 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         "_bytes_read",
         "_conn",
         "_connector",
-        "_errors",
         "_peer",
         "_read_guard",
         "_sent_before",
@@ -130,13 +136,13 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         # the listener is kept after close for statistics()).
         self._conn: _Connection | None = None
         self._connector: Connector | None = None
-        self._listen_raw: stdlib_socket.socket | None = None
         self._listener: _listen.Listener | None = None
-        self._errors = ErrorLog()
-        self._read_guard = Guard("another fiber is already reading from this socket", self._errors)
-        self._write_guard = Guard("another fiber is already writing to this socket", self._errors)
-        self._setup_guard = Guard("another fiber is already connecting or listening on this socket", self._errors)
-        self._buffer = ReadBuffer()
+        # The guards, and the buffer behind read_until/read_exactly, are made
+        # on first use: an idle connection keeps only what it uses.
+        self._read_guard: ReadGuard | None = None
+        self._write_guard: WriteGuard | None = None
+        self._setup_guard: SetupGuard | None = None
+        self._buffer: ReadBuffer | None = None
         self._bytes_read = 0
         self._sent_before = 0  # bytes written by connections this socket had before
         self._stream: trio.SocketStream | None = None  # .stream of a plain connection, made on demand
@@ -164,6 +170,18 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """Make *conn* this socket's connection (OPEN)."""
         self._move(State.OPEN)
         self._conn = conn
+
+    def _new_guard(self, kind: type[_G]) -> _G:
+        """The guard of one direction, made on its first use."""
+        guard = kind()
+        setattr(self, _GUARD_SLOTS[kind], guard)
+        return guard
+
+    def _filling(self) -> ReadBuffer:
+        """The read buffer, made on first use."""
+        if self._buffer is None:
+            self._buffer = ReadBuffer()
+        return self._buffer
 
     def _connection(self) -> _Connection:
         """The connection part, or the error that says why there is none."""
@@ -226,7 +244,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             happy_eyeballs_delay = _listen.check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
         where = host_port(host, port)
         scope = deadline_scope(deadline, lambda: DeadlineError(f"Cannot connect socket to {where} before the deadline"))
-        with self._setup_guard:
+        with self._setup_guard or self._new_guard(SetupGuard):
             self.reset()
             # TLS configuration errors (a missing key file, ...) come before any I/O.
             tls = _tls.client_context(self._tls_settings) if self._tls_settings is not None else None
@@ -279,7 +297,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         scope = deadline_scope(
             deadline, lambda: DeadlineError("TLS upgrade deadline passed before the handshake ended")
         )
-        with self._read_guard, self._write_guard, self._setup_guard:
+        with (
+            self._read_guard or self._new_guard(ReadGuard),
+            self._write_guard or self._new_guard(WriteGuard),
+            self._setup_guard or self._new_guard(SetupGuard),
+        ):
             conn = self._conn
             if not isinstance(conn, PlainConnection):
                 why = "is already TLS" if conn is not None else "is not connected"
@@ -338,16 +360,22 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         if type(max_bytes) is not int or not 0 < max_bytes <= READ_CAP:
             max_bytes = min(check_count(max_bytes), READ_CAP)
-        scope = NO_DEADLINE if deadline is None else deadline_scope(deadline, _read_expired)
-        with self._read_guard:
-            conn = self._connection()
-            if scope is NO_DEADLINE and not self._buffer:
-                data = await conn.receive(max_bytes)  # the hot path, where an idle connection waits
-            else:
-                with scope:
-                    data = await (self._buffer.take(max_bytes) if self._buffer else conn.receive(max_bytes))
+        if deadline is not None or self._buffer:
+            data = await self._read_before(max_bytes, deadline)
+        else:  # the hot path, where an idle connection waits: few frames, few locals
+            with self._read_guard or self._new_guard(ReadGuard):
+                data = await self._connection().receive(max_bytes)
         self._bytes_read += len(data)
         return data
+
+    async def _read_before(self, max_bytes: int, deadline: Deadline) -> bytes:
+        """``read`` with a deadline, or from the buffer."""
+        scope = deadline_scope(deadline, _read_expired)
+        with self._read_guard or self._new_guard(ReadGuard):
+            conn = self._connection()
+            with scope:
+                buffer = self._buffer
+                return await (buffer.take(max_bytes) if buffer else conn.receive(max_bytes))
 
     async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
         """Read into *buffer* (any writable bytes-like object); return the count.
@@ -357,11 +385,12 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         view = writable_view(buffer)
         scope = deadline_scope(deadline, _read_expired)
-        with self._read_guard:
+        with self._read_guard or self._new_guard(ReadGuard):
             conn = self._connection()
             with scope:
-                if self._buffer:
-                    data = await self._buffer.take(len(view))
+                kept = self._buffer
+                if kept:
+                    data = await kept.take(len(view))
                     count = len(data)
                     view[:count] = data
                 else:
@@ -380,7 +409,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         count = check_count(count, "count")
         expired = lambda: DeadlineError(f"Read deadline passed before {count} bytes arrived")  # noqa: E731
-        return await self._read_buffered(self._buffer.exactly(count), count, count, deadline, expired)
+        buffer = self._filling()
+        return await self._read_buffered(buffer, buffer.exactly(count), count, count, deadline, expired)
 
     async def read_until(
         self, delimiter: bytes, max_bytes: int = DEFAULT_READ_SIZE, deadline: Deadline = None
@@ -401,17 +431,24 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         max_bytes = check_count(max_bytes)
         if len(delimiter) > max_bytes:
             raise ValueError(f"delimiter ({len(delimiter)} bytes) is longer than max_bytes ({max_bytes})")
-        rule = self._buffer.through(delimiter, max_bytes)
+        buffer = self._filling()
+        rule = buffer.through(delimiter, max_bytes)
         expired = lambda: DeadlineError(f"Read deadline passed before delimiter {delimiter!r} arrived")  # noqa: E731
-        return await self._read_buffered(rule, max_bytes, None, deadline, expired)
+        return await self._read_buffered(buffer, rule, max_bytes, None, deadline, expired)
 
     async def _read_buffered(
-        self, rule: Rule, want: int, expected: int | None, deadline: Deadline, expired: Callable[[], DeadlineError]
+        self,
+        buffer: ReadBuffer,
+        rule: Rule,
+        want: int,
+        expected: int | None,
+        deadline: Deadline,
+        expired: Callable[[], DeadlineError],
     ) -> bytes:
         scope = deadline_scope(deadline, expired)
-        with self._read_guard, scope:
+        with self._read_guard or self._new_guard(ReadGuard), scope:
             try:
-                answer = await self._buffer.fill(self._receive, rule, want, expected)
+                answer = await buffer.fill(self._receive, rule, want, expected)
             except IncompleteReadError as exc:
                 self._bytes_read += len(exc.partial)
                 raise
@@ -442,7 +479,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         view = data if type(data) is bytes else data_view(data)
         if deadline is not None:
             return await self._write_before(view, deadline)
-        with self._write_guard:
+        with self._write_guard or self._new_guard(WriteGuard):
             conn = self._connection()
             await conn.send(view)
         return len(view)
@@ -457,7 +494,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
     async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
         """``write`` with a deadline (``0``: none, the fast path)."""
         conn, scope = self._counted(deadline, len(view))
-        with self._write_guard:
+        with self._write_guard or self._new_guard(WriteGuard):
             if conn is None:
                 raise self._not_open()
             if scope is NO_DEADLINE:  # deadline=0: none, so the fast path
@@ -487,7 +524,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         fd, count = check_file(file, offset, count)
         conn, scope = self._counted(deadline, count)
-        with self._write_guard:
+        with self._write_guard or self._new_guard(WriteGuard):
             if conn is None:
                 raise self._not_open()
             with scope:
@@ -504,13 +541,15 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           trio.ClosedResourceError, trio.BusyResourceError: as for :meth:`read`.
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was readable"))
-        with self._read_guard:
+        with self._read_guard or self._new_guard(ReadGuard):
             conn = self._connection()
             if self._buffer or conn.eof:
                 await checkpoint()
                 return
             with scope:
-                self._buffer += await conn.wait_readable()
+                data = await conn.wait_readable()
+                if data:  # what TLS had to decrypt to tell, kept for the next read
+                    self._filling().extend(data)
 
     async def wait_writable(self, deadline: Deadline = None) -> None:
         """Return as soon as a write might not block (Ioto's
@@ -521,7 +560,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           trio.ClosedResourceError, trio.BusyResourceError: as for :meth:`write`.
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was writable"))
-        with self._write_guard:
+        with self._write_guard or self._new_guard(WriteGuard):
             conn = self._connection()
             with scope:
                 await conn.wait_writable()
@@ -546,7 +585,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         Idempotent.  Writes afterwards raise :class:`trio.ClosedResourceError`.
         TLS has no half-close, so on a TLS socket this raises :class:`TLSError`.
         """
-        with self._write_guard:
+        with self._write_guard or self._new_guard(WriteGuard):
             await self._connection().send_eof()
 
     # Close ------------------------------------------------------------
@@ -560,11 +599,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         use :meth:`aclose` for that.  On a listener it stops the accept loop
         and frees the port; handlers already running go on (see :meth:`shutdown`).
         """
-        conn, connector, listen_raw = self._conn, self._connector, self._listen_raw
-        self._conn = self._connector = self._listen_raw = self._stream = None
+        conn, connector, listening = self._conn, self._connector, self._state is State.LISTENING
+        self._conn = self._connector = self._stream = None
         self._move(State.CLOSED)
         # What was received and not yet read goes with the connection.
-        self._buffer.clear()
+        self._buffer = None
         if conn is not None:
             self._sent_before += conn.bytes_sent
             if isinstance(conn, _secure.TLSConnection) and not self._server_side:
@@ -573,10 +612,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             conn.close()
         if connector is not None:
             connector.close()
-        if listen_raw is not None:
-            assert self._listener is not None
+        if listening and self._listener is not None:  # None: closed while it bound
             self._listener.close()
-            close_socket(listen_raw)
+            close_socket(self._listener.socket)
 
     async def aclose(self) -> None:
         """Close gracefully: TLS sends close_notify first.  Always closes, even
@@ -607,7 +645,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         self.close()
         self._move(State.FRESH)
-        self._errors.message = ""
+        for guard in (self._read_guard, self._write_guard, self._setup_guard):
+            if guard is not None:
+                guard.failure = None
 
     # State and options ------------------------------------------------
 
@@ -634,10 +674,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def _socket(self) -> stdlib_socket.socket:
         """The OS socket: the connection's or the listening one."""
-        raw = self._conn.raw if self._conn is not None else self._listen_raw
-        if raw is None:
-            raise self._not_open()
-        return raw
+        if self._conn is not None:
+            return self._conn.raw
+        if self._state is State.LISTENING and self._listener is not None:
+            return self._listener.socket
+        raise self._not_open()
 
     def get_handle(self) -> int:
         """The OS file descriptor, or -1 if there is none (``rGetSocketHandle``)."""
@@ -662,7 +703,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def get_error(self) -> str:
         """The message of the last error on this socket, ``""`` if none (``rGetSocketError``)."""
-        return self._errors.message
+        return last_failure(self._read_guard, self._write_guard, self._setup_guard)
 
     @property
     def stream(self) -> trio.SocketStream | trio.SSLStream[PlainConnection] | None:

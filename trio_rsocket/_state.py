@@ -40,14 +40,15 @@ every entry point (trio's ``ConflictDetector``, anyio's ``ResourceGuard``).
 from __future__ import annotations
 
 import enum
+import itertools
 from types import TracebackType
-from typing import Final
+from typing import ClassVar, Final
 
 import trio
 
 from ._errors import RSocketError
 
-__all__ = ["MOVES", "ErrorLog", "Guard", "State", "check_move"]
+__all__ = ["MOVES", "Guard", "ReadGuard", "SetupGuard", "State", "WriteGuard", "check_move", "last_failure"]
 
 
 class State(enum.Enum):
@@ -82,13 +83,9 @@ def check_move(current: State, new: State) -> None:
         raise AssertionError(f"RSocket cannot move from {current.name} to {new.name}")
 
 
-class ErrorLog:
-    """Where an RSocket keeps the message of its last error (``get_error``)."""
-
-    __slots__ = ("message",)
-
-    def __init__(self) -> None:
-        self.message = ""
+# Orders the failures recorded by one socket's guards: the last one is what
+# get_error() says.
+_serials = itertools.count(1)
 
 
 class Guard:
@@ -98,21 +95,27 @@ class Guard:
     Every I/O call of an RSocket runs inside one of its guards, so the guard
     is also where the call's failure is written down: the message of an
     :class:`~trio_rsocket.RSocketError` or :class:`trio.BrokenResourceError`
-    leaving the guard goes to its :class:`ErrorLog`.  Enter and exit are
+    leaving the guard becomes its :attr:`failure`, and the latest of a
+    socket's guards' failures is its ``get_error()``.  Enter and exit are
     plain methods, so a fiber waiting inside holds no frame for the guard
-    (trio's ``ConflictDetector`` is the model).
+    (trio's ``ConflictDetector`` is the model).  A guard is made when its
+    direction is first used: every object an idle connection keeps costs
+    memory on every idle connection.
     """
 
-    __slots__ = ("_busy", "_log", "_message")
+    __slots__ = ("_busy", "failure")
 
-    def __init__(self, message: str, log: ErrorLog) -> None:
+    #: What a second fiber is told (each direction says its own).
+    busy_message: ClassVar[str]
+
+    def __init__(self) -> None:
         self._busy = False
-        self._message = message
-        self._log = log
+        #: ``(order, message)`` of the last failure that left this guard.
+        self.failure: tuple[int, str] | None = None
 
     def __enter__(self) -> None:
         if self._busy:
-            raise trio.BusyResourceError(self._message)
+            raise trio.BusyResourceError(self.busy_message)
         self._busy = True
 
     def __exit__(
@@ -120,9 +123,36 @@ class Guard:
     ) -> None:
         self._busy = False
         if value is not None and isinstance(value, RSocketError | trio.BrokenResourceError):
-            self._log.message = str(value)
+            self.failure = (next(_serials), str(value))
 
     @property
     def busy(self) -> bool:
         """Whether a fiber is inside now."""
         return self._busy
+
+
+class ReadGuard(Guard):
+    """Reads: ``read``, ``read_into``, ``read_until``, ``wait_readable``, ..."""
+
+    __slots__ = ()
+    busy_message = "another fiber is already reading from this socket"
+
+
+class WriteGuard(Guard):
+    """Writes: ``write``, ``send_file``, ``send_eof``, ``wait_writable``, ..."""
+
+    __slots__ = ()
+    busy_message = "another fiber is already writing to this socket"
+
+
+class SetupGuard(Guard):
+    """Making the connection: ``connect``, ``listen``, ``upgrade_tls``, a server handshake."""
+
+    __slots__ = ()
+    busy_message = "another fiber is already connecting or listening on this socket"
+
+
+def last_failure(*guards: Guard | None) -> str:
+    """The message of the latest failure recorded by any of *guards*, ``""`` if none."""
+    failures = [guard.failure for guard in guards if guard is not None and guard.failure is not None]
+    return max(failures)[1] if failures else ""

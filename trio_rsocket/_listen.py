@@ -46,6 +46,7 @@ import reprlib
 import socket as stdlib_socket
 import ssl
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeAlias, TypeVar, overload
 
 import trio
@@ -469,7 +470,7 @@ class Listener:
                 # Called and checked here, not in a helper: every frame a
                 # waiting fiber holds costs memory on every idle connection.
                 pending = self._handler(self._data, conn)
-                if inspect.isawaitable(pending):
+                if type(pending) is CoroutineType or inspect.isawaitable(pending):
                     await pending
                 else:
                     await self._not_awaitable(pending, address)

@@ -94,7 +94,8 @@ class PlainConnection(trio.abc.HalfCloseableStream):
     __slots__ = ("bytes_sent", "eof", "raw", "write_closed")
 
     def __init__(self, raw: stdlib_socket.socket) -> None:
-        raw.setblocking(False)
+        if raw.getblocking():  # one system call fewer for sockets made non-blocking already
+            raw.setblocking(False)
         #: The OS socket.
         self.raw = raw
         #: The peer's end of file was read, or a read failed (Ioto sets
@@ -112,29 +113,21 @@ class PlainConnection(trio.abc.HalfCloseableStream):
 
     # Reads -------------------------------------------------------------
 
-    # receive and receive_into are plain functions that hand back the
-    # coroutine of the one receive loop below: a fiber waiting for data then
-    # holds one frame of this part, not two (an idle connection's memory).
+    async def receive(self, max_bytes: int, into: memoryview | None = None) -> bytes:
+        """Up to *max_bytes* bytes as soon as any are there; ``b""`` at end of
+        file.  (With *into*, :meth:`receive_into`'s count instead: one loop
+        for both, and the front's read calls this directly, so an idle
+        connection's read holds one frame of this part and no method object.)
 
-    def receive(self, max_bytes: int) -> Coroutine[Any, Any, bytes]:
-        """Up to *max_bytes* bytes as soon as any are there; ``b""`` at end of file."""
-        return self._receive(max_bytes, None)  # type: ignore[return-value]
-
-    def receive_into(self, view: memoryview) -> Coroutine[Any, Any, int]:
-        """Receive straight into *view*; 0 at end of file."""
-        return self._receive(0, view)  # type: ignore[return-value]
-
-    async def _receive(self, max_bytes: int, view: memoryview | None) -> bytes | int:
-        """``recv(max_bytes)``, or ``recv_into(view)``, as a trio checkpoint:
-        tried at once, waiting for readability only if it would block.  (A
-        flag, not the bound method: the frame of an idle connection's read
-        keeps no method object alive.)"""
+        A trio checkpoint: tried at once, waiting for readability only if it
+        would block.
+        """
         raw = self.raw
         await checkpoint_if_cancelled()
         waited = False
         while True:  # ends at the first call that does not say "would block"
             try:
-                result = raw.recv(max_bytes) if view is None else raw.recv_into(view)
+                result = raw.recv(max_bytes) if into is None else raw.recv_into(into)
             except BlockingIOError:
                 pass
             except OSError as exc:
@@ -151,7 +144,11 @@ class PlainConnection(trio.abc.HalfCloseableStream):
             await cancel_shielded_checkpoint()
         if not result:
             self.eof = True
-        return result
+        return result  # type: ignore[return-value]  # an int with *into*: receive_into says so
+
+    def receive_into(self, view: memoryview) -> Coroutine[Any, Any, int]:
+        """Receive straight into *view*; 0 at end of file."""
+        return self.receive(0, view)  # type: ignore[return-value]
 
     async def wait_readable(self) -> bytes:
         """Return once a receive would not block (data or end of file);

@@ -57,7 +57,7 @@ from ._deadline import NO_DEADLINE, Deadline, deadline_scope
 from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
 from ._listen import Listening
 from ._plain import Connector, PlainConnection, apply_options, close_socket
-from ._state import Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
+from ._state import MOVES, Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -163,7 +163,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
     # State and parts --------------------------------------------------
 
     def _move(self, state: State) -> None:
-        check_move(self._state, state)
+        if state not in MOVES[self._state]:  # check_move's rule, written out: on every accept and close
+            check_move(self._state, state)
         self._state = state
 
     def _attach(self, conn: _Connection) -> None:
@@ -362,9 +363,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             max_bytes = min(check_count(max_bytes), READ_CAP)
         if deadline is not None or self._buffer:
             data = await self._read_before(max_bytes, deadline)
-        else:  # the hot path, where an idle connection waits: few frames, few locals
+        else:  # the hot path, where an idle connection waits: few frames, few calls
             with self._read_guard or self._new_guard(ReadGuard):
-                data = await self._connection().receive(max_bytes)
+                if self._conn is None:
+                    raise self._not_open()
+                data = await self._conn.receive(max_bytes)
         self._bytes_read += len(data)
         return data
 
@@ -480,8 +483,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         if deadline is not None:
             return await self._write_before(view, deadline)
         with self._write_guard or self._new_guard(WriteGuard):
-            conn = self._connection()
-            await conn.send(view)
+            if self._conn is None:
+                raise self._not_open()
+            await self._conn.send(view)
         return len(view)
 
     def _counted(self, deadline: Deadline, total: int) -> tuple[_Connection | None, AbstractContextManager[None]]:

@@ -65,6 +65,10 @@ class State(enum.Enum):
     #: ``close`` ran: every I/O call raises :class:`trio.ClosedResourceError`.
     CLOSED = "closed"
 
+    # Members are singletons: hash them by identity, in C.  (Enum's own
+    # __hash__ is Python code, and every accept and close looks a state up.)
+    __hash__ = object.__hash__
+
 
 #: The moves the rules allow, from each state.
 MOVES: Final[dict[State, frozenset[State]]] = {

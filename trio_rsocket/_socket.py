@@ -363,11 +363,23 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             max_bytes = min(check_count(max_bytes), READ_CAP)
         if deadline is not None or self._buffer:
             data = await self._read_before(max_bytes, deadline)
-        else:  # the hot path, where an idle connection waits: few frames, few calls
-            with self._read_guard or self._new_guard(ReadGuard):
+        else:
+            # The hot path, where an idle connection waits: the read guard
+            # taken inline, as write() does (see Guard): ``with`` would cost
+            # two calls per read and a method object on every idle connection.
+            guard = self._read_guard or self._new_guard(ReadGuard)
+            if guard.busy:
+                raise trio.BusyResourceError(guard.busy_message)
+            guard.busy = True
+            try:
                 if self._conn is None:
                     raise self._not_open()
                 data = await self._conn.receive(max_bytes)
+            except BaseException as exc:
+                guard.failed(exc)
+                raise
+            finally:
+                guard.busy = False
         self._bytes_read += len(data)
         return data
 
@@ -482,10 +494,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         view = data if type(data) is bytes else data_view(data)
         if deadline is not None:
             return await self._write_before(view, deadline)
-        with self._write_guard or self._new_guard(WriteGuard):
+        guard = self._write_guard or self._new_guard(WriteGuard)  # inline, as in read()
+        if guard.busy:
+            raise trio.BusyResourceError(guard.busy_message)
+        guard.busy = True
+        try:
             if self._conn is None:
                 raise self._not_open()
             await self._conn.send(view)
+        except BaseException as exc:
+            guard.failed(exc)
+            raise
+        finally:
+            guard.busy = False
         return len(view)
 
     def _counted(self, deadline: Deadline, total: int) -> tuple[_Connection | None, AbstractContextManager[None]]:

@@ -7,11 +7,14 @@ would raise ClosedResourceError ("not connected") instead of the error asked for
 from __future__ import annotations
 
 import inspect
+import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import trio
 
+import trio_rsocket
 from trio_rsocket import RSocket, deadline_after
 
 NAN = float("nan")
@@ -90,3 +93,61 @@ async def test_bad_argument_fails_before_any_io(
 async def test_deadline_after_rejects_non_numbers(seconds: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="seconds"):
         deadline_after(seconds)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------
+# Bad input that used to escape as another error, or act late (issue 11)
+
+
+def test_a_linger_past_a_c_int_is_a_value_error_at_once() -> None:
+    sock = RSocket()
+    with pytest.raises(ValueError, match=r"seconds must be in 0\.\.2147483647"):
+        sock.set_linger(2**31)
+    sock.set_linger(2**31 - 1)  # the largest SO_LINGER takes is fine
+
+
+async def test_a_nul_in_the_host_is_a_value_error_before_any_io(no_fd_leak: None) -> None:
+    async with RSocket() as sock:
+        with pytest.raises(ValueError, match="host must not contain a NUL"):
+            await sock.connect("127.0.0.1\0.example", 80)
+        assert sock.get_handle() == -1
+
+
+async def test_a_strided_memoryview_is_written_in_order(pair: tuple[RSocket, RSocket]) -> None:
+    client, server = pair
+    strided = memoryview(b"a-b-c-d-")[::2]
+    assert not strided.c_contiguous
+    assert await client.write(strided) == 4
+    assert await server.read_exactly(4) == b"abcd"
+
+
+async def test_a_huge_max_bytes_reads_what_is_there(pair: tuple[RSocket, RSocket]) -> None:
+    client, server = pair
+    await client.write(b"some")
+    assert await server.read(2**40) == b"some"  # recv would allocate 1 TiB first
+
+
+async def test_no_delimiter_within_max_bytes_is_delimiter_not_found_a_value_error(
+    pair: tuple[RSocket, RSocket],
+) -> None:
+    client, server = pair
+    await client.write(b"0123456789\n")
+    with pytest.raises(trio_rsocket.DelimiterNotFoundError) as caught:
+        await server.read_until(b"\n", max_bytes=4)
+    assert isinstance(caught.value, ValueError)
+    assert caught.value.max_bytes == 4
+    assert await server.read_until(b"\n") == b"0123456789\n"  # nothing was consumed
+
+
+async def test_socket_options_go_to_the_os_socket(pair: tuple[RSocket, RSocket]) -> None:
+    client, _ = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    assert client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    linger = client.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)
+    assert isinstance(linger, bytes)
+    assert len(linger) == 8
+
+
+def test_socket_options_need_a_socket() -> None:
+    with pytest.raises(trio.ClosedResourceError, match="not connected"):
+        RSocket().getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)

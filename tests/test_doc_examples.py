@@ -1,0 +1,164 @@
+"""The complete programs on the documentation's pages run, and do what the
+page says they do.
+
+Each example is read out of its page (the ``.. code-block:: python`` with a
+``:name:``) and executed as it stands, so a change that breaks the example
+breaks this test; tracebacks point at the line of the page.  The examples
+use the file names ``python -m trustme`` writes (``server.key``,
+``server.pem``, ``client.pem``) in the current directory, so each test makes
+them with :func:`trio_rsocket.testing.make_cert_files` in a temporary
+directory and runs there.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from trio_rsocket import RSocket, RSocketError, TLSError
+from trio_rsocket.testing import make_cert_files, new_ca
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+_DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: python3?\s*$")
+
+
+def code_block(page: str, name: str) -> tuple[str, int]:
+    """The code of the block named *name* on *page*, and the line it starts on."""
+    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        found = _DIRECTIVE.match(line)
+        if found is None:
+            continue
+        indent = len(found["indent"])
+        options: dict[str, str] = {}
+        body = number + 1
+        while body < len(lines) and (option := re.match(r"^ +:(\w+):\s*(.*)$", lines[body])):
+            options[option[1]] = option[2].strip()
+            body += 1
+        if options.get("name") != name:
+            continue
+        end = body
+        while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+            end += 1
+        return textwrap.dedent("\n".join(lines[body:end])), body + 1
+    raise AssertionError(f"no code block named {name!r} in docs/{page}")
+
+
+def load_example(page: str, name: str) -> dict[str, Any]:
+    """Execute the example as a module that is not ``__main__`` (so its
+    ``trio.run(main)`` does not run) and return its namespace."""
+    code, first_line = code_block(page, name)
+    namespace: dict[str, Any] = {"__name__": f"doc_example_{name.replace('-', '_')}"}
+    # Padded so that line numbers in a traceback are the page's.
+    exec(compile("\n" * (first_line - 1) + code, str(DOCS / page), "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture
+def in_cert_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in *tmp_path*, holding what ``python -m trustme`` would write there."""
+    files = make_cert_files(new_ca(), tmp_path)
+    # trustme's command line calls the CA certificate client.pem.
+    shutil.copyfile(files.authority, tmp_path / "client.pem")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------
+# docs/servers.rst, "A STARTTLS server"
+
+
+async def test_the_starttls_example_talks_tls_after_the_upgrade(
+    in_cert_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    example = load_example("servers.rst", "example-starttls")
+    await example["main"]()
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == ["TLSv1.3 secure: True", repr(b"hello over TLS\r\n")]
+
+
+async def test_the_starttls_example_server_refuses_plaintext_sent_before_the_upgrade(in_cert_folder: Path) -> None:
+    """What the page says of injection, with the page's own server: bytes
+    behind ``STARTTLS\\r\\n`` are refused and the socket closed."""
+    example = load_example("servers.rst", "example-starttls")
+    async with trio.open_nursery() as nursery:
+        listener = RSocket()
+        await listener.listen("127.0.0.1", 0, example["serve"], nursery=nursery)
+        async with RSocket() as sock:
+            await sock.connect(*listener.get_addr())
+            await sock.write(b"STARTTLS\r\nMAIL FROM:<injected>\r\n")
+            assert await sock.read_until(b"\r\n") == b"220 go ahead\r\n"
+            assert await sock.read() == b""  # closed, never upgraded
+        await listener.shutdown()
+    # The handler's TLSError, logged by the listener.
+    assert listener.statistics().handler_errors == 1
+
+
+async def test_the_starttls_example_client_refuses_a_server_it_does_not_trust(
+    in_cert_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed upgrade raises TLSError (and closes the socket): the client
+    of the page, told to trust another CA."""
+    other = in_cert_folder / "other"
+    other.mkdir()
+    shutil.copyfile(make_cert_files(new_ca(), other).authority, in_cert_folder / "client.pem")
+    example = load_example("servers.rst", "example-starttls")
+    with pytest.RaisesGroup(pytest.RaisesExc(TLSError, match="not trusted"), flatten_subgroups=True):
+        await example["main"]()
+    assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------
+# docs/servers.rst, "A file server"
+
+
+async def test_the_file_server_example_sends_whole_files_and_the_rest_from_an_offset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = load_example("servers.rst", "example-file-server")
+    await example["main"]()
+    assert capsys.readouterr().out.splitlines() == ["13000 bytes; the rest from 6000: True"]
+    assert (tmp_path / "files" / "hello.txt").stat().st_size == 13000
+
+
+async def test_the_file_server_example_serves_tls_unchanged(in_cert_folder: Path) -> None:
+    """The page's TLS variant: the same handler behind a TLS listener, the
+    page's ``fetch`` with ``authority=``."""
+    example = load_example("servers.rst", "example-file-server")
+    folder = (in_cert_folder / "files").resolve()
+    folder.mkdir()
+    data = bytes(range(256)) * 4096 + b"tail"  # over a MiB: several chunks, many records
+    (folder / "big.bin").write_bytes(data)
+    async with trio.open_nursery() as nursery:
+        listener = RSocket()
+        listener.set_certs(key="server.key", cert="server.pem")
+        await listener.listen("127.0.0.1", 0, example["serve_file"], folder, nursery=nursery)
+        port = listener.get_addr()[1]
+        assert await example["fetch"]("localhost", port, "big.bin", authority="client.pem") == data
+        assert await example["fetch"]("localhost", port, "big.bin", 1000, authority="client.pem") == data[1000:]
+        await listener.shutdown(grace=5)
+
+
+@pytest.mark.parametrize("name", ["../client.pem", "missing.txt", ""])
+async def test_the_file_server_example_refuses_names_outside_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "client.pem").write_bytes(b"not to be served")
+    example = load_example("servers.rst", "example-file-server")
+    folder = (tmp_path / "files").resolve()
+    folder.mkdir()
+    async with trio.open_nursery() as nursery:
+        listener = RSocket()
+        await listener.listen("127.0.0.1", 0, example["serve_file"], folder, nursery=nursery)
+        with pytest.raises(RSocketError, match="404 not found"):
+            await example["fetch"](*listener.get_addr(), name)
+        await listener.shutdown(grace=5)

@@ -537,3 +537,18 @@ async def test_a_server_upgrade_the_client_never_starts_raises_deadline_error(
             assert await silent.receive_some() == b""  # the server gave up and closed
     assert len(outcomes) == 1
     assert isinstance(outcomes[0], DeadlineError)
+
+
+async def test_a_plain_listener_ends_an_upgraded_connection_with_close_notify(rsocket_cert_files: CertFiles) -> None:
+    async def upgrade_and_leave(_data: object, sock: RSocket) -> None:
+        assert await sock.read_until(b"\r\n") == STARTTLS
+        await sock.write(GO_AHEAD)
+        sock.set_certs(key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
+        await sock.upgrade_tls()
+        await sock.write(b"bye")  # and return: the listener closes the socket
+
+    async with serving(upgrade_and_leave) as port, RSocket() as client:
+        await client.connect("127.0.0.1", port)
+        await start_tls(client, rsocket_cert_files)
+        assert await client.read_exactly(3) == b"bye"
+        assert await client.read() == b""  # close_notify: a clean end, not a broken stream

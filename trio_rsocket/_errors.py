@@ -90,9 +90,10 @@ class DeadlineError(RSocketError, TimeoutError, trio.TooSlowError):
     through unchanged.
 
     Attributes:
-      bytes_written: for :meth:`RSocket.write`, how many bytes of the data were
-        handed to the kernel (or to the TLS layer) before the deadline; ``0``
-        for every other call.  Like :attr:`BlockingIOError.characters_written`.
+      bytes_written: for :meth:`RSocket.write` and :meth:`RSocket.send_file`,
+        how many bytes were handed to the kernel (TLS: in whole records, the
+        bytes the peer can decrypt) before the deadline; ``0`` for every other
+        call.  Like :attr:`BlockingIOError.characters_written`.
     """
 
     def __init__(self, message: str, bytes_written: int = 0) -> None:

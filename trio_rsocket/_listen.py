@@ -492,7 +492,9 @@ class Listener:
             )
         finally:
             try:
-                if secure:
+                # Asked again: a handler may have made it TLS (upgrade_tls),
+                # and a TLS connection ends with close_notify.
+                if conn.is_secure():
                     await self._close_secure(conn)
                 else:
                     conn.close()

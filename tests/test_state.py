@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from trio_rsocket import RSocket
+from trio_rsocket.testing import CertFiles
 
 from .conftest import connected_pair
 
@@ -130,3 +131,24 @@ async def test_a_second_connect_or_listen_while_connecting_is_busy(full_backlog:
             await sock.listen("127.0.0.1", 0, idle, nursery=nursery)
         sock.close()
     assert sock.is_closed()
+
+
+async def test_close_during_the_tls_handshake_of_a_connect_wins(rsocket_cert_files: CertFiles) -> None:
+    # A server that accepts and never answers the ClientHello.
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    sock = RSocket()
+    sock.set_certs(authority=str(rsocket_cert_files.authority))
+
+    async def connect_until_closed() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await sock.connect("127.0.0.1", listener.getsockname()[1])
+
+    with listener:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connect_until_closed)
+            await trio.testing.wait_all_tasks_blocked()  # in the handshake: waiting for the ServerHello
+            sock.close()
+    assert sock.is_closed()
+    assert sock.get_handle() == -1

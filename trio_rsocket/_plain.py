@@ -320,6 +320,11 @@ class Connector:
         if self._race is not None:
             self._race.cancel()
 
+    def hold(self, raw: stdlib_socket.socket) -> None:
+        """Keep *raw*, connected, as the attempt :meth:`close` closes: the TLS
+        handshake that follows is part of the connect."""
+        self._attempt = raw
+
     def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("this socket was closed while connecting")

@@ -256,9 +256,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             try:
                 with scope:
                     conn = PlainConnection(await connector.connect(host, port, happy_eyeballs_delay))
+                    connector.hold(conn.raw)  # a close() now wakes the handshake too
                     apply_options(conn.raw, self._no_delay, self._linger)
                     if tls is not None:
                         conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
+            except Exception as exc:
+                if conn is not None:
+                    conn.close()
+                if self._state is State.CLOSED:  # close() from another fiber: say that, not how it broke
+                    if isinstance(exc, trio.ClosedResourceError):
+                        raise
+                    raise trio.ClosedResourceError("this socket was closed while connecting") from exc
+                self._move(State.FRESH)
+                raise
             except BaseException:
                 if conn is not None:
                     conn.close()

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from trio_rsocket import RSocket
+from trio_rsocket import RSocket, _tls
 
 
 def open_fds() -> set[int]:
@@ -111,3 +111,25 @@ def full_backlog() -> Iterator[int]:
     for filler in fillers:
         filler.close()
     listener.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_tls_defaults() -> Iterator[None]:
+    """Every test starts from the module's TLS defaults (set_default_certs & co)."""
+    yield
+    _tls.reset_defaults()
+
+
+async def read_line_containing(stream: trio.abc.ReceiveStream, wanted: bytes) -> bytes:
+    """Read *stream* (an ``openssl`` process's output, say) until a whole line
+    containing *wanted* arrives (bounded)."""
+    seen = b""
+    for _ in range(10_000):
+        for line in seen.splitlines(keepends=True):
+            if wanted in line and line.endswith(b"\n"):
+                return line
+        chunk = await stream.receive_some()
+        if not chunk:
+            break
+        seen += chunk
+    raise AssertionError(f"{wanted!r} never arrived; got {seen!r}")

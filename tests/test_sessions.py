@@ -26,6 +26,8 @@ import trustme
 from trio_rsocket import RSocket
 from trio_rsocket.testing import CertFiles
 
+from .conftest import read_line_containing
+
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
 
@@ -170,20 +172,6 @@ async def python_server(
             yield [sock.getsockname()[1] for sock in listening], reused
 
 
-async def _read_line(stream: trio.abc.ReceiveStream, wanted: bytes) -> bytes:
-    """Read *stream* until a line containing *wanted* arrives (bounded)."""
-    seen = b""
-    for _ in range(10_000):
-        for line in seen.splitlines(keepends=True):
-            if wanted in line and line.endswith(b"\n"):
-                return line
-        chunk = await stream.receive_some()
-        if not chunk:
-            break
-        seen += chunk
-    raise AssertionError(f"{wanted!r} never arrived; got {seen!r}")
-
-
 @asynccontextmanager
 async def openssl_server(files: CertFiles, *options: str) -> AsyncIterator[int]:
     """``openssl s_server -rev`` (it answers each line reversed) on a free
@@ -195,7 +183,7 @@ async def openssl_server(files: CertFiles, *options: str) -> AsyncIterator[int]:
     try:
         assert process.stdout is not None
         with trio.fail_after(10):  # a safety net, never reached
-            accept = await _read_line(process.stdout, b"ACCEPT")
+            accept = await read_line_containing(process.stdout, b"ACCEPT")
         yield int(accept.split(b":")[-1])
     finally:
         process.kill()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,19 +21,13 @@ import trio
 import trio.testing
 import trustme
 
-from trio_rsocket import DeadlineError, RSocket, RSocketError, TLSError, _tls, set_default_certs
+from trio_rsocket import DeadlineError, RSocket, RSocketError, TLSError, set_default_certs
 from trio_rsocket.testing import CertFiles
 
 Handler = Callable[[Any, RSocket], Awaitable[None]]
 
 STARTTLS = b"STARTTLS\r\n"
 GO_AHEAD = b"220 go ahead\r\n"
-
-
-@pytest.fixture(autouse=True)
-def _restore_tls_defaults() -> Iterator[None]:
-    yield
-    _tls.reset_defaults()
 
 
 # ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ from trio_rsocket import (
     set_default_verify,
 )
 
+from .conftest import read_line_containing
+
 OPENSSL = shutil.which("openssl")
 needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
 
@@ -52,12 +54,6 @@ Configure = Callable[[RSocket], None]
 
 # ----------------------------------------------------------------------------
 # Certificates
-
-
-@pytest.fixture(autouse=True)
-def _restore_tls_defaults() -> Iterator[None]:
-    yield
-    _tls.reset_defaults()
 
 
 @pytest.fixture(scope="module")
@@ -1074,20 +1070,6 @@ async def test_pythons_blocking_ssl_client_talks_to_the_listener(
         assert await trio.to_thread.run_sync(client, port) == b"hello"
 
 
-async def _read_line(stream: trio.abc.ReceiveStream, wanted: bytes) -> bytes:
-    """Read *stream* until a line containing *wanted* arrives (bounded)."""
-    seen = b""
-    for _ in range(10_000):
-        for line in seen.splitlines(keepends=True):
-            if wanted in line and line.endswith(b"\n"):
-                return line
-        chunk = await stream.receive_some()
-        if not chunk:
-            break
-        seen += chunk
-    raise AssertionError(f"{wanted!r} never arrived; got {seen!r}")
-
-
 @needs_openssl
 async def test_client_talks_to_openssl_s_server(tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     assert OPENSSL is not None
@@ -1097,7 +1079,7 @@ async def test_client_talks_to_openssl_s_server(tmp_path: Path, ca: trustme.CA, 
     process = await trio.lowlevel.open_process(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     try:
         assert process.stdout is not None
-        accept = await _read_line(process.stdout, b"ACCEPT")
+        accept = await read_line_containing(process.stdout, b"ACCEPT")
         port = int(accept.split(b":")[-1])
         async with RSocket() as client:
             trusting(ca)(client)
@@ -1131,7 +1113,7 @@ async def test_openssl_s_client_talks_to_the_listener(
             assert process.stdin is not None
             assert process.stdout is not None
             await process.stdin.send_all(b"hello from openssl\n")
-            assert await _read_line(process.stdout, b"hello") == b"hello from openssl\n"
+            assert await read_line_containing(process.stdout, b"hello") == b"hello from openssl\n"
             await process.stdin.aclose()
             assert await process.wait() == 0
         finally:

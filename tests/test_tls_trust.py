@@ -14,7 +14,7 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +35,6 @@ DAY = datetime.timedelta(days=1)
 PASSWORD = "correct horse"
 
 Configure = Callable[[RSocket], None]
-
-
-@pytest.fixture(autouse=True)
-def _restore_tls_defaults() -> Iterator[None]:
-    yield
-    _tls.reset_defaults()
 
 
 @pytest.fixture(scope="module")

@@ -546,3 +546,13 @@ async def test_a_plain_listener_ends_an_upgraded_connection_with_close_notify(rs
         await start_tls(client, rsocket_cert_files)
         assert await client.read_exactly(3) == b"bye"
         assert await client.read() == b""  # close_notify: a clean end, not a broken stream
+
+
+async def test_an_adopted_client_with_only_its_issuer_forgiven_still_needs_a_name() -> None:
+    left, right = socket.socketpair()
+    with right:
+        sock = RSocket.from_socket(left)
+        sock.set_verify(True, False)  # names are still checked: which name?
+        with pytest.raises(RSocketError, match="needs the name to check"):
+            await sock.upgrade_tls()
+        sock.close()

@@ -53,8 +53,6 @@ import trio
 from trio.lowlevel import checkpoint, wait_readable
 
 from . import _secure, _tls
-
-# display_address is re-exported (see __all__) for modules that still take it from here.
 from ._address import display_address, host_port, peer_text
 from ._errors import ListenError
 from ._options import Options
@@ -69,7 +67,6 @@ __all__ = [
     "Connection",
     "Listener",
     "check_listen_arguments",
-    "display_address",
     "get_socket_limit",
     "open_listening_socket",
     "set_socket_limit",

@@ -106,11 +106,6 @@ class PlainConnection(trio.abc.HalfCloseableStream):
         #: Bytes the kernel accepted, since the connection was made.
         self.bytes_sent = 0
 
-    @property
-    def secure(self) -> bool:
-        """Whether this is a TLS connection (never, here)."""
-        return False
-
     # Reads -------------------------------------------------------------
 
     async def receive(self, max_bytes: int, into: memoryview | None = None) -> bytes:

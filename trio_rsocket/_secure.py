@@ -64,19 +64,9 @@ class TLSConnection:
         self._broken_reason: str | None = None
 
     @property
-    def secure(self) -> bool:
-        """Whether this is a TLS connection (always, here)."""
-        return True
-
-    @property
     def raw(self) -> socket.socket:
         """The OS socket underneath."""
         return self.plain.raw
-
-    @property
-    def write_closed(self) -> bool:
-        """TLS has no half-close: never."""
-        return False
 
     # Reads -------------------------------------------------------------
 
@@ -227,7 +217,8 @@ async def client_handshake(
         _send_alert(plain, ssl_stream)
         raise _tls.handshake_error(exc, host) from exc
     if tls.check_peer:
-        _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host or "")
+        assert host is not None  # a name to check: upgrade_tls makes sure
+        _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host)
     return TLSConnection(plain, ssl_stream)
 
 

@@ -345,7 +345,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         tls = _tls.client_context(self._tls_settings)
         if host is None and self._peer is not None:
             host = self._peer[0]
-        if host is None and tls.context.check_hostname:
+        if host is None and (tls.context.check_hostname or tls.check_peer):
             raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
         return await _secure.client_handshake(
             conn, tls, host, self._offered_session(*self._peer) if self._peer else None

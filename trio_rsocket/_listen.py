@@ -56,7 +56,7 @@ from . import _secure, _tls
 from ._address import display_address, host_port, peer_text
 from ._errors import ListenError
 from ._options import Options
-from ._plain import PlainConnection, apply_options
+from ._plain import PlainConnection
 from ._runtime import current_nursery
 from ._state import SetupGuard, State
 
@@ -573,8 +573,7 @@ class Listening(Options):
         sock._no_delay, sock._linger, sock._server_side = self._no_delay, self._linger, True
         if self._server_tls_context is not None:
             sock._tls_settings, sock._server_tls_context = self._tls_settings, self._server_tls_context
-        apply_options(raw, self._no_delay, self._linger)
-        sock._attach(PlainConnection(raw))
+        sock._attach(PlainConnection(raw, self._no_delay, self._linger))
         return sock
 
     def _server_context(self) -> ssl.SSLContext:

@@ -93,9 +93,10 @@ class PlainConnection(trio.abc.HalfCloseableStream):
 
     __slots__ = ("bytes_sent", "eof", "raw", "write_closed")
 
-    def __init__(self, raw: stdlib_socket.socket) -> None:
+    def __init__(self, raw: stdlib_socket.socket, no_delay: bool | None = None, linger: int | None = None) -> None:
         if raw.getblocking():  # one system call fewer for sockets made non-blocking already
             raw.setblocking(False)
+        apply_options(raw, no_delay, linger)
         #: The OS socket.
         self.raw = raw
         #: The peer's end of file was read, or a read failed (Ioto sets
@@ -338,7 +339,13 @@ class Connector:
         """
         if happy_eyeballs_delay is not None:
             return await self._race_addresses(host, port, happy_eyeballs_delay)
-        addresses = await self._resolve(host, port)
+        try:
+            # A numeric address needs no resolver: answered at once, without
+            # the scheduler pass of trio's getaddrinfo (trio skips its resolver
+            # hooks for numeric addresses too), and without a coroutine of its own.
+            addresses = stdlib_socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM, flags=_NUMERIC_ONLY)
+        except (stdlib_socket.gaierror, UnicodeError):
+            addresses = await self._resolve(host, port)
         # Ioto's order: every IPv4 address, then every IPv6 one.
         addresses.sort(key=lambda info: info[0] != stdlib_socket.AF_INET)
         last_error: OSError | None = None
@@ -399,13 +406,7 @@ class Connector:
         return raw
 
     async def _resolve(self, host: str, port: int) -> list[Any]:
-        try:
-            # A numeric address needs no resolver: answered at once, without
-            # the scheduler pass of trio's getaddrinfo (trio skips its resolver
-            # hooks for numeric addresses too).
-            return stdlib_socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM, flags=_NUMERIC_ONLY)
-        except (stdlib_socket.gaierror, UnicodeError):
-            pass
+        """A name's addresses, from trio's resolver."""
         try:
             return list(await trio.socket.getaddrinfo(host, port, type=stdlib_socket.SOCK_STREAM))
         except (stdlib_socket.gaierror, UnicodeError) as exc:

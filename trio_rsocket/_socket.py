@@ -211,7 +211,6 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         raw = check_stream_socket(sock)
         adopted = cls()
         adopted._server_side = bool(server_side)
-        apply_options(raw, None, None)
         adopted._attach(PlainConnection(raw))
         return adopted
 
@@ -243,8 +242,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         host, port = check_host(host), check_port(port)
         if happy_eyeballs_delay is not None:
             happy_eyeballs_delay = _listen.check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
-        where = host_port(host, port)
-        scope = deadline_scope(deadline, lambda: DeadlineError(f"Cannot connect socket to {where} before the deadline"))
+        scope = deadline_scope(
+            deadline, lambda: DeadlineError(f"Cannot connect socket to {host_port(host, port)} before the deadline")
+        )
         with self._setup_guard or self._new_guard(SetupGuard):
             self.reset()
             # TLS configuration errors (a missing key file, ...) come before any I/O.
@@ -255,9 +255,10 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             conn: _Connection | None = None
             try:
                 with scope:
-                    conn = PlainConnection(await connector.connect(host, port, happy_eyeballs_delay))
+                    conn = PlainConnection(
+                        await connector.connect(host, port, happy_eyeballs_delay), self._no_delay, self._linger
+                    )
                     connector.hold(conn.raw)  # a close() now wakes the handshake too
-                    apply_options(conn.raw, self._no_delay, self._linger)
                     if tls is not None:
                         conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
             except Exception as exc:

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import socket as stdlib_socket
 import ssl
-from typing import Any
-
-import trio
 
 from . import _secure, _tls
 from ._arguments import MAX_LINGER
@@ -45,9 +42,9 @@ class Options:
     _server_tls_context: ssl.SSLContext | None
     # The TLS session to offer at the next connect, and the (host, port) it
     # came from (None: offered to whatever comes next).  After a close it is
-    # the closed connection's TLS stream: reading a session copies it through
+    # the closed connection's TLS part: reading a session copies it through
     # its DER encoding (about 0.1 ms), so that waits until it is wanted.
-    _session: ssl.SSLSession | trio.SSLStream[Any] | None
+    _session: ssl.SSLSession | _secure.TLSConnection | None
     _session_peer: tuple[str, int] | None
 
     # Which side of its connection the socket is (accepted, or
@@ -183,8 +180,8 @@ class Options:
             raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
         self._change_tls(context=context)
 
-    def _ssl(self) -> trio.SSLStream[PlainConnection] | None:
-        return self._conn.ssl if isinstance(self._conn, _secure.TLSConnection) else None
+    def _ssl(self) -> _secure.TLSConnection | None:
+        return self._conn if isinstance(self._conn, _secure.TLSConnection) else None
 
     def get_alpn(self) -> str | None:
         """The ALPN protocol agreed in the handshake, or ``None``."""
@@ -216,7 +213,7 @@ class Options:
         first data read, so read something before taking it."""
         ssl_stream = self._ssl()
         if ssl_stream is not None and not self._server_side:
-            return ssl_stream.session  # type: ignore[no-any-return]
+            return ssl_stream.session
         return self._saved_session()
 
     def _offered_session(self, host: str, port: int) -> ssl.SSLSession | None:
@@ -228,7 +225,7 @@ class Options:
 
     def _saved_session(self) -> ssl.SSLSession | None:
         saved = self._session
-        return saved.session if isinstance(saved, trio.SSLStream) else saved
+        return saved.session if isinstance(saved, _secure.TLSConnection) else saved
 
     def set_tls_session(self, session: ssl.SSLSession | None) -> None:
         """Offer *session* at the next :meth:`connect`, whatever its peer
@@ -243,4 +240,4 @@ class Options:
     def is_session_reused(self) -> bool:
         """Whether the TLS handshake resumed a session (``False`` for plain TCP)."""
         ssl_stream = self._ssl()
-        return bool(ssl_stream.session_reused) if ssl_stream is not None else False
+        return ssl_stream.session_reused if ssl_stream is not None else False

@@ -8,9 +8,9 @@ that state calls for:
 
 * a **plain connection** (``_plain.PlainConnection``) drives the descriptor
   itself: the fast paths, and the exact count of a stopped write;
-* a **TLS connection** (``_secure.TLSConnection``) layers
-  :class:`trio.SSLStream` over the plain part; ``upgrade_tls`` swaps one part
-  for the other in the middle of a connection's life;
+* a **TLS connection** (``_secure.TLSConnection``) drives a non-blocking
+  :class:`ssl.SSLSocket` over the same descriptor, the same way; ``upgrade_tls``
+  swaps one part for the other in the middle of a connection's life;
 * the **listener** (``_listen.Listener``) runs the accept loop.
 
 What stays here is what belongs to the socket, whatever part it has: the
@@ -34,7 +34,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 from trio.lowlevel import checkpoint
@@ -53,7 +53,7 @@ from ._arguments import (
     writable_view,
 )
 from ._buffer import ReadBuffer, Rule
-from ._deadline import NO_DEADLINE, Deadline, deadline_scope
+from ._deadline import Deadline, deadline_scope
 from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
 from ._listen import Listening
 from ._plain import Connector, PlainConnection, apply_options, close_socket
@@ -88,8 +88,8 @@ class SocketStatistics:
     Attributes:
       bytes_read: bytes returned to the program by reads.
       bytes_written: bytes handed to the kernel by writes and ``send_file``
-        (TLS: writes that completed, and the whole records of one stopped by
-        its deadline).
+        (TLS: in whole records, the bytes the peer can decrypt, also of a
+        write that something stopped).
       accepted: connections accepted (including those rejected by the socket limit).
       active: handler fibers running now.
       rejected: connections closed at once because the socket limit was reached.
@@ -145,7 +145,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._buffer: ReadBuffer | None = None
         self._bytes_read = 0
         self._sent_before = 0  # bytes written by connections this socket had before
-        self._stream: trio.SocketStream | None = None  # .stream of a plain connection, made on demand
+        self._stream: trio.SocketStream | _secure.TLSStream | None = None  # .stream, made on demand
         # What outlives a connection: options, TLS settings; a listener's
         # server context, built once by listen() and shared with every
         # socket it accepts; which side of the connection this is.
@@ -157,7 +157,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         # The host and port connect() was given (the name a TLS upgrade
         # checks); the TLS session to offer at the next connect.
         self._peer: tuple[str, int] | None = None
-        self._session: ssl.SSLSession | trio.SSLStream[Any] | None = None
+        self._session: ssl.SSLSession | _secure.TLSConnection | None = None
         self._session_peer: tuple[str, int] | None = None
 
     # State and parts --------------------------------------------------
@@ -258,7 +258,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     conn = PlainConnection(
                         await connector.connect(host, port, happy_eyeballs_delay), self._no_delay, self._linger
                     )
-                    connector.hold(conn.raw)  # a close() now wakes the handshake too
+                    connector.hold(conn)  # a close() now wakes the handshake too
                     if tls is not None:
                         conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
             except Exception as exc:
@@ -340,6 +340,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             self._sent_before += sent_in_plain
             self._move(State.OPEN)
             self._conn = upgraded
+            self._stream = None  # a plain one's: the descriptor moved into the TLS socket
 
     async def _client_upgrade(self, conn: PlainConnection, host: str | None) -> _secure.TLSConnection:
         assert self._tls_settings is not None
@@ -528,16 +529,13 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return conn, deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, total))
 
     async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
-        """``write`` with a deadline (``0``: none, the fast path)."""
+        """``write`` with a deadline (``0``: none)."""
         conn, scope = self._counted(deadline, len(view))
         with self._write_guard or self._new_guard(WriteGuard):
             if conn is None:
                 raise self._not_open()
-            if scope is NO_DEADLINE:  # deadline=0: none, so the fast path
+            with scope:
                 await conn.send(view)
-            else:
-                with scope:
-                    await conn.send_counted(view)
         return len(view)
 
     async def send_file(
@@ -564,7 +562,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             if conn is None:
                 raise self._not_open()
             with scope:
-                return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
+                return await conn.send_file(fd, offset, count)
 
     async def wait_readable(self, deadline: Deadline = None) -> None:
         """Return as soon as a read would not block (Ioto's
@@ -644,7 +642,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             self._sent_before += conn.bytes_sent
             if isinstance(conn, _secure.TLSConnection) and not self._server_side:
                 # Offered by itself when this socket reconnects to the same peer.
-                self._session, self._session_peer = conn.ssl, self._peer
+                self._session, self._session_peer = conn, self._peer
             conn.close()
         if connector is not None:
             connector.close()
@@ -742,8 +740,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return last_failure(self._read_guard, self._write_guard, self._setup_guard)
 
     @property
-    def stream(self) -> trio.SocketStream | trio.SSLStream[PlainConnection] | None:
-        """The :class:`trio.SSLStream` of a TLS connection, a
+    def stream(self) -> trio.SocketStream | _secure.TLSStream | None:
+        """A :class:`~trio_rsocket.TLSStream` over a TLS connection, a
         :class:`trio.SocketStream` over a plain one (made on first use), or
         ``None`` when not connected.
 
@@ -753,7 +751,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         conn = self._conn
         if isinstance(conn, _secure.TLSConnection):
-            return conn.ssl
+            if self._stream is None:
+                self._stream = _secure.TLSStream(conn)
+            return self._stream
         if conn is not None and self._stream is None:
             self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn.raw))
             # SocketStream turns TCP_NODELAY on; keep what the user chose.

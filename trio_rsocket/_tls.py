@@ -63,7 +63,7 @@ import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import trio
 from cryptography import x509
@@ -88,7 +88,6 @@ __all__ = [
     "check_verify",
     "client_context",
     "handshake_error",
-    "pending_alert",
     "reset_defaults",
     "server_context",
     "set_default_certs",
@@ -105,8 +104,8 @@ CertSource = str | os.PathLike[str] | bytes
 Password = str | bytes | bytearray | Callable[[], str | bytes | bytearray]
 
 #: The largest plaintext one TLS record carries (RFC 8446 section 5.1).  A TLS
-#: write with a deadline hands data to the TLS layer a record at a time, so a
-#: deadline stops it between records or inside exactly one.
+#: write hands data to OpenSSL a record at a time, so whatever stops it stops
+#: it between records or inside exactly one.
 RECORD_SIZE: Final = 16384
 
 # How many built contexts to keep.  A program uses a handful of TLS
@@ -424,6 +423,11 @@ def _build(resolved: _Resolved) -> TLSContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     # Ioto refuses SSLv3, TLS 1.0 and 1.1; so does Python's default, said here.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # No TLS 1.2 renegotiation, either way (TLS 1.3 has none): a peer's
+    # request is refused with an alert and the connection goes on.  With the
+    # socket driven directly, a renegotiation would let a write read records
+    # a reader waits for (see _secure).
+    context.options |= ssl.OP_NO_RENEGOTIATION
     check_peer = False
     if resolved.cert is not None:
         _load_chain(context, resolved.cert, resolved.key, resolved.password)
@@ -679,10 +683,9 @@ def _ssl_words(error: ssl.SSLError) -> str:
 def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
     """The :class:`TLSError` for a failed handshake, in Ioto's words.
 
-    *exc* is what :meth:`trio.SSLStream.do_handshake` raised (a
-    :class:`trio.BrokenResourceError` whose ``__cause__`` is the
-    :class:`ssl.SSLError` or :class:`OSError`); *host* is the name the client
-    asked for.
+    *exc* is what the handshake raised: the :class:`ssl.SSLError` or
+    :class:`OSError` itself (or a :class:`trio.BrokenResourceError` whose
+    ``__cause__`` it is); *host* is the name the client asked for.
     """
     cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
     if isinstance(cause, ssl.SSLCertVerificationError):
@@ -700,27 +703,9 @@ def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
     return TLSError("TLS handshake failed: the peer closed the connection")
 
 
-def pending_alert(ssl_stream: trio.SSLStream[Any]) -> bytes:
-    """The alert OpenSSL wrote when the handshake failed, not yet sent.
-
-    :class:`trio.SSLStream` raises as soon as OpenSSL fails, before sending
-    what OpenSSL wrote, so the peer would see the connection close without a
-    reason.  Sending the alert lets it say "unknown ca" or "certificate
-    required" instead.  This reads a private attribute of trio's SSLStream
-    and returns nothing if that ever changes.
-    """
-    outgoing = getattr(ssl_stream, "_outgoing", None)
-    return outgoing.read() if isinstance(outgoing, ssl.MemoryBIO) else b""
-
-
-def broken_error(exc: trio.BrokenResourceError) -> trio.BrokenResourceError:
-    """A TLS stream broke after the handshake: say why, in words, keeping trio's type."""
-    cause = exc.__cause__
-    if isinstance(cause, ssl.SSLError):
-        broken = trio.BrokenResourceError(f"TLS connection broken: {_ssl_words(cause)}")
-        broken.__cause__ = cause
-        return broken
-    return exc
+def broken_error(exc: ssl.SSLError) -> trio.BrokenResourceError:
+    """A TLS connection broke after the handshake: say why, in words, keeping trio's type."""
+    return trio.BrokenResourceError(f"TLS connection broken: {_ssl_words(exc)}")
 
 
 # ----------------------------------------------------------------------

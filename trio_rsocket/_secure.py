@@ -75,7 +75,14 @@ from . import _tls
 from ._errors import TLSError, stream_error
 from ._plain import PlainConnection, close_socket, send_file_by_chunks
 
-__all__ = ["CLOSE_NOTIFY_TIMEOUT", "TLSConnection", "TLSStream", "client_handshake", "server_handshake"]
+__all__ = [
+    "CLOSE_NOTIFY_TIMEOUT",
+    "RaggedCloseError",
+    "TLSConnection",
+    "TLSStream",
+    "client_handshake",
+    "server_handshake",
+]
 
 #: How long :meth:`TLSConnection.aclose` lets the kernel take close_notify
 #: when the socket's buffer is full (a peer that does not read): the socket
@@ -87,6 +94,12 @@ CLOSE_NOTIFY_TIMEOUT: Final = 5.0
 _DRAIN_AT_CLOSE: Final = 1 << 16
 _CUT_MID_RECORD: Final = "a write was stopped in the middle of a TLS record, which TLS cannot take back"
 _Wait = Callable[[Any], Awaitable[None]]
+
+
+class RaggedCloseError(trio.BrokenResourceError):
+    """The peer closed the connection without TLS's close_notify: a
+    :class:`trio.BrokenResourceError` (an attacker can cut a connection
+    short), which a listener logs at DEBUG (clients close that way)."""
 
 
 class TLSConnection:
@@ -104,9 +117,9 @@ class TLSConnection:
         self.eof = False
         #: Plaintext bytes the peer can decrypt, since the handshake.
         self.bytes_sent = 0
-        # Why the connection failed (every later call says it), and why
-        # writes are refused (a write stopped inside a record).
-        self._broken: str | None = None
+        # How the connection failed (every later call says it again), and
+        # why writes are refused (a write stopped inside a record).
+        self._broken: trio.BrokenResourceError | None = None
         self._write_broken: str | None = None
         self._ragged_eof = ragged_eof
         # Where a fiber waits while the other holds trio's wait (made when needed).
@@ -256,9 +269,49 @@ class TLSConnection:
             await cancel_shielded_checkpoint()
 
     async def send_file(self, fd: int, offset: int, count: int) -> int:
-        """Send part of a file: chunks read off the event loop, each written
-        as :meth:`send` writes it (so the count is exact, in whole records)."""
+        """Send part of a file.  Where the kernel holds the keys (kTLS, see
+        :attr:`uses_ktls`), straight from the file by ``SSL_sendfile``, every
+        byte counted as the kernel takes it; elsewhere chunks read off the
+        event loop, each written as :meth:`send` writes it (so the count is
+        exact, in whole records)."""
+        if self.uses_ktls:
+            return await self._send_file_by_kernel(fd, offset, count)
         return await send_file_by_chunks(self.send, fd, offset, count)
+
+    @property
+    def uses_ktls(self) -> bool:
+        """Whether the kernel encrypts what this connection sends (kTLS):
+        ``set_tls(ktls=True)``, and Python, OpenSSL and the kernel able to."""
+        check = getattr(self._ssl, "uses_ktls_for_send", None)  # Python 3.14's ssl and later
+        return bool(check is not None and self._write_broken is None and check())
+
+    async def _send_file_by_kernel(self, fd: int, offset: int, count: int) -> int:
+        """``SSL_sendfile``: the kernel reads, encrypts and sends the file."""
+        if self._broken is not None:
+            await checkpoint()
+            raise self._said_before()
+        await checkpoint_if_cancelled()
+        sent = 0
+        waited = False
+        while sent < count:
+            try:
+                done = self._ssl.sendfile(fd, offset + sent, min(count - sent, 1 << 30))
+            except ssl.SSLWantWriteError:
+                done = -1
+            except OSError as exc:
+                raise self._failed(exc) from exc
+            if done == 0:
+                break  # the file ended
+            if done > 0:
+                sent += done
+                self.bytes_sent += done  # the kernel's records: exact to the byte
+                if sent == count:
+                    break
+            await self._wait(wait_writable)
+            waited = True
+        if not waited:
+            await cancel_shielded_checkpoint()
+        return sent
 
     async def wait_writable(self) -> None:
         """Return once a write might not block."""
@@ -305,9 +358,14 @@ class TLSConnection:
         self.eof = True
         if self.raw.fileno() < 0:
             return trio.ClosedResourceError("this socket was already closed")
-        error = _tls.broken_error(exc) if isinstance(exc, ssl.SSLError) else stream_error(exc)
+        if isinstance(exc, ssl.SSLEOFError):
+            error: trio.BrokenResourceError | trio.ClosedResourceError = RaggedCloseError(str(_tls.broken_error(exc)))
+        elif isinstance(exc, ssl.SSLError):
+            error = _tls.broken_error(exc)
+        else:
+            error = stream_error(exc)
         if isinstance(error, trio.BrokenResourceError):
-            self._broken = str(error)
+            self._broken = error
         return error
 
     def _said_before(self, reason: str | None = None) -> trio.BrokenResourceError:
@@ -316,7 +374,7 @@ class TLSConnection:
         if reason is not None:
             return trio.BrokenResourceError(f"TLS connection broken earlier: {reason}")
         assert self._broken is not None
-        return trio.BrokenResourceError(self._broken)
+        return type(self._broken)(*self._broken.args)
 
     # TLS details -------------------------------------------------------
 

@@ -260,7 +260,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     )
                     connector.hold(conn)  # a close() now wakes the handshake too
                     if tls is not None:
-                        conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
+                        conn = await _secure.client_handshake(
+                            conn, tls, host, self._offered_session(host, port), ragged_eof=self._ragged_eof()
+                        )
             except Exception as exc:
                 if conn is not None:
                     conn.close()
@@ -331,7 +333,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             try:
                 with scope:
                     if self._server_side:
-                        upgraded = await _secure.server_handshake(conn, self._server_context())
+                        upgraded = await _secure.server_handshake(
+                            conn, self._server_context(), ragged_eof=self._ragged_eof()
+                        )
                     else:
                         upgraded = await self._client_upgrade(conn, host)
             except BaseException:
@@ -350,7 +354,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         if host is None and (tls.context.check_hostname or tls.check_peer):
             raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
         return await _secure.client_handshake(
-            conn, tls, host, self._offered_session(*self._peer) if self._peer else None
+            conn, tls, host, self._offered_session(*self._peer) if self._peer else None, ragged_eof=self._ragged_eof()
         )
 
     # Read -------------------------------------------------------------

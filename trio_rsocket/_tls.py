@@ -75,6 +75,7 @@ from service_identity.hazmat import DNS_ID, DNSPattern
 from ._errors import TLSError
 
 __all__ = [
+    "KTLS_OPTION",
     "RECORD_SIZE",
     "CertSource",
     "TLSContext",
@@ -108,6 +109,10 @@ Password = str | bytes | bytearray | Callable[[], str | bytes | bytearray]
 #: it between records or inside exactly one.
 RECORD_SIZE: Final = 16384
 
+#: ``ssl.OP_ENABLE_KTLS`` where Python has it (3.12 and later, built with
+#: OpenSSL 3), else 0: ``set_tls(ktls=True)`` is then a no-op.
+KTLS_OPTION: Final = int(getattr(ssl, "OP_ENABLE_KTLS", 0))
+
 # How many built contexts to keep.  A program uses a handful of TLS
 # configurations; the bound only stops a program that generates PEM bytes per
 # connection from growing the cache without end.
@@ -130,6 +135,11 @@ class TLSSettings:
     password: Password | None = None
     #: A context from ``set_ssl_context``: used as it is, everything else ignored.
     context: ssl.SSLContext | None = None
+    #: A peer that closes without close_notify reads as end of file (trio's
+    #: ``https_compatible``); otherwise it is an error.  Not part of the context.
+    ragged_eof: bool | None = None
+    #: Ask OpenSSL to hand the keys to the kernel (kTLS), where it can.
+    ktls: bool | None = None
 
     def replace(self, **changes: object) -> TLSSettings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -309,6 +319,7 @@ class _Resolved:
     verify_peer: bool
     verify_issuer: bool
     alpn: tuple[str, ...] | None
+    ktls: bool
     #: The password, or an _Identity around a password function.
     password: str | bytes | _Identity | None
 
@@ -356,6 +367,7 @@ def _resolve(settings: TLSSettings, server: bool) -> _Resolved:
         verify_peer=verify_peer,
         verify_issuer=verify_issuer,
         alpn=settings.alpn,
+        ktls=bool(settings.ktls),
         password=_password_key(settings.password if settings.password is not None else defaults.password),
     )
 
@@ -437,6 +449,8 @@ def _build(resolved: _Resolved) -> TLSContext:
         raise TLSError("A TLS listener needs a certificate and key: call set_certs(key=..., cert=...)")
     if resolved.ciphers:
         _set_ciphers(context, resolved.ciphers)
+    if resolved.ktls and KTLS_OPTION:
+        context.options |= KTLS_OPTION
     if resolved.alpn:
         context.set_alpn_protocols(list(resolved.alpn))
 

@@ -100,8 +100,8 @@ class PlainConnection(trio.abc.HalfCloseableStream):
         apply_options(raw, no_delay, linger)
         #: The OS socket.
         self.raw = raw
-        #: The peer's end of file was read, or a read failed (Ioto sets
-        #: ``R_SOCKET_EOF`` on every read error, a reset included).
+        #: The peer's end of file was read, or a read or write failed (Ioto
+        #: sets ``R_SOCKET_EOF`` on a socket error, a reset included).
         self.eof = False
         #: ``send_eof`` ran: writes are refused.
         self.write_closed = False
@@ -208,6 +208,7 @@ class PlainConnection(trio.abc.HalfCloseableStream):
             except OSError as exc:
                 if exc.errno in _NO_SENDFILE and sent == 0:
                     return await send_file_by_chunks(self.send, fd, offset, count)
+                self.eof = True
                 raise stream_error(exc) from exc
             if done == 0:
                 break  # the file ended

@@ -694,8 +694,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return self._state is State.CLOSED
 
     def is_eof(self) -> bool:
-        """True once the peer's end of file was read, a read failed (a reset,
-        say), :meth:`disconnect` ran, or after close (``rIsSocketEof``)."""
+        """True once the peer's end of file was read, a read or write failed
+        (a reset, say), :meth:`disconnect` ran, or after close
+        (``rIsSocketEof``), on plain TCP and TLS alike."""
         return self._state is State.CLOSED or (self._conn is not None and self._conn.eof)
 
     def is_secure(self) -> bool:

@@ -34,7 +34,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 from trio.lowlevel import checkpoint
@@ -56,6 +56,7 @@ from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
 from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
 from ._listen import Listening
+from ._options import KeptSession
 from ._plain import Connector, PlainConnection, apply_options, close_socket
 from ._state import MOVES, Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
 
@@ -157,8 +158,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         # The host and port connect() was given (the name a TLS upgrade
         # checks); the TLS session to offer at the next connect.
         self._peer: tuple[str, int] | None = None
-        self._session: ssl.SSLSession | trio.SSLStream[Any] | None = None
-        self._session_peer: tuple[str, int] | None = None
+        self._session: ssl.SSLSession | KeptSession | None = None
 
     # State and parts --------------------------------------------------
 
@@ -260,7 +260,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     )
                     connector.hold(conn.raw)  # a close() now wakes the handshake too
                     if tls is not None:
-                        conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
+                        offered = self._offered_session(tls, host, port)
+                        conn = await _secure.client_handshake(conn, tls, host, offered)
+                        self._keep_session(conn.ssl, tls, host, port, offered)
             except Exception as exc:
                 if conn is not None:
                     conn.close()
@@ -348,9 +350,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             host = self._peer[0]
         if host is None and (tls.context.check_hostname or tls.check_peer):
             raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
-        return await _secure.client_handshake(
-            conn, tls, host, self._offered_session(*self._peer) if self._peer else None
-        )
+        port = self._peer[1] if self._peer is not None else None
+        offered = self._offered_session(tls, host, port)
+        upgraded = await _secure.client_handshake(conn, tls, host, offered)
+        self._keep_session(upgraded.ssl, tls, host, port, offered)
+        return upgraded
 
     # Read -------------------------------------------------------------
 
@@ -642,9 +646,6 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._buffer = None
         if conn is not None:
             self._sent_before += conn.bytes_sent
-            if isinstance(conn, _secure.TLSConnection) and not self._server_side:
-                # Offered by itself when this socket reconnects to the same peer.
-                self._session, self._session_peer = conn.ssl, self._peer
             conn.close()
         if connector is not None:
             connector.close()

@@ -725,6 +725,27 @@ async def test_a_session_the_server_refuses_is_replaced_by_the_next_full_handsha
     assert says == reused == [False, True, False, True]
 
 
+async def test_a_resumed_connection_reads_no_session(naming: Callable[[str], CertFiles]) -> None:
+    """Reading a connection's session makes a new copy every time (one that
+    Python 3.11 leaks): a connection that resumed reads none, and its session
+    is the very one it offered, whether offered by itself or by hand."""
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _), trusting(files) as client:
+        assert not await connect_and_talk(client, port, "127.0.0.1")
+        await client.aclose()
+        first = client.get_tls_session()  # read once, from the full handshake's connection
+        assert client.get_tls_session() is first
+        for _ in range(3):
+            assert await connect_and_talk(client, port, "127.0.0.1")
+            assert client.get_tls_session() is first
+            await client.aclose()
+            assert client.get_tls_session() is first
+        async with trusting(files) as by_hand:
+            by_hand.set_tls_session(first)
+            assert await connect_and_talk(by_hand, port, "127.0.0.1")
+            assert by_hand.get_tls_session() is first
+
+
 def resident_bytes() -> int:
     """This process's resident set size, in bytes."""
     with open("/proc/self/statm") as statm:

@@ -256,12 +256,15 @@ class Options:
 
     def get_tls_session(self) -> ssl.SSLSession | None:
         """The client's TLS session, to resume with later (Ioto's
-        ``rGetTlsSession``): the live one while connected, else the last one;
+        ``rGetTlsSession``): the live one while connected (for a connection
+        that resumed a session, the session it resumed), else the last one;
         ``None`` for none.  With TLS 1.3 the session ticket comes with the
         first data read, so read something before taking it."""
         ssl_stream = self._ssl()
-        if ssl_stream is not None and not self._server_side:
+        if ssl_stream is not None and not self._server_side and not ssl_stream.session_reused:
             return ssl_stream.session  # type: ignore[no-any-return]
+        # A resumed connection's session is the one it was offered (kept by
+        # _keep_session): reading the live one leaks a copy on Python 3.11.
         return self._saved_session()
 
     def _offered_session(self, tls: _tls.TLSContext, host: str | None, port: int | None) -> ssl.SSLSession | None:

@@ -28,7 +28,15 @@ from types import TracebackType
 
 import trio
 
-__all__ = ["NO_DEADLINE", "Deadline", "DeadlineScope", "check_deadline", "deadline_after", "deadline_scope"]
+__all__ = [
+    "NO_DEADLINE",
+    "Deadline",
+    "DeadlineScope",
+    "as_float",
+    "check_deadline",
+    "deadline_after",
+    "deadline_scope",
+]
 
 #: What the public API accepts as a deadline.
 Deadline = float | int | None
@@ -53,7 +61,7 @@ def check_deadline(deadline: object, argument: str = "deadline") -> float:
         raise ValueError(f"{argument} must be a time, not NaN")
     if deadline == 0:
         return math.inf
-    return _as_float(deadline)
+    return as_float(deadline)
 
 
 def deadline_after(seconds: float) -> float:
@@ -72,7 +80,7 @@ def deadline_after(seconds: float) -> float:
         raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
     if seconds != seconds:
         raise ValueError("seconds must be a number of seconds, not NaN")
-    deadline = trio.current_time() + _as_float(seconds)
+    deadline = trio.current_time() + as_float(seconds)
     return deadline if deadline != 0 else math.nextafter(0.0, -1.0)
 
 
@@ -123,8 +131,10 @@ def deadline_scope(
     return DeadlineScope(limit, expired)
 
 
-def _as_float(number: int | float) -> float:
-    """*number* as a float; an int past float range as ``inf`` or ``-inf``."""
+def as_float(number: int | float) -> float:
+    """*number* as a float; an int past float range as ``inf`` or ``-inf``
+    (what such a time or duration means, where ``float()`` would raise
+    :class:`OverflowError`)."""
     try:
         return float(number)
     except OverflowError:

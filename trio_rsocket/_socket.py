@@ -54,7 +54,15 @@ from ._arguments import (
 )
 from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
-from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
+from ._errors import (
+    DeadlineError,
+    FileReadError,
+    IncompleteReadError,
+    RSocketError,
+    TLSError,
+    file_error,
+    stream_error,
+)
 from ._listen import Listening
 from ._plain import Connector, PlainConnection, apply_options, close_socket
 from ._state import MOVES, Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
@@ -551,9 +559,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         neither used nor moved.  Plain TCP: zero-copy (``os.sendfile``).  TLS:
         chunks read from the file in a worker thread and written through TLS.
 
+        The file must not shrink while it is sent.  Plain TCP hands the
+        kernel the file's pages, not a copy, and the kernel's ``sendfile``
+        may still send bytes from past the point where a concurrent
+        truncation cut the file (pages it had already taken: what was there,
+        or zeros); TLS reads the file as it goes and stops where it now
+        ends.  Send a copy of a file that others may truncate.
+
         Raises:
           DeadlineError: the deadline passed first; ``bytes_written`` is exact,
             as for :meth:`write`.
+          FileReadError: the file could not be read (the message names it and
+            gives the OS reason); the connection stays usable, and
+            ``bytes_written`` says how much of the file went.
           TypeError, ValueError: not a file, a negative offset or count (before any I/O).
           trio.BrokenResourceError, trio.ClosedResourceError,
           trio.BusyResourceError: as for :meth:`write`.
@@ -564,7 +582,10 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             if conn is None:
                 raise self._not_open()
             with scope:
-                return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
+                try:
+                    return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
+                except FileReadError as exc:
+                    raise _naming(exc, file) from exc.__cause__
 
     async def wait_readable(self, deadline: Deadline = None) -> None:
         """Return as soon as a read would not block (Ioto's
@@ -778,6 +799,16 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
 def _read_expired() -> DeadlineError:
     return DeadlineError("Read deadline passed before any data arrived")
+
+
+def _naming(error: FileReadError, file: object) -> FileReadError:
+    """*error*, from a part that knows the file only by its descriptor, with
+    the name of a file object that has one (``open(path, "rb")``)."""
+    name = getattr(file, "name", None)
+    cause = error.__cause__
+    if isinstance(file, int) or not isinstance(name, str) or not isinstance(cause, OSError):
+        return error
+    return file_error(repr(name), cause, error.bytes_written)
 
 
 def _write_expired(sent: int, total: int) -> DeadlineError:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import errno
 import functools
 import inspect
+import select
+import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -449,6 +453,69 @@ def test_run_hands_on_ctrl_c_bare() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         trio_rsocket.run(interrupted)
+
+
+# The tutorial's first server (on a free port), telling the test once it listens.
+_FIRST_SERVER = """
+import trio_rsocket
+from trio_rsocket import RSocket
+
+
+async def echo(data, sock):
+    while chunk := await sock.read():
+        await sock.write(chunk)
+
+
+async def main():
+    listener = RSocket()
+    await listener.listen("127.0.0.1", 0, echo)
+    print("ready", flush=True)
+
+
+trio_rsocket.run(main)
+"""
+
+
+def test_ctrl_c_on_a_server_ends_it_with_a_bare_keyboard_interrupt_as_trio_run_does() -> None:
+    """Ctrl-C prints one short traceback that ends in KeyboardInterrupt: no
+    exception group, nothing chained to it (issue 16)."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _FIRST_SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], 60)  # bounds a hang; times nothing
+        assert ready, "the server never said it was listening"
+        assert server.stdout.readline() == "ready\n"
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == -signal.SIGINT  # how Python ends on an uncaught KeyboardInterrupt
+    lines = errors.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "KeyboardInterrupt"
+    assert errors.count("Traceback") == 1
+    for chained in ("ExceptionGroup", "+-", "direct cause", "During handling"):
+        assert chained not in errors
+
+
+def test_run_hands_on_the_keyboard_interrupt_itself_chained_to_nothing() -> None:
+    async def interrupted() -> None:
+        trio_rsocket.spawn_fiber(trio.sleep_forever)
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt("from the fiber's sibling")
+
+    async def main() -> None:
+        trio_rsocket.spawn_fiber(interrupted)
+        await trio.sleep_forever()
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        trio_rsocket.run(main)
+    assert caught.value.args == ("from the fiber's sibling",)
+    assert caught.value.__cause__ is None
 
 
 def test_run_raises_fn_s_own_exception_bare_as_trio_run_does() -> None:

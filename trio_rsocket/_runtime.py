@@ -183,11 +183,12 @@ def _unwrap(group: BaseExceptionGroup[BaseException], fn_errors: list[BaseExcept
         fn_leaves = {id(leaf) for leaf in _leaves(fn_errors[0])}
         if all(id(leaf) in fn_leaves for leaf in _leaves(only)):
             return only
-    if group.split(KeyboardInterrupt)[1] is None:
-        # Only Ctrl-C, wherever it landed: bare, so `except KeyboardInterrupt` works.
-        interrupt = KeyboardInterrupt()
-        interrupt.__cause__ = group
-        return interrupt
+    interrupts, others = group.split(KeyboardInterrupt)
+    if interrupts is not None and others is None:
+        # Only Ctrl-C, wherever it landed: the KeyboardInterrupt itself, bare
+        # and chained to nothing, as trio.run raises it (so `except
+        # KeyboardInterrupt` works, and the traceback is a few lines).
+        return next(_leaves(interrupts))
     return None
 
 

@@ -28,6 +28,8 @@ from types import TracebackType
 
 import trio
 
+from ._runtime import outside_trio
+
 __all__ = [
     "NO_DEADLINE",
     "Deadline",
@@ -68,7 +70,7 @@ def deadline_after(seconds: float) -> float:
     """Return the deadline *seconds* from now: ``trio.current_time() + seconds``.
 
     Ioto writes ``rGetTime() + 30 * 1000``; here that is ``deadline_after(30)``.
-    Must be called from inside trio.
+    Must be called from inside trio (:class:`RuntimeError` saying so elsewhere).
 
     The result is never exactly ``0``, which would mean "no deadline": at time
     0 (where :class:`trio.testing.MockClock` starts) ``deadline_after(0)`` is
@@ -80,7 +82,11 @@ def deadline_after(seconds: float) -> float:
         raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
     if seconds != seconds:
         raise ValueError("seconds must be a number of seconds, not NaN")
-    deadline = trio.current_time() + as_float(seconds)
+    try:
+        now = trio.current_time()
+    except RuntimeError:
+        raise outside_trio("deadline_after()") from None
+    deadline = now + as_float(seconds)
     return deadline if deadline != 0 else math.nextafter(0.0, -1.0)
 
 

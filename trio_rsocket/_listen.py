@@ -58,7 +58,7 @@ from ._deadline import as_float
 from ._errors import ListenError
 from ._options import Options
 from ._plain import PlainConnection
-from ._runtime import current_nursery
+from ._runtime import check_trio, current_nursery
 from ._state import SetupGuard, State
 
 __all__ = [
@@ -690,9 +690,11 @@ class Listening(Options):
           ListenError: the name does not resolve, or the address cannot be
             bound (in use, ...); ``errno`` is the OS error.
           trio.BusyResourceError: another fiber is connecting or listening.
-          RuntimeError: no *nursery* and no current runtime.
+          RuntimeError: no *nursery* and no current runtime; or not under
+            trio (trio_rsocket runs under trio only).
           TypeError, ValueError: a bad argument, before any I/O.
         """
+        check_trio("listen()")
         host, target, backlog, timeout = check_listen_arguments(
             host, port, handler, nursery, backlog, reuse_port, handshake_timeout
         )

@@ -65,6 +65,7 @@ from ._errors import (
 )
 from ._listen import Listening
 from ._plain import Connector, PlainConnection, apply_options, close_socket
+from ._runtime import check_not_asyncio, check_trio
 from ._state import MOVES, Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
 
 if TYPE_CHECKING:
@@ -215,7 +216,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         Raises:
           TypeError: *sock* is not a socket.
           ValueError: it is not a connected ``SOCK_STREAM`` socket.
+          RuntimeError: called from asyncio (trio_rsocket runs under trio only).
         """
+        check_not_asyncio("from_socket()")
         raw = check_stream_socket(sock)
         adopted = cls()
         adopted._server_side = bool(server_side)
@@ -232,7 +235,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         The name is resolved with trio; IPv4 addresses are tried first, then
         IPv6 (Ioto's order), one after the other, all within the deadline.
         *happy_eyeballs_delay* (seconds) races the addresses instead, as
-        :func:`trio.open_tcp_stream` does (RFC 8305), within the same deadline.  A
+        :func:`trio.open_tcp_stream` does (RFC 8305), within the same deadline.  An
+        IPv6 address may come in brackets (``"[::1]"``), as messages print it.  A
         socket that is already connected is closed first.  If TLS is
         configured, the handshake (SNI and hostname check against *host*)
         completes within the same deadline.  On failure the socket is left
@@ -246,7 +250,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           TLSError: the TLS configuration or handshake failed.
           trio.BusyResourceError: another fiber is connecting this socket.
           trio.ClosedResourceError: another fiber closed it meanwhile.
+          RuntimeError: not under trio (trio_rsocket runs under trio only).
         """
+        check_trio("connect()")
         host, port = check_host(host), check_port(port)
         if happy_eyeballs_delay is not None:
             happy_eyeballs_delay = _listen.check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
@@ -681,6 +687,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             if isinstance(conn, _secure.TLSConnection):
                 await conn.aclose()
             else:
+                check_trio("aclose()")  # the checkpoint below would say "Task got bad yield"
                 await checkpoint()
         finally:
             self.close()

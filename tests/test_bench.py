@@ -153,7 +153,11 @@ BAD_LOADS: list[Any] = [
     pytest.param(lambda tmp: _write(tmp, "{not json"), "not JSON (Expecting property name", id="not-json"),
     pytest.param(lambda tmp: _write(tmp, "\xff\xfe"), "not JSON", id="not-text"),
     pytest.param(lambda tmp: _saved_results(tmp, [1, 2]), "not the results saved by --json", id="a-list"),
-    pytest.param(lambda tmp: _saved_results(tmp, {"rows": []}), "not the results saved by --json (no 'environment')"),
+    pytest.param(
+        lambda tmp: _saved_results(tmp, {"rows": []}),
+        "not the results saved by --json (no 'environment')",
+        id="no-environment",
+    ),
     pytest.param(
         lambda tmp: _saved_results(tmp, {"rows": [{"workload": "echo"}], "environment": {}}),
         "not the results saved by --json (Row.__init__() missing",

@@ -181,7 +181,7 @@ def test_connect_accepts_the_bracketed_ipv6_address_that_echo_prints() -> None:
 
 @pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
 def test_echo_listens_on_the_bracketed_ipv6_address_it_prints() -> None:
-    with echo_server("--host", "[::1]") as (server, host, port):
+    with echo_server("--host", "[::1]") as (_, host, port):
         result = run_cli("connect", "[::1]", str(port), stdin=b"brackets both ways")
     assert host == "::1"
     assert result.returncode == EXIT_OK, result.stderr.decode()

@@ -749,14 +749,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return self._socket().fileno() if self._state in (State.OPEN, State.LISTENING) else -1
 
     def get_addr(self) -> tuple[str, int]:
-        """The local ``(ip, port)`` (``rGetSocketAddr``).
+        """The local ``(ip, port)`` (``rGetSocketAddr``); for a Unix socket
+        (one adopted by :meth:`from_socket`) ``(path, 0)``, the path ``""``
+        when the socket has no name and, for a Linux abstract name, a str
+        that starts with its NUL.
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
         return display_address(self._socket().getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
-        """The peer's ``(ip, port)``.
+        """The peer's ``(ip, port)``; for a Unix socket ``(path, 0)``, as
+        :meth:`get_addr` gives it (``""``: the peer's socket has no name, as
+        a client's usually has not).
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """

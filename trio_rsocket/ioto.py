@@ -233,6 +233,15 @@ _logger = logging.getLogger("trio_rsocket")
 # arguments).  Weak, so a socket dropped without rFreeSocket is not kept alive.
 _errors: weakref.WeakKeyDictionary[RSocket, str] = weakref.WeakKeyDictionary()
 
+# ----------------------------------------------------------------------------
+# C's calling convention, in one place
+#
+# Every function that returns a code is written for success and wears
+# @_c_call(its own failure code): the decorator answers a None socket, turns
+# the exceptions a call may meet into codes, keeps the message and makes a
+# failed async call a checkpoint.  So the codes cannot drift apart, and
+# tests/test_ioto.py holds each function to the codes its docstring names.
+
 # What a call can fail with and still return a code.  Everything else is a bug
 # or a missing runtime and propagates; trio.Cancelled is a BaseException and
 # is never among these.
@@ -296,6 +305,10 @@ def _c_call(
         signature = inspect.signature(call)
         first = next(iter(signature.parameters), "")
 
+        def socket_in(args: Any, kwargs: Any) -> object:
+            """The socket argument, by position or name; None for a function without one."""
+            return (args[0] if args else kwargs.get(first)) if takes_socket else None
+
         def failed(exc: Exception | None, sock: object, args: Any, kwargs: Any) -> Any:
             """What the call returns for *exc*, or for a NULL socket (*exc* None)."""
             signature.bind(*args, **kwargs)  # a call that does not fit raises TypeError
@@ -314,7 +327,7 @@ def _c_call(
 
             @functools.wraps(call)
             async def checkpointed(*args: _P.args, **kwargs: _P.kwargs) -> Any:
-                sock = (args[0] if args else kwargs.get(first)) if takes_socket else None
+                sock = socket_in(args, kwargs)
                 if takes_socket and sock is None:
                     await checkpoint()
                     return failed(None, None, args, kwargs)
@@ -328,7 +341,7 @@ def _c_call(
 
         @functools.wraps(call)
         def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
-            sock = (args[0] if args else kwargs.get(first)) if takes_socket else None
+            sock = socket_in(args, kwargs)
             if takes_socket and sock is None:
                 return failed(None, None, args, kwargs)
             try:

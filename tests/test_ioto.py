@@ -1871,3 +1871,10 @@ def test_a_call_without_a_socket_logs_its_message(caplog: pytest.LogCaptureFixtu
         "ioto: limit must be at least 1, not -5 (-6)",
         "ioto: socket is None (-6)",
     ]
+
+
+def test_a_socket_given_by_name_is_looked_at_too() -> None:
+    assert unchecked.rSetSocketLinger(sock=None, timeout=0) == R_ERR_BAD_ARGS
+    sock = rAllocSocket()
+    assert unchecked.rSetSocketLinger(sock=sock, timeout=-1) == R_ERR_BAD_ARGS
+    assert "seconds" in rGetSocketError(sock)

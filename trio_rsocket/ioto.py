@@ -784,7 +784,8 @@ def rSetSocketDefaultVerify(verifyPeer: int, verifyIssuer: int) -> int:
 
 @_c_call(
     R_ERR_CANT_CONNECT,
-    # the handshake failed; the socket is in the wrong state for an upgrade
+    # A TLSError is a failed handshake; any other RSocketError, or a closed
+    # socket, is a socket in the wrong state for an upgrade.
     {TLSError: R_ERR_CANT_CONNECT, RSocketError: R_ERR_BAD_STATE, trio.ClosedResourceError: R_ERR_BAD_STATE},
 )
 async def rUpgradeTls(sock: RSocket | None, peer: str | None, deadline: float = 0) -> int:

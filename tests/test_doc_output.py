@@ -56,7 +56,7 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 #: Pages on which every block that shows output must be checked here.
-CHECKED_PAGES = ("tutorial.rst", "cli.rst")
+CHECKED_PAGES = ("index.rst", "tutorial.rst", "cli.rst")
 
 # Bound on every command and every wait for a line (seconds).  Generous for
 # a loaded machine; a passing run takes a fraction of it.
@@ -238,11 +238,15 @@ def run_shell(commands: Sequence[str], folder: Path) -> list[str]:
     return result.stdout.splitlines()
 
 
-def _default_sigint() -> None:
-    # A shell's background job ignores SIGINT, and a Python started with
-    # SIGINT ignored never raises KeyboardInterrupt: Ctrl-C as a terminal
-    # delivers it must reach the program.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A shell's background job ignores SIGINT, and a Python started with SIGINT
+# ignored never raises KeyboardInterrupt: so that Ctrl-C reaches the command
+# as a terminal delivers it, the command is started by a Python that sets
+# SIGINT back to its default and then becomes bash (no fork-time hook, which
+# is not safe in a process with threads).
+_WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp('bash', ['bash', '-c', 'exec ' + sys.argv[1]])"
+)
 
 
 class Background:
@@ -250,15 +254,15 @@ class Background:
 
     def __init__(self, command: str, folder: Path) -> None:
         self.process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
+            [sys.executable, "-c", _WITH_DEFAULT_SIGINT, command],
             cwd=folder,
             env=environment(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=_default_sigint,
         )
         self._pending = {self.process.stdout: b"", self.process.stderr: b""}
+        self.first_line = ""  # set by port()
 
     def read_line(self, stream: str = "stdout") -> str:
         """The next line the command writes to *stream* (within TIMEOUT)."""
@@ -328,6 +332,38 @@ def tls_echo_server(folder: Path) -> Iterator[int]:
     )
     with background(with_ports(serve, {9443: 0}), folder) as server:
         yield server.port()
+
+
+@contextmanager
+def tutorial_tls_server(folder: Path) -> Iterator[int]:
+    """The tutorial's first server with the TLS section's ``set_certs`` line
+    (certificates by ``python -m trustme``, as that section makes them);
+    yields its port."""
+    trustme = [block for block in blocks("tutorial.rst") if block.lines == ("$ python -m trustme",)]
+    assert len(trustme) == 1
+    subprocess.run(
+        ["python", "-m", "trustme"],
+        cwd=folder,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    server = named("tutorial.rst", "tutorial-server").lines
+    fragment = next(
+        block for block in blocks("tutorial.rst") if any("listener.set_certs(" in line for line in block.lines)
+    )
+    created, set_certs, listen = fragment.lines
+    assert created in [line.strip() for line in server]
+    assert with_ports(listen, {9443: 9000}) in [line.strip() for line in server]
+    code = []
+    for line in server:
+        code.append(line)
+        if line.strip() == created:
+            code.append(line.replace(created, set_certs))
+    (folder / "tls_server.py").write_text(with_ports("\n".join(code), {9000: 0}) + "\n", encoding="utf-8")
+    with background("python tls_server.py", folder) as running:
+        yield running.port()
 
 
 @contextmanager
@@ -452,7 +488,7 @@ def test_tutorial_refused_connect_prints_the_message_and_the_errno(tmp_path: Pat
 def test_tutorial_tls_client_prints_the_version_and_cipher(tmp_path: Path) -> None:
     block = shown("tutorial.rst", "tutorial-tls-client")
     ((command, output),) = session(block)
-    with tls_echo_server(tmp_path) as port:
+    with tutorial_tls_server(tmp_path) as port:
         program("tutorial.rst", "tutorial-tls-client", tmp_path, "tls_client.py", {9443: port})
         assert_shows(block, output, run_shell([command], tmp_path))
 
@@ -462,7 +498,7 @@ def test_tutorial_tls_client_without_its_authority_ends_with_certificate_not_tru
     """The page: "With sock.set_certs() in place of sock.set_certs(authority=...)
     ... a traceback whose last line is"."""
     block = shown("tutorial.rst", "tutorial-tls-untrusted")
-    with tls_echo_server(tmp_path) as port:
+    with tutorial_tls_server(tmp_path) as port:
         path = program("tutorial.rst", "tutorial-tls-client", tmp_path, "tls_client.py", {9443: port})
         code = path.read_text(encoding="utf-8")
         without = code.replace('sock.set_certs(authority="client.pem")', "sock.set_certs()")

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from . import _secure, _tls
-from ._arguments import MAX_LINGER
+from ._arguments import MAX_LINGER, c_int_error
 from ._plain import PlainConnection, apply_options
 from ._state import State
 
@@ -66,13 +66,25 @@ class Options:
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
-        self._socket().setsockopt(level, option, value)
+        try:
+            self._socket().setsockopt(level, option, value)
+        except (OverflowError, TypeError):
+            error = c_int_error(level=level, option=option, value=value)
+            if error is None:
+                raise
+            raise error from None
 
     def getsockopt(self, level: int, option: int, buffer_length: int = 0) -> int | bytes:
         """Read a socket option of the OS socket, as :meth:`trio.SocketStream.getsockopt`."""
-        if buffer_length == 0:
-            return self._socket().getsockopt(level, option)
-        return self._socket().getsockopt(level, option, buffer_length)
+        try:
+            if buffer_length == 0:
+                return self._socket().getsockopt(level, option)
+            return self._socket().getsockopt(level, option, buffer_length)
+        except OverflowError:
+            error = c_int_error(level=level, option=option, buffer_length=buffer_length)
+            if error is None:
+                raise
+            raise error from None
 
     def set_no_delay(self, enable: bool) -> None:
         """Turn Nagle's algorithm off (``True``, the default here) or on (``rSetSocketNoDelay``)."""

@@ -456,11 +456,6 @@ def test_tutorial_first_server_prints_its_address_and_ends_on_ctrl_c_with_a_shor
                     break
             assert echoed == b"hello"
         out, err, status = server.interrupt()
-    if "Exception Group Traceback" in err:
-        pytest.xfail(
-            "issue 16 item 18: trio_rsocket.run() lets Ctrl-C out as an exception group "
-            "chained to the KeyboardInterrupt, not as a bare KeyboardInterrupt"
-        )
     assert_shows(block, after, (out + err).splitlines())
     assert status == -signal.SIGINT  # as any Python program that Ctrl-C ended
 

@@ -490,13 +490,13 @@ def test_tutorial_tls_client_prints_the_version_and_cipher(tmp_path: Path) -> No
 
 @checks("tutorial-tls-untrusted")
 def test_tutorial_tls_client_without_its_authority_ends_with_certificate_not_trusted(tmp_path: Path) -> None:
-    """The page: "With sock.set_certs() in place of sock.set_certs(authority=...)
+    """The page: "With sock.set_tls() in place of sock.set_certs(authority=...)
     ... a traceback whose last line is"."""
     block = shown("tutorial.rst", "tutorial-tls-untrusted")
     with tutorial_tls_server(tmp_path) as port:
         path = program("tutorial.rst", "tutorial-tls-client", tmp_path, "tls_client.py", {9443: port})
         code = path.read_text(encoding="utf-8")
-        without = code.replace('sock.set_certs(authority="client.pem")', "sock.set_certs()")
+        without = code.replace('sock.set_certs(authority="client.pem")', "sock.set_tls()")
         assert without != code
         path.write_text(without, encoding="utf-8")
         printed = run_shell(["python tls_client.py"], tmp_path)

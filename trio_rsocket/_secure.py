@@ -609,6 +609,10 @@ async def client_handshake(
     if tls.check_peer:
         assert host is not None  # a name to check: upgrade_tls makes sure
         _tls.check_peer(sock.getpeercert(binary_form=True), host)
+    elif tls.context.check_hostname and sock.session_reused:
+        assert host is not None  # ssl refuses check_hostname without one
+        # OpenSSL checks no name when it resumes a session.
+        _tls.check_name(sock.getpeercert(binary_form=True), host, tls.context)
     return TLSConnection(sock, ragged_eof)
 
 

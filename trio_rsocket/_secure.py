@@ -143,7 +143,9 @@ class TLSConnection:
         waited = False
         while True:  # ends at the first call that does not want to wait
             try:
-                result = tls.recv(max_bytes) if into is None else tls.recv_into(into)
+                # One record at most comes per call: asking for more would
+                # only allocate more (and give back the rest).
+                result = tls.recv(min(max_bytes, _tls.RECORD_SIZE)) if into is None else tls.recv_into(into)
             except ssl.SSLWantReadError:
                 wait: _Wait = wait_readable
             except ssl.SSLWantWriteError:
@@ -189,7 +191,7 @@ class TLSConnection:
                     assert into is not None
                     count = tls.recv_into(into[got:])
                 else:
-                    chunk = tls.recv(max_bytes - got)
+                    chunk = tls.recv(_tls.RECORD_SIZE)
                     count = len(chunk)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLEOFError):
                 break  # nothing more now (a ragged end says so again at the next call)

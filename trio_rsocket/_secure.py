@@ -96,6 +96,24 @@ _CUT_MID_RECORD: Final = "a write was stopped in the middle of a TLS record, whi
 _Wait = Callable[[Any], Awaitable[None]]
 
 
+def _read(tls: ssl.SSLSocket, max_bytes: int, into: memoryview | None) -> Any:
+    """One read: the bytes (the count, with *into*), or the wait OpenSSL
+    wants first (:func:`trio.lowlevel.wait_readable` or ``wait_writable``).
+
+    A function of its own so that "would block" never passes through the
+    reader's coroutine: an exception that does makes Python keep a frame
+    object for it, a quarter KiB on every idle connection.
+    """
+    try:
+        # One record at most comes per call: asking for more would only
+        # allocate more (and give back the rest).
+        return tls.recv(min(max_bytes, _tls.RECORD_SIZE)) if into is None else tls.recv_into(into)
+    except ssl.SSLWantReadError:
+        return wait_readable
+    except ssl.SSLWantWriteError:
+        return wait_writable
+
+
 class RaggedCloseError(trio.BrokenResourceError):
     """The peer closed the connection without TLS's close_notify: a
     :class:`trio.BrokenResourceError` (an attacker can cut a connection
@@ -143,25 +161,18 @@ class TLSConnection:
         waited = False
         while True:  # ends at the first call that does not want to wait
             try:
-                # One record at most comes per call: asking for more would
-                # only allocate more (and give back the rest).
-                result = tls.recv(min(max_bytes, _tls.RECORD_SIZE)) if into is None else tls.recv_into(into)
-            except ssl.SSLWantReadError:
-                wait: _Wait = wait_readable
-            except ssl.SSLWantWriteError:
-                wait = wait_writable
+                result = _read(tls, max_bytes, into)
             except OSError as exc:
                 if not (isinstance(exc, ssl.SSLEOFError) and self._ragged_eof):
                     raise self._failed(exc) from exc
                 result = b"" if into is None else 0  # a ragged end, which the user said is fine
                 break
-            else:
+            if result is not wait_readable and result is not wait_writable:
                 break
-            # Waits outside the except clauses: a suspended fiber would keep
-            # the exception alive.  _wait written out: where an idle
-            # connection waits, a frame less is memory saved on every one.
+            # _wait written out: where an idle connection waits, a frame
+            # less is memory saved on every one.
             try:
-                await wait(tls)
+                await result(tls)
             except trio.BusyResourceError:
                 await self._park()
             finally:
@@ -170,14 +181,14 @@ class TLSConnection:
             waited = True
         if not result:
             self.eof = True
-        elif (result if into is not None else len(result)) == _tls.RECORD_SIZE < max_bytes:  # type: ignore[arg-type]
+        elif (result if isinstance(result, int) else len(result)) == _tls.RECORD_SIZE < max_bytes:
             # A full record: a bulk transfer, most likely with more records
             # in the kernel.  Take those too, up to max_bytes, without a wait:
             # one trip through the scheduler for several records.
             result = self._more(result, max_bytes, into)
         if not waited:
             await cancel_shielded_checkpoint()
-        return result  # type: ignore[return-value]  # an int with *into*: receive_into says so
+        return result  # type: ignore[no-any-return]  # an int with *into*: receive_into says so
 
     def _more(self, first: bytes | int, max_bytes: int, into: memoryview | None) -> Any:
         """After a full record (*first*): more records, as long as they come

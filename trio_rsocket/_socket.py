@@ -601,7 +601,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """Return as soon as a read would not block (Ioto's
         ``rSetSocketWaitMask(sock, R_READABLE, deadline)``): bytes buffered by
         ``read_until``/``read_exactly`` or decrypted by TLS, new data, and end
-        of file all count.
+        of file all count, and so does a connection that broke (a reset, a TLS
+        peer gone without close_notify), on plain TCP and TLS alike: the next
+        read says how.
 
         Raises:
           DeadlineError: nothing to read before *deadline*.

@@ -394,8 +394,9 @@ def client_context(settings: TLSSettings) -> TLSContext:
     return _cached(_resolve(settings, server=False))
 
 
-def server_context(settings: TLSSettings) -> ssl.SSLContext:
-    """The context a listener accepts with; call it before binding.
+def server_context(settings: TLSSettings, *, upgrade: bool = False) -> ssl.SSLContext:
+    """The context a listener accepts with (call it before binding), or, with
+    *upgrade*, the one a server-side socket's ``upgrade_tls`` handshakes with.
 
     Raises:
       TLSError: no certificate, a file cannot be read or parsed, the key does
@@ -403,9 +404,14 @@ def server_context(settings: TLSSettings) -> ssl.SSLContext:
     """
     if settings.context is not None:
         if settings.context.protocol == ssl.PROTOCOL_TLS_CLIENT:
-            raise TLSError("set_ssl_context gave a client context (PROTOCOL_TLS_CLIENT) to a listening socket")
+            target = "a server-side socket upgrading to TLS" if upgrade else "a listening socket"
+            raise TLSError(f"set_ssl_context gave a client context (PROTOCOL_TLS_CLIENT) to {target}")
         return settings.context
-    return _cached(_resolve(settings, server=True)).context
+    resolved = _resolve(settings, server=True)
+    if resolved.cert is None and resolved.key is None:
+        who = "A server-side socket upgrading to TLS" if upgrade else "A TLS listener"
+        raise TLSError(f"{who} needs a certificate and key: call set_certs(key=..., cert=...)")
+    return _cached(resolved).context
 
 
 def _cached(resolved: _Resolved) -> TLSContext:
@@ -429,8 +435,6 @@ def _build(resolved: _Resolved) -> TLSContext:
         _load_chain(context, resolved.cert, resolved.key, resolved.password)
     elif resolved.key is not None:
         raise TLSError(f"A key was given ({_name(resolved.key, 'key')}) without a certificate")
-    elif server:
-        raise TLSError("A TLS listener needs a certificate and key: call set_certs(key=..., cert=...)")
     if resolved.ciphers:
         _set_ciphers(context, resolved.ciphers)
     if resolved.alpn:

@@ -124,6 +124,7 @@ class MissingPackageError(BenchError):
 
 # The exit statuses, the same numbers as the other trio-rsocket commands use.
 _EXIT_FAILED: Final = 1
+_EXIT_USAGE: Final = 2
 _EXIT_MISSING_PACKAGE: Final = 5
 
 _EXIT_STATUS_HELP: Final = """\
@@ -1608,16 +1609,22 @@ def format_rst_table(rows: Sequence[Row]) -> str:
     )
 
 
-def write_chart(rows: Sequence[Row], path: str) -> None:
-    """A bar chart of the ratios (needs matplotlib: the ``bench`` extra)."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot, drawing to files only, or :class:`MissingPackageError`
+    saying how to install it."""
     try:
         matplotlib = importlib.import_module("matplotlib")
         matplotlib.use("Agg")
-        plt = importlib.import_module("matplotlib.pyplot")
+        return importlib.import_module("matplotlib.pyplot")
     except ImportError:
         raise MissingPackageError(
             "--chart needs matplotlib: pip install '.[bench]' in a clone of trio-rsocket, or pip install matplotlib"
         ) from None
+
+
+def write_chart(rows: Sequence[Row], path: str) -> None:
+    """A bar chart of the ratios (needs matplotlib: the ``bench`` extra)."""
+    plt = _pyplot()
     titles = [row.title for row in rows]
     positions = range(len(rows))
     height = 0.38
@@ -1681,10 +1688,65 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _UsageError(Exception):
+    """A bad argument found before measuring: one line, exit status 2."""
+
+
 def _rows_from_json(path: str) -> tuple[list[Row], dict[str, Any]]:
-    with open(path) as saved:
-        document = json.load(saved)
-    return [Row(**row) for row in document["rows"]], document["environment"]
+    """The rows and environment saved by ``--json`` in *path*.
+
+    Raises :class:`_UsageError` for a file that cannot be read, is not JSON,
+    or is not such results; the shape is checked by formatting the report
+    (:func:`_report`), which touches every field the report shows.
+    """
+    try:
+        with open(path, encoding="utf-8") as saved:
+            document = json.load(saved)
+    except OSError as exc:
+        raise _UsageError(f"--load {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise _UsageError(f"--load {path}: not JSON ({exc})") from None
+    try:
+        rows = [Row(**row) for row in document["rows"]]
+        environment = document["environment"]
+        _report(rows, environment, rst=True)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        raise _UsageError(f"--load {path}: not the results saved by --json ({what})") from None
+    return rows, environment
+
+
+def _report(rows: Sequence[Row], environment: dict[str, Any], rst: bool) -> str:
+    """What the benchmark prints: the table, the footer, the reST table if asked."""
+    parts = [format_table(rows), _footer(environment)]
+    if rst:
+        parts.append(format_rst_table(rows))
+    return "\n\n".join(parts)
+
+
+@contextmanager
+def _output_file(option: str, path: str | None) -> Iterator[io.TextIOWrapper | None]:
+    """*path* (given as *option*) opened for writing before anything is
+    measured, so that a path that cannot be written fails at once, not after
+    the whole run.  Opened for appending, so nothing is lost yet: the writer
+    empties it when the results are there.  A file made here and left empty
+    (the run failed or was interrupted) is removed again."""
+    if path is None:
+        yield None
+        return
+    existed = os.path.lexists(path)
+    try:
+        out = open(path, "a", encoding="utf-8")  # noqa: SIM115  (held across the run by the with below)
+    except OSError as exc:
+        raise _UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    try:
+        with out:
+            yield out
+    finally:
+        if not existed:
+            with contextlib.suppress(OSError):
+                if os.path.getsize(path) == 0:
+                    os.remove(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1699,21 +1761,24 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr, flush=True)
 
     try:
-        if options.load:
-            rows, environment = _rows_from_json(options.load)
-        else:
-            rows, environment = _run(options, log)
-        print(format_table(rows))
-        print()
-        print(_footer(environment))
-        if options.rst:
-            print()
-            print(format_rst_table(rows))
-        if options.json and not options.load:
-            with open(options.json, "w") as out:
-                json.dump({"environment": environment, "rows": [asdict(row) for row in rows]}, out, indent=1)
+        # Everything that can be found wrong is, before anything is measured.
+        loaded = _rows_from_json(options.load) if options.load else None
         if options.chart:
-            write_chart(rows, options.chart)
+            _pyplot()
+        with (
+            _output_file("--json", None if loaded else options.json) as results,
+            _output_file("--chart", options.chart),
+        ):
+            rows, environment = loaded or _run(options, log)
+            print(_report(rows, environment, options.rst))
+            if results is not None:
+                results.truncate(0)
+                json.dump({"environment": environment, "rows": [asdict(row) for row in rows]}, results, indent=1)
+            if options.chart:
+                write_chart(rows, options.chart)
+    except _UsageError as exc:
+        print(f"trio-rsocket bench: {exc}", file=sys.stderr)
+        return _EXIT_USAGE
     except BenchError as exc:
         print(f"trio-rsocket bench: {exc}", file=sys.stderr)
         return _EXIT_MISSING_PACKAGE if isinstance(exc, MissingPackageError) else _EXIT_FAILED

@@ -13,9 +13,12 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import trio_rsocket
 from trio_rsocket import RSocket, deadline_after
+
+from .conftest import has_ipv6
 
 NAN = float("nan")
 
@@ -151,3 +154,146 @@ async def test_socket_options_go_to_the_os_socket(pair: tuple[RSocket, RSocket])
 def test_socket_options_need_a_socket() -> None:
     with pytest.raises(trio.ClosedResourceError, match="not connected"):
         RSocket().getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+
+
+# ----------------------------------------------------------------------------
+# Numbers past float or C int range (issue 16): never an OverflowError, never
+# a failure after the socket was bound.  Past float range a time is for ever,
+# as a deadline reads it; a backlog past a C int is the longest there is.
+
+BEYOND_FLOATS = 10**400
+
+
+async def _echo(data: object, sock: RSocket) -> None:
+    while chunk := await sock.read():
+        await sock.write(chunk)
+
+
+async def test_a_happy_eyeballs_delay_past_float_range_is_for_ever(no_fd_leak: None) -> None:
+    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
+        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery)
+        await client.connect("127.0.0.1", listener.get_addr()[1], happy_eyeballs_delay=BEYOND_FLOATS)
+        await client.write(b"ping")
+        assert await client.read_exactly(4) == b"ping"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("backlog", [2**31, 2**64])
+async def test_a_backlog_past_a_c_int_listens_as_long_as_the_os_allows(backlog: int, no_fd_leak: None) -> None:
+    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
+        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery, backlog=backlog)
+        await client.connect("127.0.0.1", listener.get_addr()[1])
+        await client.write(b"ping")
+        assert await client.read_exactly(4) == b"ping"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_handshake_timeout_past_float_range_is_for_ever(no_fd_leak: None) -> None:
+    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
+        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery, handshake_timeout=BEYOND_FLOATS)
+        await client.connect("127.0.0.1", listener.get_addr()[1])
+        await client.write(b"ping")
+        assert await client.read_exactly(4) == b"ping"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_shutdown_grace_past_float_range_waits_for_the_handlers() -> None:
+    finished = trio.Event()
+
+    async def handler(data: object, sock: RSocket) -> None:
+        await sock.read()
+        finished.set()
+
+    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
+        await listener.listen("127.0.0.1", 0, handler, nursery=nursery)
+        await client.connect("127.0.0.1", listener.get_addr()[1])
+        await trio.testing.wait_all_tasks_blocked()
+        client.close()  # the handler's read ends, and so does the handler
+        assert await listener.shutdown(BEYOND_FLOATS) == 0
+        assert finished.is_set()
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda s: s.connect("127.0.0.1", 80, happy_eyeballs_delay=-BEYOND_FLOATS), "happy_eyeballs_delay"),
+        (lambda s: s.listen("127.0.0.1", 0, _echo, handshake_timeout=-BEYOND_FLOATS), "handshake_timeout"),
+        (lambda s: s.shutdown(-BEYOND_FLOATS), "grace"),
+    ],
+    ids=["happy_eyeballs_delay", "handshake_timeout", "grace"],
+)
+async def test_a_negative_time_past_float_range_is_a_value_error_naming_it(
+    call: Callable[[RSocket], Any], words: str
+) -> None:
+    async with trio_rsocket.open_runtime():
+        sock = RSocket()
+        with pytest.raises(ValueError, match=words):
+            await attempt(call, sock)
+        assert sock.get_handle() == -1
+
+
+@pytest.mark.parametrize(
+    ("call", "words"),
+    [
+        (lambda s: s.setsockopt(2**64, socket.SO_KEEPALIVE, 1), "level"),
+        (lambda s: s.setsockopt(socket.SOL_SOCKET, 2**40, 1), "option"),
+        (lambda s: s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 2**31), "value"),
+        (lambda s: s.getsockopt(-(2**64), socket.SO_KEEPALIVE), "level"),
+        (lambda s: s.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 2**40), "buffer_length"),
+    ],
+    ids=["set level", "set option", "set value", "get level", "get buffer_length"],
+)
+async def test_a_socket_option_argument_past_a_c_int_is_a_value_error_naming_it(
+    pair: tuple[RSocket, RSocket], call: Callable[[RSocket], Any], words: str
+) -> None:
+    client, server = pair
+    with pytest.raises(ValueError, match=f"{words} must fit in a C int"):
+        call(client)
+    await client.write(b"still fine")
+    assert await server.read_exactly(10) == b"still fine"
+
+
+async def test_a_file_descriptor_past_a_c_int_is_a_value_error_naming_the_file(pair: tuple[RSocket, RSocket]) -> None:
+    client, _ = pair
+    with pytest.raises(ValueError, match="file is not an open file"):
+        await client.send_file(2**64)
+
+
+# ----------------------------------------------------------------------------
+# An IPv6 address in brackets, as every message prints it (issue 16)
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
+async def test_connect_and_listen_take_an_ipv6_address_in_brackets(no_fd_leak: None) -> None:
+    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
+        await listener.listen("[::1]", 0, _echo, nursery=nursery)
+        host, port = listener.get_addr()
+        assert host == "::1"
+        await client.connect("[::1]", port)
+        assert client.get_peer_addr() == ("::1", port)
+        await client.write(b"ping")
+        assert await client.read_exactly(4) == b"ping"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
+async def test_a_bracketed_address_is_named_with_one_pair_of_brackets() -> None:
+    listener = socket.socket(socket.AF_INET6)
+    listener.bind(("::1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nobody listens there now: refused
+    with pytest.raises(trio_rsocket.ConnectError) as caught:
+        await RSocket().connect("[::1]", port)
+    assert f"[::1]:{port}" in str(caught.value)
+    assert "[[" not in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["[::1", "::1]", "[localhost]", "[127.0.0.1]", "[]"])
+async def test_brackets_around_anything_but_an_ipv6_address_are_a_value_error(host: str) -> None:
+    async with trio_rsocket.open_runtime():
+        sock = RSocket()
+        with pytest.raises(ValueError, match="host must be a name or an address; brackets go around an IPv6"):
+            await sock.connect(host, 80)
+        with pytest.raises(ValueError, match="host must be a name or an address; brackets go around an IPv6"):
+            await sock.listen(host, 0, _echo)
+        assert sock.get_handle() == -1

@@ -8,10 +8,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from trio_rsocket import _bench as bench
 from trio_rsocket._bench import (
     IMPLEMENTATIONS,
     BenchError,
@@ -21,6 +23,7 @@ from trio_rsocket._bench import (
     _reconnects,
     format_table,
 )
+from trio_rsocket._cli import main as cli_main
 
 # Far more than the smoke run takes; only a hang should ever reach it.
 TIMEOUT = 180
@@ -75,6 +78,22 @@ def test_quick_run_measures_file_transfer_and_tls_reconnects(tmp_path: Path) -> 
     assert not any(rows["file:send_file"]["server_cpu"].values())
     assert "file transfer: send_file / read + write" in result.stdout
     assert "TLS reconnects: TLS 1.2 resumed / TLS 1.2 full" in result.stdout
+
+
+def test_quick_run_measures_tls_echo_and_idle_tls_pairs(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = run_bench("--quick", "--repeat", "1", "--only", "tls-echo", "tls-echo100", "tls-idle", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = {row["workload"]: row for row in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["tls-echo", "tls-echo100", "tls-idle"]
+    for row in rows.values():
+        assert sorted(row["samples"]) == sorted(IMPLEMENTATIONS)
+        assert all(len(figures) == 1 and figures[0] > 0 for figures in row["samples"].values())
+    # Memory: less is better, so the ratio is trio's figure over RSocket's.
+    assert not rows["tls-idle"]["higher_is_better"]
+    assert "TLS 64-byte echo, 100 connections" in result.stdout
+    assert "idle TLS pairs, memory" in result.stdout
+    assert "100 idle TLS pairs" in result.stdout
 
 
 def test_reconnects_fail_loudly_when_a_session_is_not_resumed() -> None:
@@ -136,6 +155,99 @@ def test_load_shows_saved_results_without_measuring(tmp_path: Path) -> None:
     result = run_bench("--load", str(saved))
     assert result.returncode == 0, result.stderr
     assert "1.50x" in result.stdout
+
+
+def _saved_results(tmp_path: Path, document: object) -> str:
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(document))
+    return str(path)
+
+
+BAD_LOADS: list[Any] = [
+    pytest.param(lambda tmp: str(tmp / "missing.json"), "No such file or directory", id="missing"),
+    pytest.param(lambda tmp: str(tmp), "Is a directory", id="directory"),
+    pytest.param(lambda tmp: _write(tmp, "{not json"), "not JSON (Expecting property name", id="not-json"),
+    pytest.param(lambda tmp: _write(tmp, "\xff\xfe"), "not JSON", id="not-text"),
+    pytest.param(lambda tmp: _saved_results(tmp, [1, 2]), "not the results saved by --json", id="a-list"),
+    pytest.param(
+        lambda tmp: _saved_results(tmp, {"rows": []}),
+        "not the results saved by --json (no 'environment')",
+        id="no-environment",
+    ),
+    pytest.param(
+        lambda tmp: _saved_results(tmp, {"rows": [{"workload": "echo"}], "environment": {}}),
+        "not the results saved by --json (Row.__init__() missing",
+        id="a-short-row",
+    ),
+    pytest.param(
+        lambda tmp: _saved_results(tmp, {"rows": [], "environment": {"settings": {}}}),
+        "not the results saved by --json (no ",
+        id="a-short-environment",
+    ),
+]
+
+
+def _write(directory: Path, text: str) -> str:
+    path = directory / "saved.json"
+    path.write_bytes(text.encode("latin-1"))
+    return str(path)
+
+
+@pytest.mark.parametrize(("make", "words"), BAD_LOADS)
+def test_a_load_file_that_is_not_saved_results_is_one_line_and_status_2(
+    tmp_path: Path, make: Callable[[Path], str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = make(tmp_path)
+    assert cli_main(["bench", "--load", path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"trio-rsocket bench: --load {path}: ")
+    assert words in captured.err
+    assert len(captured.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--json", "--chart"])
+@pytest.mark.parametrize("where", ["no-such-directory/results", "."], ids=["missing-directory", "a-directory"])
+def test_an_output_file_that_cannot_be_written_is_refused_before_measuring(
+    tmp_path: Path, option: str, where: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if option == "--chart":
+        pytest.importorskip("matplotlib")
+
+    def measure(*_: object) -> None:
+        raise AssertionError("the benchmark ran before the output file was checked")
+
+    monkeypatch.setattr(bench, "_run", measure)
+    path = str(tmp_path / where)
+    assert cli_main(["bench", "--quick", "--only", "echo", option, path]) == 2
+    errors = capsys.readouterr().err
+    assert errors.startswith(f"trio-rsocket bench: {option} {path}: ")
+    assert len(errors.splitlines()) == 1
+
+
+def test_a_chart_without_matplotlib_is_refused_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def measure(*_: object) -> None:
+        raise AssertionError("the benchmark ran before matplotlib was looked for")
+
+    monkeypatch.setattr(bench, "_run", measure)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    assert cli_main(["bench", "--quick", "--chart", str(tmp_path / "chart.png")]) == 5
+    assert "--chart needs matplotlib: pip install" in capsys.readouterr().err
+
+
+def test_a_json_file_made_for_a_run_that_failed_is_removed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*_: object) -> None:
+        raise BenchError("a server died")
+
+    monkeypatch.setattr(bench, "_run", fail)
+    results = tmp_path / "results.json"
+    assert cli_main(["bench", "--quick", "--json", str(results)]) == 1
+    assert "a server died" in capsys.readouterr().err
+    assert not results.exists()
 
 
 def test_memory_ratio_counts_less_as_better() -> None:

@@ -179,6 +179,15 @@ def test_connect_accepts_the_bracketed_ipv6_address_that_echo_prints() -> None:
     assert result.stdout == b"brackets"
 
 
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback on this machine")
+def test_echo_listens_on_the_bracketed_ipv6_address_it_prints() -> None:
+    with echo_server("--host", "[::1]") as (_, host, port):
+        result = run_cli("connect", "[::1]", str(port), stdin=b"brackets both ways")
+    assert host == "::1"
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    assert result.stdout == b"brackets both ways"
+
+
 def test_connect_with_timeout_inf_never_gives_up_and_works() -> None:
     with echo_server() as (_, host, port):
         result = run_cli("connect", "--timeout", "inf", host, str(port), stdin=b"no time limit")
@@ -324,6 +333,8 @@ def test_connect_to_an_unknown_host_exits_1() -> None:
         (["connect", "[localhost]", "80"], "brackets go around an IPv6 address, as in [::1]; not '[localhost]'"),
         (["connect", "127.0.0.1", "80", "--ca", "ca.pem", "--insecure"], "--ca and --insecure contradict"),
         (["echo", "--port", "-5"], "port must be in 0..65535, not -5"),
+        (["echo", "--host", "[::1"], "argument --host: brackets go around an IPv6 address, as in [::1]; not '[::1'"),
+        (["echo", "--host", "[localhost]"], "brackets go around an IPv6 address, as in [::1]; not '[localhost]'"),
         (["echo", "--cert", "server.pem"], "--cert and --key go together"),
     ],
 )

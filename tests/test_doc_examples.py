@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 
-from trio_rsocket import RSocket, RSocketError, TLSError
+from trio_rsocket import ListenError, RSocket, RSocketError, TLSError
 from trio_rsocket.testing import make_cert_files, new_ca
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -162,3 +162,32 @@ async def test_the_file_server_example_refuses_names_outside_its_folder(
         with pytest.raises(RSocketError, match="404 not found"):
             await example["fetch"](*listener.get_addr(), name)
         await listener.shutdown(grace=5)
+
+
+# ----------------------------------------------------------------------------
+# docs/servers.rst, "Listening": listen inside a nursery of one's own
+
+
+async def test_the_listen_error_example_catches_the_port_in_use_with_except_star(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = load_example("servers.rst", "example-listen-error")
+    await example["main"]()
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1
+    assert re.fullmatch(r"cannot serve: Cannot bind/listen on 127\.0\.0\.1:\d+: Address already in use", printed[0])
+
+
+async def test_the_listen_error_example_server_raises_a_group_that_except_listen_error_misses() -> None:
+    """What the page says: the ListenError leaves the nursery in a group,
+    and only in a group."""
+    example = load_example("servers.rst", "example-listen-error")
+    async with trio.open_nursery() as nursery:
+        first = RSocket()
+        await first.listen("127.0.0.1", 0, example["echo"], nursery=nursery)
+        with pytest.RaisesGroup(pytest.RaisesExc(ListenError, match="Address already in use")):
+            try:
+                await example["serve"](first.get_addr()[1])
+            except ListenError:  # pragma: no cover - what the page says does not happen
+                pytest.fail("a bare ListenError left the nursery")
+        first.close()

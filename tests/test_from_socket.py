@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -115,6 +117,48 @@ async def test_an_adopted_ipv6_socket_knows_its_peer() -> None:
         async with adopted:
             assert adopted.get_peer_addr() == ("::1", peer.socket.getsockname()[1])
             assert await round_trip(adopted, peer) == (b"from the adopted socket", b"from the peer")
+
+
+async def test_an_adopted_unix_socket_pair_has_unnamed_addresses() -> None:
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with theirs:
+        async with RSocket.from_socket(mine) as adopted:
+            assert adopted.get_addr() == ("", 0)
+            assert adopted.get_peer_addr() == ("", 0)
+            await adopted.write(b"ping")
+            assert theirs.recv(4) == b"ping"
+
+
+async def test_an_adopted_unix_socket_gives_its_path_and_port_0(tmp_path: Path) -> None:
+    path = str(tmp_path / "server.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(path)
+        listening.listen()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(path)
+        accepted, _ = listening.accept()
+    async with RSocket.from_socket(client) as near, RSocket.from_socket(accepted) as far:
+        assert near.get_addr() == ("", 0)  # a client's socket has no name of its own
+        assert near.get_peer_addr() == (path, 0)
+        assert far.get_addr() == (path, 0)
+        assert far.get_peer_addr() == ("", 0)
+        await near.write(b"ping")
+        assert await far.read_exactly(4) == b"ping"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract Unix socket names are Linux's")
+async def test_an_adopted_abstract_unix_socket_keeps_the_leading_nul_in_a_str() -> None:
+    name = f"\0trio-rsocket-test-{os.getpid()}-{id(object())}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(name)
+        listening.listen()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(name)
+        accepted, _ = listening.accept()
+    async with RSocket.from_socket(client) as near, RSocket.from_socket(accepted) as far:
+        assert near.get_peer_addr() == (name, 0)
+        assert far.get_addr() == (name, 0)
+        assert isinstance(far.get_addr()[0], str)
 
 
 async def test_data_the_kernel_received_before_adoption_is_read() -> None:

@@ -7,6 +7,8 @@ names; and every R_ERR_* code these calls can return.
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import re
 import socket
@@ -14,6 +16,7 @@ import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ import trio
 import trio.testing
 
 import trio_rsocket
-from trio_rsocket import RSocket, ioto
+from trio_rsocket import RSocket, TLSError, ioto
 from trio_rsocket.ioto import (
     INVALID_SOCKET,
     ME_BUFSIZE,
@@ -81,7 +84,7 @@ from trio_rsocket.ioto import (
 )
 from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
-from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6
+from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6, rsocket_pair
 
 Handler = Callable[[Any, RSocket], Awaitable[object]]
 
@@ -1592,3 +1595,286 @@ def test_every_socket_name_of_r_h_is_in_the_ioto_page() -> None:
         pytest.skip("the docs are not beside the tests")
     code = " ".join(re.findall(r"``(.+?)``", page.read_text(encoding="utf-8"), flags=re.DOTALL))
     assert [name for name in R_H_SOCKET_NAMES if not re.search(rf"\b{name}\b", code)] == []
+
+
+# ============================================================================
+# Every code each call documents
+#
+# Each call that returns a code names in its docstring the codes it returns.
+# FAILURES makes each of them happen for real, one row per code (and one per
+# NULL socket), and test_failures_cover_every_code_the_docstrings_name checks
+# that the rows and the docstrings agree, so a code cannot drift from its
+# docstring unseen.
+
+
+@dataclass
+class Given:
+    """What a row's call works on: the socket in the row's state, a regular
+    file's descriptor, and a loopback port that something listens on."""
+
+    sock: RSocket | None
+    fd: int
+    port: int
+
+
+@asynccontextmanager
+async def given(state: str, fd: int, tmp_path: Path) -> AsyncIterator[Given]:
+    """A socket in *state* (for a busy state, another fiber is in the middle
+    of a call on it), and the rest of Given; everything is closed on exit."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if state in ("no socket", "unconnected", "given no TLS files"):
+            sock = None if state == "no socket" else rAllocSocket()
+            if state == "given no TLS files":
+                assert rSetSocketCerts(sock, tmp_path / "missing.key", tmp_path / "missing.crt", None, None) == 0
+            try:
+                yield Given(sock, fd, port)
+            finally:
+                rFreeSocket(sock)
+            return
+        client, server = await (clogged_rsocket_pair() if state == "writing" else rsocket_pair())
+        try:
+            async with trio.open_nursery() as nursery:
+                if state == "closed":
+                    rCloseSocket(client)
+                elif state == "at end of file":
+                    rCloseSocket(server)
+                elif state == "reading":
+                    nursery.start_soon(rReadSocket, client, bytearray(8), 8, 0)
+                elif state == "writing":
+                    nursery.start_soon(rWriteSocket, client, b"x", 1, 0)
+                elif state == "holding plaintext":
+                    # Unread bytes in the buffer, as a line reader leaves them.
+                    assert await rWriteSocket(server, b"STARTTLS\r\nINJECTED", 18, 0) == 18
+                    assert await client.read_until(b"\r\n") == b"STARTTLS\r\n"
+                else:
+                    assert state == "connected", state
+                await trio.testing.wait_all_tasks_blocked()
+                yield Given(client, fd, port)
+                nursery.cancel_scope.cancel()
+        finally:
+            client.close()
+            server.close()
+
+
+def due() -> int:
+    """A deadline (ms on trio's clock) that has already passed."""
+    return rGetTicks() - 1000
+
+
+Call = Callable[[Given], object]
+LOOPBACK = "127.0.0.1"
+
+# For each call: (the socket's state, a failing call, its code, words of the
+# message rGetSocketError then gives, "" where nothing is recorded).
+FAILURES: dict[Callable[..., object], list[tuple[str, Call, int, str]]] = {
+    rConnectSocket: [
+        ("unconnected", lambda g: rConnectSocket(g.sock, LOOPBACK, free_port(), 0), R_ERR_CANT_CONNECT, "connect"),
+        ("unconnected", lambda g: rConnectSocket(g.sock, LOOPBACK, g.port, due()), R_ERR_TIMEOUT, "deadline"),
+        ("unconnected", lambda g: rConnectSocket(g.sock, LOOPBACK, 0, 0), R_ERR_BAD_ARGS, "port"),
+        ("no socket", lambda g: rConnectSocket(g.sock, LOOPBACK, g.port, 0), R_ERR_BAD_ARGS, ""),
+    ],
+    rListenSocket: [
+        ("unconnected", lambda g: rListenSocket(g.sock, LOOPBACK, g.port, echo, None), R_ERR_CANT_OPEN, "bind"),
+        ("given no TLS files", lambda g: rListenSocket(g.sock, LOOPBACK, 0, echo), R_ERR_CANT_INITIALIZE, "missing"),
+        ("unconnected", lambda g: unchecked.rListenSocket(g.sock, LOOPBACK, 0, 42), R_ERR_BAD_ARGS, "handler"),
+        ("no socket", lambda g: rListenSocket(g.sock, LOOPBACK, 0, echo, None), R_ERR_BAD_ARGS, ""),
+    ],
+    rReadSocket: [
+        ("closed", lambda g: rReadSocket(g.sock, bytearray(8), 8, 0), R_ERR_CANT_READ, "closed"),
+        ("at end of file", lambda g: rReadSocket(g.sock, bytearray(8), 8, 0), R_ERR_CANT_READ, ""),
+        ("connected", lambda g: rReadSocket(g.sock, bytearray(8), 8, due()), R_ERR_TIMEOUT, "deadline"),
+        ("reading", lambda g: rReadSocket(g.sock, bytearray(8), 8, 0), R_ERR_BUSY, "already reading"),
+        ("connected", lambda g: rReadSocket(g.sock, bytearray(8), 0, 0), R_ERR_BAD_ARGS, "bufsize"),
+        ("no socket", lambda g: rReadSocket(g.sock, bytearray(8), 8, 0), R_ERR_BAD_ARGS, ""),
+    ],
+    rWriteSocket: [
+        ("closed", lambda g: rWriteSocket(g.sock, b"x", 1, 0), R_ERR_CANT_WRITE, "closed"),
+        ("connected", lambda g: rWriteSocket(g.sock, b"x", 1, due()), R_ERR_TIMEOUT, "deadline"),
+        ("writing", lambda g: rWriteSocket(g.sock, b"x", 1, 0), R_ERR_BUSY, "already writing"),
+        ("connected", lambda g: unchecked.rWriteSocket(g.sock, "x", 1, 0), R_ERR_BAD_ARGS, "str"),
+        ("no socket", lambda g: rWriteSocket(g.sock, b"x", 1, 0), R_ERR_BAD_ARGS, ""),
+    ],
+    rSendFile: [
+        ("closed", lambda g: rSendFile(g.sock, g.fd, 0, 10), R_ERR_CANT_WRITE, "closed"),
+        ("connected", lambda g: rSendFile(g.sock, g.fd, 0, 10, due()), R_ERR_TIMEOUT, "deadline"),
+        ("writing", lambda g: rSendFile(g.sock, g.fd, 0, 10), R_ERR_BUSY, "already writing"),
+        ("connected", lambda g: rSendFile(g.sock, g.fd, -1, 10), R_ERR_BAD_ARGS, "offset"),
+        ("no socket", lambda g: rSendFile(g.sock, g.fd, 0, 10), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketWaitMask: [
+        ("connected", lambda g: rSetSocketWaitMask(g.sock, R_READABLE, due()), R_ERR_TIMEOUT, "deadline"),
+        ("unconnected", lambda g: rSetSocketWaitMask(g.sock, R_READABLE, 0), R_ERR_CANT_COMPLETE, "not connected"),
+        ("reading", lambda g: rSetSocketWaitMask(g.sock, R_READABLE, 0), R_ERR_BUSY, "already reading"),
+        ("connected", lambda g: rSetSocketWaitMask(g.sock, 0, 0), R_ERR_BAD_ARGS, "mask"),
+        ("no socket", lambda g: rSetSocketWaitMask(g.sock, R_READABLE, 0), R_ERR_BAD_ARGS, ""),
+    ],
+    rGetSocketAddr: [
+        ("unconnected", lambda g: rGetSocketAddr(g.sock), R_ERR_CANT_COMPLETE, "not connected"),
+        ("no socket", lambda g: rGetSocketAddr(g.sock), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketLinger: [
+        ("unconnected", lambda g: rSetSocketLinger(g.sock, -1), R_ERR_BAD_ARGS, "seconds"),
+        ("no socket", lambda g: rSetSocketLinger(g.sock, 0), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketNoDelay: [
+        ("unconnected", lambda g: unchecked.rSetSocketNoDelay(g.sock, "yes"), R_ERR_BAD_ARGS, "enable"),
+        ("no socket", lambda g: rSetSocketNoDelay(g.sock, 1), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketCerts: [
+        ("unconnected", lambda g: unchecked.rSetSocketCerts(g.sock, 42, None, None, None), R_ERR_BAD_ARGS, "key"),
+        ("no socket", lambda g: rSetSocketCerts(g.sock, None, None, None, None), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketCiphers: [
+        ("unconnected", lambda g: unchecked.rSetSocketCiphers(g.sock, 42), R_ERR_BAD_ARGS, "ciphers"),
+        ("no socket", lambda g: rSetSocketCiphers(g.sock, None), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketVerify: [
+        ("unconnected", lambda g: unchecked.rSetSocketVerify(g.sock, "yes", 1), R_ERR_BAD_ARGS, "verify_peer"),
+        ("no socket", lambda g: rSetSocketVerify(g.sock, 1, 1), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketDefaultCerts: [
+        ("no socket", lambda g: unchecked.rSetSocketDefaultCerts(42, None, None, None), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketDefaultCiphers: [
+        ("no socket", lambda g: unchecked.rSetSocketDefaultCiphers(42), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketDefaultVerify: [
+        ("no socket", lambda g: unchecked.rSetSocketDefaultVerify("yes", 1), R_ERR_BAD_ARGS, ""),
+    ],
+    rUpgradeTls: [
+        ("holding plaintext", lambda g: rUpgradeTls(g.sock, None, 0), R_ERR_CANT_CONNECT, "plaintext"),
+        ("connected", lambda g: rUpgradeTls(g.sock, None, due()), R_ERR_TIMEOUT, "deadline"),
+        ("unconnected", lambda g: rUpgradeTls(g.sock, None, 0), R_ERR_BAD_STATE, "not connected"),
+        ("connected", lambda g: unchecked.rUpgradeTls(g.sock, 42, 0), R_ERR_BAD_ARGS, "host"),
+        ("no socket", lambda g: rUpgradeTls(g.sock, None, 0), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetTlsSession: [
+        ("unconnected", lambda g: unchecked.rSetTlsSession(g.sock, "session"), R_ERR_BAD_ARGS, "session"),
+        ("no socket", lambda g: rSetTlsSession(g.sock, None), R_ERR_BAD_ARGS, ""),
+    ],
+    rSetSocketLimit: [
+        ("no socket", lambda g: rSetSocketLimit(-5), R_ERR_BAD_ARGS, ""),
+    ],
+    rSpawnFiber: [
+        ("no socket", lambda g: unchecked.rSpawnFiber("bad", "not callable", None), R_ERR_BAD_ARGS, ""),
+    ],
+}
+
+CODE_NAMES = {getattr(ioto, name): name for name in ioto.__all__ if name.startswith("R_ERR")}
+
+
+def documented_codes(function: Callable[..., object]) -> set[str]:
+    """The codes *function*'s docstring says it returns."""
+    # rSetSocketCerts names the codes that rConnectSocket and rListenSocket
+    # return for the files it was given: theirs, not its own.
+    not_its_own = {"R_ERR_CANT_CONNECT", "R_ERR_CANT_INITIALIZE"} if function is rSetSocketCerts else set()
+    return set(re.findall(r"\bR_ERR_[A-Z_]+", function.__doc__ or "")) - not_its_own
+
+
+@pytest.mark.parametrize(
+    ("function", "state", "call", "code", "words"),
+    [
+        pytest.param(function, *row, id=f"{function.__name__}-{CODE_NAMES[row[2]]}-{row[0]}")
+        for function, rows in FAILURES.items()
+        for row in rows
+    ],
+)
+async def test_each_failure_returns_its_documented_code(
+    function: Callable[..., object], state: str, call: Call, code: int, words: str, payload_fd: int, tmp_path: Path
+) -> None:
+    async with trio_rsocket.open_runtime(), given(state, payload_fd, tmp_path) as g:
+        result = call(g)
+        if inspect.isawaitable(result):
+            with trio.testing.assert_checkpoints():  # failing at once too
+                result = await result
+        assert (result[0] if isinstance(result, tuple) else result) == code
+        if g.sock is not None:
+            assert words in rGetSocketError(g.sock)
+            assert words or code == R_ERR_CANT_READ  # only EOF records nothing
+
+
+def test_failures_cover_every_code_the_docstrings_name() -> None:
+    calls = [getattr(ioto, name) for name in ioto.__all__ if hasattr(getattr(ioto, name), "__wrapped__")]
+    assert set(calls) == set(FAILURES)
+    for function, rows in FAILURES.items():
+        assert {CODE_NAMES[code] for _, _, code, _ in rows} == documented_codes(function), function.__name__
+        assert "no socket" in {state for state, *_ in rows}, function.__name__
+
+
+# Setters that document only R_ERR_BAD_ARGS, and the API each hands its
+# arguments to.  However the API refuses them (today a TypeError or
+# ValueError, but a TLSError if it ever reads a file), the code is the one the
+# docstring names.
+SETTERS: list[tuple[Callable[..., int], object, str, Callable[[RSocket], int]]] = [
+    (rSetSocketLinger, RSocket, "set_linger", lambda sock: rSetSocketLinger(sock, 0)),
+    (rSetSocketNoDelay, RSocket, "set_no_delay", lambda sock: rSetSocketNoDelay(sock, 1)),
+    (rSetSocketCerts, RSocket, "set_certs", lambda sock: rSetSocketCerts(sock, "k.pem", "c.pem", None, None)),
+    (rSetSocketCiphers, RSocket, "set_ciphers", lambda sock: rSetSocketCiphers(sock, "HIGH")),
+    (rSetSocketVerify, RSocket, "set_verify", lambda sock: rSetSocketVerify(sock, 1, 1)),
+    (rSetTlsSession, RSocket, "set_tls_session", lambda sock: rSetTlsSession(sock, None)),
+    (rSetSocketDefaultCerts, ioto, "set_default_certs", lambda _: rSetSocketDefaultCerts("k.pem", "c.pem", None, None)),
+    (rSetSocketDefaultCiphers, ioto, "set_default_ciphers", lambda _: rSetSocketDefaultCiphers("HIGH")),
+    (rSetSocketDefaultVerify, ioto, "set_default_verify", lambda _: rSetSocketDefaultVerify(1, 1)),
+    (rSetSocketLimit, ioto, "set_socket_limit", lambda _: rSetSocketLimit(10)),
+]
+
+
+@pytest.mark.parametrize(("function", "owner", "api", "call"), SETTERS, ids=[row[0].__name__ for row in SETTERS])
+def test_a_setter_fails_with_its_documented_code_whatever_the_api_raises(
+    function: Callable[..., int],
+    owner: object,
+    api: str,
+    call: Callable[[RSocket], int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise TLSError("unusable")
+
+    assert documented_codes(function) == {"R_ERR_BAD_ARGS"}
+    monkeypatch.setattr(owner, api, refuse)
+    sock = rAllocSocket()
+    assert call(sock) == R_ERR_BAD_ARGS
+    rFreeSocket(sock)
+
+
+def test_the_calls_keep_their_signatures_for_help_and_sphinx() -> None:
+    calls = [getattr(ioto, name) for name in ioto.__all__ if hasattr(getattr(ioto, name), "__wrapped__")]
+    for function in calls:
+        assert inspect.signature(function) == inspect.signature(function.__wrapped__)
+        assert inspect.iscoroutinefunction(function) == inspect.iscoroutinefunction(function.__wrapped__)
+    assert list(inspect.signature(rReadSocket).parameters) == ["sock", "buf", "bufsize", "deadline"]
+    assert "R_ERR_CANT_READ" in (rReadSocket.__doc__ or "")
+
+
+async def test_a_call_with_arguments_left_out_raises_as_any_call_does() -> None:
+    # A bug in the caller, as C's compiler would say, not a bad value.
+    sock = rAllocSocket()
+    with pytest.raises(TypeError):
+        unchecked.rSetSocketLinger(sock)
+    with pytest.raises(TypeError):
+        unchecked.rSetSocketLinger(None)
+    with pytest.raises(TypeError):
+        await unchecked.rReadSocket(sock, bytearray(8))
+    with pytest.raises(TypeError):
+        unchecked.rSetSocketLimit()
+    assert rGetSocketError(sock) == ""
+
+
+def test_a_call_without_a_socket_logs_its_message(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="trio_rsocket"):
+        assert rSetSocketLimit(-5) == R_ERR_BAD_ARGS
+        assert rSetSocketLinger(None, 0) == R_ERR_BAD_ARGS
+    assert [record.getMessage() for record in caplog.records] == [
+        "ioto: limit must be at least 1, not -5 (-6)",
+        "ioto: socket is None (-6)",
+    ]
+
+
+def test_a_socket_given_by_name_is_looked_at_too() -> None:
+    assert unchecked.rSetSocketLinger(sock=None, timeout=0) == R_ERR_BAD_ARGS
+    sock = rAllocSocket()
+    assert unchecked.rSetSocketLinger(sock=sock, timeout=-1) == R_ERR_BAD_ARGS
+    assert "seconds" in rGetSocketError(sock)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import functools
 import inspect
+import re
+import select
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -21,6 +30,7 @@ from trio_rsocket import (
     stop,
     suspend_fiber,
 )
+from trio_rsocket.testing import open_rsocket_pair
 
 # ----------------------------------------------------------------------------
 # run()
@@ -451,6 +461,69 @@ def test_run_hands_on_ctrl_c_bare() -> None:
         trio_rsocket.run(interrupted)
 
 
+# The tutorial's first server (on a free port), telling the test once it listens.
+_FIRST_SERVER = """
+import trio_rsocket
+from trio_rsocket import RSocket
+
+
+async def echo(data, sock):
+    while chunk := await sock.read():
+        await sock.write(chunk)
+
+
+async def main():
+    listener = RSocket()
+    await listener.listen("127.0.0.1", 0, echo)
+    print("ready", flush=True)
+
+
+trio_rsocket.run(main)
+"""
+
+
+def test_ctrl_c_on_a_server_ends_it_with_a_bare_keyboard_interrupt_as_trio_run_does() -> None:
+    """Ctrl-C prints one short traceback that ends in KeyboardInterrupt: no
+    exception group, nothing chained to it (issue 16)."""
+    server = subprocess.Popen(
+        [sys.executable, "-c", _FIRST_SERVER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], 60)  # bounds a hang; times nothing
+        assert ready, "the server never said it was listening"
+        assert server.stdout.readline() == "ready\n"
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == -signal.SIGINT  # how Python ends on an uncaught KeyboardInterrupt
+    lines = errors.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "KeyboardInterrupt"
+    assert errors.count("Traceback") == 1
+    for chained in ("ExceptionGroup", "+-", "direct cause", "During handling"):
+        assert chained not in errors
+
+
+def test_run_hands_on_the_keyboard_interrupt_itself_chained_to_nothing() -> None:
+    async def interrupted() -> None:
+        trio_rsocket.spawn_fiber(trio.sleep_forever)
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt("from the fiber's sibling")
+
+    async def main() -> None:
+        trio_rsocket.spawn_fiber(interrupted)
+        await trio.sleep_forever()
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        trio_rsocket.run(main)
+    assert caught.value.args == ("from the fiber's sibling",)
+    assert caught.value.__cause__ is None
+
+
 def test_run_raises_fn_s_own_exception_bare_as_trio_run_does() -> None:
     async def failing() -> None:
         await trio.lowlevel.checkpoint()
@@ -521,3 +594,86 @@ def test_run_refuses_a_plain_function_with_a_type_error() -> None:
 
     with pytest.raises(TypeError, match=r"fn must be an async function.*plain.*returned 1"):
         trio_rsocket.run(plain)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------
+# trio only (issue 16): under asyncio (or anyio's asyncio backend, which is
+# asyncio underneath) the first call says so in a sentence, instead of trio's
+# "must be called from async context" or asyncio's "Task got bad yield".
+
+TRIO_ONLY = r"trio_rsocket runs under trio only, and {what} was called outside trio"
+
+
+async def _echo(data: object, sock: trio_rsocket.RSocket) -> None:
+    await trio.lowlevel.checkpoint()
+
+
+async def _in_runtime() -> None:
+    async with open_runtime():
+        pass
+
+
+async def _in_a_pair() -> None:
+    async with open_rsocket_pair():
+        pass
+
+
+async def _deadline_after() -> None:
+    trio_rsocket.deadline_after(1)
+
+
+ASYNCIO_FIRST_CALLS: list[Any] = [
+    pytest.param(lambda: trio_rsocket.RSocket().connect("127.0.0.1", 9), "connect()", id="connect"),
+    pytest.param(lambda: trio_rsocket.RSocket().listen("127.0.0.1", 0, _echo), "listen()", id="listen"),
+    pytest.param(_in_runtime, "open_runtime()", id="open_runtime"),
+    pytest.param(_deadline_after, "deadline_after()", id="deadline_after"),
+    pytest.param(_in_a_pair, "open_rsocket_pair()", id="open_rsocket_pair"),
+]
+
+
+@pytest.mark.parametrize(("call", "what"), ASYNCIO_FIRST_CALLS)
+def test_the_first_call_under_asyncio_says_trio_only(call: Callable[[], Awaitable[object]], what: str) -> None:
+    with pytest.raises(RuntimeError, match=TRIO_ONLY.format(what=re.escape(what))):
+        asyncio.run(call())  # type: ignore[arg-type]
+
+
+def test_a_socket_used_as_a_context_manager_under_asyncio_says_trio_only_on_exit_too() -> None:
+    """The exit's aclose() says it too, not "Task got bad yield"."""
+
+    async def main() -> None:
+        async with trio_rsocket.RSocket() as sock:
+            await sock.connect("127.0.0.1", 9)
+
+    with pytest.raises(RuntimeError, match=TRIO_ONLY.format(what=r"aclose\(\)")):
+        asyncio.run(main())
+
+
+def test_adopting_a_socket_in_asyncio_says_trio_only() -> None:
+    mine, theirs = socket.socketpair()
+
+    async def main() -> None:
+        trio_rsocket.RSocket.from_socket(mine)
+
+    with mine, theirs, pytest.raises(RuntimeError, match=TRIO_ONLY.format(what=r"from_socket\(\)")):
+        asyncio.run(main())
+
+
+def test_a_socket_adopted_before_trio_starts_serves_under_trio() -> None:
+    """from_socket is synchronous: called outside any event loop it is fine."""
+    mine, theirs = socket.socketpair()
+    adopted = trio_rsocket.RSocket.from_socket(mine)
+
+    async def main() -> bytes:
+        async with adopted:
+            await adopted.write(b"ping")
+            return theirs.recv(4)
+
+    with theirs:
+        assert trio.run(main) == b"ping"
+
+
+def test_the_readme_and_the_docs_say_trio_only_near_the_top() -> None:
+    root = Path(__file__).parent.parent
+    for page in (root / "README.rst", root / "docs" / "index.rst"):
+        top = page.read_text().split("\n\n")[:3]  # the title and the opening paragraph
+        assert any("**trio only.**" in paragraph for paragraph in top), page

@@ -8,6 +8,7 @@ connection run over a plain and a TLS pair (the ``either_pair`` fixture).
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import socket
@@ -20,7 +21,8 @@ import pytest
 import trio
 import trio.testing
 
-from trio_rsocket import DeadlineError, RSocket
+import trio_rsocket
+from trio_rsocket import DeadlineError, FileReadError, RSocket
 from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
 MiB = 1 << 20
@@ -370,6 +372,105 @@ async def test_a_file_not_open_for_reading_is_a_value_error_before_any_io(
             file.close()
     assert client.is_connected()
     await assert_nothing_more_came(client, server)
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="O_PATH descriptors are Linux's")
+async def test_an_o_path_descriptor_is_a_value_error_naming_the_file_before_any_io(
+    either_pair: tuple[RSocket, RSocket], tmp_path: Path
+) -> None:
+    """An O_PATH descriptor names a file and cannot read it: the file's
+    fault, said before any I/O, and the connection goes on (it used to be
+    "this socket was already closed" on plain TCP, a bare OSError on TLS)."""
+    client, server = either_pair
+    path, _ = make_file(tmp_path, 1000)
+    fd = os.open(path, os.O_PATH)
+    try:
+        with pytest.raises(ValueError, match="file must be open for reading, not an O_PATH descriptor"):
+            await client.send_file(fd)
+    finally:
+        os.close(fd)
+    assert client.is_connected()
+    await assert_nothing_more_came(client, server)
+
+
+async def send_file_until_it_cannot_read(
+    sender: RSocket, receiver: RSocket, file: Any, fd: int, path: Path
+) -> tuple[FileReadError, bytes]:
+    """Send *file* (whose descriptor is *fd*) while the connection is full,
+    replace the descriptor under the send by one that cannot read the file
+    (Linux's O_PATH), then let the receiver read.  The send must fail as the
+    file's fault; the sender then writes ``<next>``, which must come right
+    after what the send sent.  Returns the error and what arrived before ``<next>``."""
+    errors: list[FileReadError] = []
+    received = bytearray()
+
+    async def send() -> None:
+        with pytest.raises(FileReadError) as caught:
+            await sender.send_file(file)
+        errors.append(caught.value)
+        await sender.write(b"<next>")  # the connection is fine
+
+    with trio.fail_after(30):  # a safety net against a test's own mistake, never reached
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            # The buffers hold far less than the file: the send waits for the receiver.
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+            unreadable = os.open(path, os.O_PATH)
+            os.dup2(unreadable, fd)  # the same number, no longer readable
+            os.close(unreadable)
+            # Bounded: every read returns at least a byte, and the sender
+            # writes its 6 bytes once the error is known.
+            while not (errors and len(received) == errors[0].bytes_written + 6):
+                chunk = await receiver.read()
+                assert chunk, "end of file before <next>"
+                received += chunk
+    assert received.endswith(b"<next>")
+    return errors[0], bytes(received[:-6])
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="O_PATH descriptors are Linux's")
+async def test_a_file_that_cannot_be_read_during_the_send_is_a_file_read_error_naming_it(
+    either_pair: tuple[RSocket, RSocket], tmp_path: Path
+) -> None:
+    client, server = either_pair
+    fix_buffers(client, server)
+    path, data = make_file(tmp_path, 16 * MiB)
+    with path.open("rb") as file:
+        error, received = await send_file_until_it_cannot_read(client, server, file, file.fileno(), path)
+    assert isinstance(error, trio_rsocket.RSocketError)
+    assert str(error) == f"Cannot read {str(path)!r} to send it: Bad file descriptor"
+    assert error.errno == errno.EBADF
+    assert 0 < error.bytes_written < len(data)
+    assert received == data[: error.bytes_written]
+    assert client.get_error() == str(error)
+    assert client.is_connected()
+    assert client.statistics().bytes_written == error.bytes_written + 6
+
+
+@pytest.mark.skipif(not hasattr(os, "O_PATH"), reason="O_PATH descriptors are Linux's")
+async def test_a_descriptor_that_cannot_be_read_during_the_send_is_named_by_its_number(
+    either_pair: tuple[RSocket, RSocket], tmp_path: Path
+) -> None:
+    client, server = either_pair
+    fix_buffers(client, server)
+    path, data = make_file(tmp_path, 16 * MiB)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        error, received = await send_file_until_it_cannot_read(client, server, fd, fd, path)
+    finally:
+        os.close(fd)
+    assert str(error) == f"Cannot read file descriptor {fd} to send it: Bad file descriptor"
+    assert received == data[: error.bytes_written]
+
+
+def test_the_docs_say_a_file_must_not_shrink_while_a_plain_send_file_sends_it() -> None:
+    """The kernel's sendfile may send bytes from past a concurrent cut: the
+    send_file docstring and docs/servers.rst say so (issue 16)."""
+    docstring = " ".join((RSocket.send_file.__doc__ or "").split())
+    servers = " ".join((Path(__file__).parent.parent / "docs" / "servers.rst").read_text().split())
+    for text in (docstring, servers):
+        assert "The file must not shrink while it is sent." in text
+        assert "may still send bytes from past the point where a concurrent truncation cut the" in text
 
 
 async def test_a_file_argument_error_comes_before_the_not_connected_error(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ every client reads something before its session is taken or reused.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import shutil
 import socket
 import ssl
@@ -23,7 +25,7 @@ import trio
 import trio.testing
 import trustme
 
-from trio_rsocket import RSocket
+from trio_rsocket import RSocket, TLSError
 from trio_rsocket.testing import CertFiles
 
 from .conftest import read_line_containing
@@ -125,18 +127,18 @@ def python_server_context(files: CertFiles, version: ssl.TLSVersion = ssl.TLSVer
     return context
 
 
-def serve_in_turn(listening: list[socket.socket], context: ssl.SSLContext) -> list[bool | None]:
-    """Serve one echo connection on each socket of *listening*, in order, all
-    with *context* (in a thread); return whether each handshake resumed
-    (``None``: it failed)."""
+def serve_in_turn(listening: list[socket.socket], contexts: list[ssl.SSLContext]) -> list[bool | None]:
+    """Serve one echo connection on each socket of *listening*, in order,
+    each with its context in *contexts* (in a thread); return whether each
+    handshake resumed (``None``: it failed)."""
     reused: list[bool | None] = []
-    for sock in listening:
+    for sock, context in zip(listening, contexts, strict=True):
         connection, _ = sock.accept()
         connection.settimeout(10)
         with connection:
             try:
                 tls = context.wrap_socket(connection, server_side=True)
-            except ssl.SSLError:
+            except OSError:  # the client refused the handshake: an alert, or a reset after it
                 reused.append(None)
                 continue
             with tls:
@@ -149,12 +151,15 @@ def serve_in_turn(listening: list[socket.socket], context: ssl.SSLContext) -> li
 
 @asynccontextmanager
 async def python_server(
-    context: ssl.SSLContext, ports: int = 1, connections: int = 2
+    context: ssl.SSLContext | list[ssl.SSLContext], ports: int = 1, connections: int = 2
 ) -> AsyncIterator[tuple[list[int], list[bool | None]]]:
     """Python's blocking ssl in a thread, listening on *ports* ports and
     serving *connections* connections on them in turn (the first, the
-    second, ..., round again), all with one *context*.  Yields the ports, and
-    a list that holds, once the block ends, whether each handshake resumed."""
+    second, ..., round again), all with one *context* (or, given a list, one
+    connection with each).  Yields the ports, and a list that holds, once the
+    block ends, whether each handshake resumed."""
+    contexts = context if isinstance(context, list) else [context] * connections
+    connections = len(contexts)
     reused: list[bool | None] = []
     with contextlib.ExitStack() as stack:
         listening = [stack.enter_context(socket.socket()) for _ in range(ports)]
@@ -165,7 +170,7 @@ async def python_server(
         order = [listening[i % ports] for i in range(connections)]
 
         async def serve() -> None:
-            reused.extend(await trio.to_thread.run_sync(serve_in_turn, order, context))
+            reused.extend(await trio.to_thread.run_sync(serve_in_turn, order, contexts))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve)
@@ -425,3 +430,361 @@ async def test_a_listener_resumes_a_python_ssl_clients_session(
         client_says = await trio.to_thread.run_sync(connect_twice, port, str(rsocket_cert_files.authority), version)
     assert client_says == [False, True]
     assert server_says == [False, True]
+
+
+# ----------------------------------------------------------------------------
+# Security: a resumed handshake checks the name too (issue 16, item 1)
+#
+# The server certificates here name one thing each, 127.0.0.1 or localhost,
+# so that a session made for one name is a session the other must refuse.
+
+
+@pytest.fixture(scope="module")
+def naming(
+    rsocket_ca: trustme.CA, rsocket_cert_files: CertFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], CertFiles]:
+    """Cert files whose server certificate names *name* and nothing else."""
+    made: dict[str, CertFiles] = {}
+
+    def files(name: str) -> CertFiles:
+        if name not in made:
+            folder = tmp_path_factory.mktemp("one-name")
+            leaf = rsocket_ca.issue_cert(name)
+            leaf.private_key_pem.write_to_path(str(folder / "server.key"))
+            (folder / "server.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+            made[name] = dataclasses.replace(
+                rsocket_cert_files, server_cert=folder / "server.pem", server_key=folder / "server.key"
+            )
+        return made[name]
+
+    return files
+
+
+NAME_PAIRS = [
+    pytest.param("127.0.0.1", "localhost", id="ip-cert-asked-localhost"),
+    pytest.param("localhost", "127.0.0.1", id="dns-cert-asked-ip"),
+]
+
+
+def mismatch(name: str) -> str:
+    """What full verification says of a certificate that does not name *name*."""
+    return f"Certificate hostname mismatch. Expecting {name}"
+
+
+async def session_for(files: CertFiles, port: int, name: str, client: Callable[[CertFiles], RSocket]) -> ssl.SSLSession:
+    """Connect to *name*:*port* once with a fresh *client* socket, talk,
+    and return its session."""
+    async with client(files) as sock:
+        assert not await connect_and_talk(sock, port, name)
+        session = sock.get_tls_session()
+        await sock.aclose()
+    assert session is not None
+    return session
+
+
+@pytest.mark.parametrize(("name", "other"), NAME_PAIRS)
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_session_resumed_for_another_name_fails_as_a_full_handshake_does(
+    naming: Callable[[str], CertFiles], name: str, other: str, version: ssl.TLSVersion
+) -> None:
+    """OpenSSL checks no name when it resumes: a server whose certificate
+    names only *name* must not pass for *other* by resuming a session."""
+    files = naming(name)
+    async with python_server(python_server_context(files, version), connections=4) as ([port], reused):
+        session = await session_for(files, port, name, trusting)
+        async with trusting(files) as full:
+            with pytest.raises(TLSError) as full_handshake:
+                await full.connect(other, port)
+        async with trusting(files) as resuming:
+            resuming.set_tls_session(session)
+            with pytest.raises(TLSError) as resumed:
+                await resuming.connect(other, port)
+            assert resuming.get_error() == mismatch(other)
+            # The same session, for the name it was made for, resumes.
+            assert await connect_and_talk(resuming, port, name)
+            await resuming.aclose()
+    assert str(full_handshake.value) == str(resumed.value) == mismatch(other)
+    assert reused == [False, None, True, True]  # the refused one had resumed
+
+
+@pytest.mark.parametrize(("name", "other"), NAME_PAIRS)
+async def test_a_session_resumed_with_a_listener_for_another_name_fails(
+    naming: Callable[[str], CertFiles], name: str, other: str
+) -> None:
+    files = naming(name)
+    async with rsocket_server(files) as (port, _):
+        session = await session_for(files, port, name, trusting)
+        async with trusting(files) as resuming:
+            resuming.set_tls_session(session)
+            with pytest.raises(TLSError, match=f"^{mismatch(other)}$"):
+                await resuming.connect(other, port)
+            assert await connect_and_talk(resuming, port, name)
+
+
+@needs_openssl
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_session_resumed_with_openssl_s_server_for_another_name_fails(
+    naming: Callable[[str], CertFiles], version: ssl.TLSVersion
+) -> None:
+    files = naming("127.0.0.1")
+    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
+    async with openssl_server(files, *options) as port:
+        session = await session_for(files, port, "127.0.0.1", trusting)
+        async with trusting(files) as resuming:
+            resuming.set_tls_session(session)
+            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}$"):
+                await resuming.connect("localhost", port)
+            assert await connect_and_talk(resuming, port, "127.0.0.1")
+            assert resuming.get_tls_version() == VERSION_NAMES[version]
+
+
+def default_context_client(files: CertFiles) -> RSocket:
+    """A client through the escape hatch: Python's default context (it checks host names)."""
+    sock = RSocket()
+    sock.set_ssl_context(ssl.create_default_context(cafile=str(files.authority)))
+    return sock
+
+
+async def test_a_resumed_session_is_checked_under_a_context_of_the_programs_own(
+    naming: Callable[[str], CertFiles],
+) -> None:
+    files = naming("127.0.0.1")
+    context = ssl.create_default_context(cafile=str(files.authority))
+    async with python_server(python_server_context(files), connections=2) as ([port], reused):
+        async with RSocket() as first:
+            first.set_ssl_context(context)
+            assert not await connect_and_talk(first, port, "127.0.0.1")
+            session = first.get_tls_session()
+            await first.aclose()
+        async with RSocket() as resuming:
+            resuming.set_ssl_context(context)
+            resuming.set_tls_session(session)
+            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}$"):
+                await resuming.connect("localhost", port)
+    assert reused == [False, True]
+
+
+async def test_a_resumed_session_is_checked_when_the_issuer_is_forgiven(
+    naming: Callable[[str], CertFiles],
+) -> None:
+    """``verify_issuer=False`` checks the certificate itself after every
+    handshake, resumed or not, and says which names it holds."""
+
+    def forgiving(files: CertFiles) -> RSocket:
+        sock = RSocket()
+        sock.set_verify(True, False)
+        return sock
+
+    files = naming("127.0.0.1")
+    async with python_server(python_server_context(files), connections=2) as ([port], reused):
+        session = await session_for(files, port, "127.0.0.1", forgiving)
+        async with forgiving(files) as resuming:
+            resuming.set_tls_session(session)
+            with pytest.raises(TLSError, match=f"^{mismatch('localhost')} got 127.0.0.1$"):
+                await resuming.connect("localhost", port)
+    assert reused == [False, True]
+
+
+async def test_an_upgrade_offered_a_session_by_hand_checks_its_own_name(
+    naming: Callable[[str], CertFiles],
+) -> None:
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _):
+        session = await session_for(files, port, "127.0.0.1", trusting)
+        async with RSocket() as upgrading:
+            await upgrading.connect("127.0.0.1", port)  # plain; the listener starts TLS at once
+            upgrading.set_certs(authority=str(files.authority))
+            upgrading.set_tls_session(session)
+            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}$"):
+                await upgrading.upgrade_tls("localhost")
+            assert upgrading.is_closed()
+
+
+# ----------------------------------------------------------------------------
+# Security: a session kept by itself goes only to the name it was verified
+# for, with the port and the TLS settings (issue 16, item 2)
+
+
+async def test_an_upgrade_files_its_session_under_the_name_it_checked(naming: Callable[[str], CertFiles]) -> None:
+    """connect("localhost") then upgrade_tls("127.0.0.1") checked
+    127.0.0.1: its session must not be offered to localhost, and is to 127.0.0.1."""
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _), RSocket() as client:
+        await client.connect("localhost", port)  # plain; the listener starts TLS at once
+        client.set_certs(authority=str(files.authority))
+        await client.upgrade_tls("127.0.0.1")
+        await round_trip(client)
+        await client.aclose()
+        # The socket has TLS settings now: connect runs the handshake.
+        with pytest.raises(TLSError, match=f"^{mismatch('localhost')}$"):
+            await client.connect("localhost", port)  # a full handshake: nothing offered
+        assert await connect_and_talk(client, port, "127.0.0.1")
+
+
+async def test_a_from_socket_client_keeps_its_session_for_no_one(naming: Callable[[str], CertFiles]) -> None:
+    """A socket connect did not make has no port to file its session under:
+    it offers the session to nothing by itself (get_tls_session still has it)."""
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _):
+        raw = trio.socket.socket()
+        await raw.connect(("127.0.0.1", port))
+        async with RSocket.from_socket(raw) as client:
+            client.set_certs(authority=str(files.authority))
+            await client.upgrade_tls("127.0.0.1")
+            await round_trip(client)
+            await client.aclose()
+            assert client.get_tls_session() is not None
+            assert not await connect_and_talk(client, port, "127.0.0.1")
+            await client.aclose()
+            # From here on the socket is connect's, and keeps its session.
+            assert await connect_and_talk(client, port, "127.0.0.1")
+
+
+async def test_a_socket_that_checks_no_name_keeps_its_session_for_no_one(
+    naming: Callable[[str], CertFiles],
+) -> None:
+    """verify_peer=False checks nothing, so its session is offered to
+    nothing by itself; by hand it still is."""
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _), RSocket() as client:
+        client.set_verify(False, False)
+        await connect_and_talk(client, port, "127.0.0.1")
+        await client.aclose()
+        assert not await connect_and_talk(client, port, "127.0.0.1")
+        session = client.get_tls_session()
+        await client.aclose()
+        client.set_tls_session(session)
+        assert await connect_and_talk(client, port, "127.0.0.1")
+
+
+async def test_a_session_kept_under_other_tls_settings_is_not_offered(naming: Callable[[str], CertFiles]) -> None:
+    """Other settings make another context, which the kept session was not
+    made with (Python would refuse it too)."""
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _), trusting(files) as client:
+        await connect_and_talk(client, port, "127.0.0.1")
+        await client.aclose()
+        client.set_ciphers("ECDHE+AESGCM")
+        assert not await connect_and_talk(client, port, "127.0.0.1")
+        await client.aclose()
+        assert await connect_and_talk(client, port, "127.0.0.1")
+
+
+# ----------------------------------------------------------------------------
+# Memory: resumption reads no session it does not need (issue 16, item 3)
+#
+# Reading SSLSocket.session / SSLObject.session leaks a copy of the session
+# on Python 3.11 (CPython gh-116810).  A socket that resumed keeps offering
+# the session it offered, and reads a new one only after a full handshake.
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_one_session_resumes_again_and_again_with_python_ssl(
+    naming: Callable[[str], CertFiles], version: ssl.TLSVersion
+) -> None:
+    files = naming("127.0.0.1")
+    context = python_server_context(files, version)
+    async with python_server(context, connections=5) as ([port], reused), trusting(files) as client:
+        says = []
+        for _ in range(5):
+            says.append(await connect_and_talk(client, port, "127.0.0.1"))
+            await client.aclose()
+    assert says == [False, True, True, True, True]
+    assert reused == says
+
+
+@needs_openssl
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_one_session_resumes_again_and_again_with_openssl_s_server(
+    naming: Callable[[str], CertFiles], version: ssl.TLSVersion
+) -> None:
+    files = naming("127.0.0.1")
+    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
+    async with openssl_server(files, *options) as port, trusting(files) as client:
+        says = []
+        for _ in range(5):
+            says.append(await connect_and_talk(client, port, "127.0.0.1"))
+            await client.aclose()
+    assert says == [False, True, True, True, True]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_a_session_the_server_refuses_is_replaced_by_the_next_full_handshakes(
+    naming: Callable[[str], CertFiles], version: ssl.TLSVersion
+) -> None:
+    """The server restarts (a new context: new ticket keys, an empty cache)
+    after two connections: the third is a full handshake, and the fourth
+    resumes the session the third made."""
+    files = naming("127.0.0.1")
+    before, after = python_server_context(files, version), python_server_context(files, version)
+    async with python_server([before, before, after, after]) as ([port], reused), trusting(files) as client:
+        says = []
+        for _ in range(4):
+            says.append(await connect_and_talk(client, port, "127.0.0.1"))
+            await client.aclose()
+    assert says == reused == [False, True, False, True]
+
+
+async def test_a_resumed_connection_reads_no_session(naming: Callable[[str], CertFiles]) -> None:
+    """Reading a connection's session makes a new copy every time (one that
+    Python 3.11 leaks): a connection that resumed reads none, and its session
+    is the very one it offered, whether offered by itself or by hand."""
+    files = naming("127.0.0.1")
+    async with rsocket_server(files) as (port, _), trusting(files) as client:
+        assert not await connect_and_talk(client, port, "127.0.0.1")
+        await client.aclose()
+        first = client.get_tls_session()  # read once, from the full handshake's connection
+        assert client.get_tls_session() is first
+        for _ in range(3):
+            assert await connect_and_talk(client, port, "127.0.0.1")
+            assert client.get_tls_session() is first
+            await client.aclose()
+            assert client.get_tls_session() is first
+        async with trusting(files) as by_hand:
+            by_hand.set_tls_session(first)
+            assert await connect_and_talk(by_hand, port, "127.0.0.1")
+            assert by_hand.get_tls_session() is first
+
+
+def resident_bytes() -> int:
+    """This process's resident set size, in bytes."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+RESUMED_RECONNECTS = 10_000
+WARM_UP = 200
+RSS_GROWTH_LIMIT = 8 << 20  # reading the session each time grew about 64 MiB here
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc/self/statm (Linux)")
+async def test_resumed_reconnects_keep_memory_flat(naming: Callable[[str], CertFiles]) -> None:
+    """Thousands of resumed reconnects against an RSocket listener grow
+    this process by no more than noise.  TLS 1.2 (the listener's own
+    context says so): its session is there when the handshake ends, so
+    each reconnect is just a resumed handshake, twice as fast as TLS 1.3's
+    with the round trip that brings its ticket; reading the session leaked
+    the same with either."""
+    files = naming("127.0.0.1")
+    server_context = python_server_context(files, ssl.TLSVersion.TLSv1_2)
+
+    async def wait_for_close(_data: object, sock: RSocket) -> None:
+        with contextlib.suppress(trio.BrokenResourceError):
+            await sock.read()
+
+    listener = RSocket()
+    listener.set_ssl_context(server_context)
+    async with trio.open_nursery() as nursery, trusting(files) as client:
+        await listener.listen("127.0.0.1", 0, wait_for_close, nursery=nursery)
+        port = listener.get_addr()[1]
+        resumed = 0
+        for cycle in range(WARM_UP + RESUMED_RECONNECTS):
+            if cycle == WARM_UP:
+                before, resumed = resident_bytes(), 0
+            await client.connect("127.0.0.1", port)
+            resumed += client.is_session_reused()
+            client.close()
+        growth = resident_bytes() - before
+        await listener.shutdown(0)
+    assert resumed == RESUMED_RECONNECTS
+    assert growth < RSS_GROWTH_LIMIT, f"RSS grew {growth / 2**20:.1f} MiB over {RESUMED_RECONNECTS} resumed reconnects"

@@ -11,6 +11,7 @@ from ._deadline import deadline_after as deadline_after
 from ._errors import ConnectError as ConnectError
 from ._errors import DeadlineError as DeadlineError
 from ._errors import DelimiterNotFoundError as DelimiterNotFoundError
+from ._errors import FileReadError as FileReadError
 from ._errors import IncompleteReadError as IncompleteReadError
 from ._errors import ListenError as ListenError
 from ._errors import RSocketError as RSocketError
@@ -40,6 +41,7 @@ __all__ = [
     "DeadlineError",
     "DelimiterNotFoundError",
     "Fiber",
+    "FileReadError",
     "IncompleteReadError",
     "ListenError",
     "RSocket",

@@ -12,10 +12,13 @@ from typing import Final, Protocol
 
 import trio
 
+from ._address import unbracket
+
 __all__ = [
     "MAX_LINGER",
     "READ_CAP",
     "FileLike",
+    "c_int_error",
     "check_count",
     "check_file",
     "check_host",
@@ -35,6 +38,20 @@ READ_CAP: Final = 1 << 20
 #: SO_LINGER's seconds are a C int.
 MAX_LINGER: Final = 2**31 - 1
 
+# Linux's descriptor that names a file without opening it (0 elsewhere).
+_O_PATH: Final = getattr(os, "O_PATH", 0)
+
+
+def c_int_error(**arguments: object) -> ValueError | None:
+    """The error to raise instead of the :class:`OverflowError` (or, for an
+    int that could also be bytes, :class:`TypeError`) that a socket call
+    raised before any I/O, if an argument is an int past a C int: it names
+    that argument.  ``None``: no argument is, the call's error stands."""
+    for name, value in arguments.items():
+        if isinstance(value, int) and not -(2**31) <= value < 2**31:
+            return ValueError(f"{name} must fit in a C int (-2**31 to 2**31-1), not {value}")
+    return None
+
 
 def check_count(value: object, argument: str = "max_bytes") -> int:
     """A byte count of at least 1."""
@@ -46,7 +63,8 @@ def check_count(value: object, argument: str = "max_bytes") -> int:
 
 
 def check_host(host: object) -> str:
-    """A host name or address to connect to."""
+    """A host name or address to connect to; an IPv6 address may come in
+    brackets (``[::1]``, as every message prints it), which are dropped."""
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
     if not host:
@@ -54,7 +72,7 @@ def check_host(host: object) -> str:
     if "\0" in host:
         # The resolver would stop at the NUL and connect somewhere else.
         raise ValueError(f"host must not contain a NUL character: {host!r}")
-    return host
+    return unbracket(host)
 
 
 def check_port(port: object) -> int:
@@ -138,12 +156,16 @@ def check_file(file: object, offset: object, count: object) -> tuple[int, int]:
     most = None if count is None else _check_offset(count, "count")
     try:
         info = os.fstat(fd)
-        access = fcntl.fcntl(fd, fcntl.F_GETFL) & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
     except OSError as exc:
         raise ValueError(f"file is not an open file: {exc.strerror or exc}") from None
+    except OverflowError:  # past a C int: no descriptor has that number
+        raise ValueError(f"file is not an open file: there is no file descriptor {fd}") from None
     if not stat.S_ISREG(info.st_mode):
         raise TypeError("file must be a regular file (sockets, pipes and devices cannot be sent from)")
-    if access == os.O_WRONLY:
+    if flags & _O_PATH:
+        raise ValueError("file must be open for reading, not an O_PATH descriptor (which can only name the file)")
+    if flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR) == os.O_WRONLY:
         raise ValueError("file must be open for reading, not write-only")
     left = max(0, info.st_size - first)
     return fd, left if most is None else min(most, left)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import ipaddress
 import logging
 import math
 import os
@@ -51,7 +50,7 @@ from trio_rsocket import (
     deadline_after,
 )
 
-from ._address import host_port
+from ._address import host_port, unbracket
 from .testing import SERVER_NAMES, TRUSTME_HINT, CertFiles, echo_handler, make_cert_files, new_ca
 
 EXIT_OK: Final = 0
@@ -111,16 +110,20 @@ def _remote_host(text: str) -> str:
     """
     if not text:
         raise argparse.ArgumentTypeError("HOST must not be empty")
-    if text.startswith("[") or text.endswith("]"):
-        inner = text.removeprefix("[").removesuffix("]")
-        try:
-            if not (text.startswith("[") and text.endswith("]")):
-                raise ValueError("unbalanced brackets")
-            ipaddress.IPv6Address(inner)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"brackets go around an IPv6 address, as in [::1]; not {text!r}") from None
-        return inner
-    return text
+    return _unbracketed(text)
+
+
+def _listen_host(text: str) -> str:
+    """A host to listen on: an address or a name, ``''`` for every
+    interface; an IPv6 address may come in brackets, as for HOST."""
+    return _unbracketed(text)
+
+
+def _unbracketed(text: str) -> str:
+    try:
+        return unbracket(text)
+    except ValueError:  # argparse names the argument itself
+        raise argparse.ArgumentTypeError(f"brackets go around an IPv6 address, as in [::1]; not {text!r}") from None
 
 
 def _remote_port(text: str) -> int:
@@ -191,8 +194,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     echo.add_argument(
         "--host",
+        type=_listen_host,
         default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1; '' for every interface)",
+        help="address to listen on (default 127.0.0.1; '' for every interface; IPv6 as ::1 or [::1])",
     )
     echo.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: any free port)")
     echo.add_argument("--cert", metavar="FILE", help="serve TLS with this certificate (PEM; needs --key)")

@@ -28,7 +28,17 @@ from types import TracebackType
 
 import trio
 
-__all__ = ["NO_DEADLINE", "Deadline", "DeadlineScope", "check_deadline", "deadline_after", "deadline_scope"]
+from ._runtime import outside_trio
+
+__all__ = [
+    "NO_DEADLINE",
+    "Deadline",
+    "DeadlineScope",
+    "as_float",
+    "check_deadline",
+    "deadline_after",
+    "deadline_scope",
+]
 
 #: What the public API accepts as a deadline.
 Deadline = float | int | None
@@ -53,14 +63,14 @@ def check_deadline(deadline: object, argument: str = "deadline") -> float:
         raise ValueError(f"{argument} must be a time, not NaN")
     if deadline == 0:
         return math.inf
-    return _as_float(deadline)
+    return as_float(deadline)
 
 
 def deadline_after(seconds: float) -> float:
     """Return the deadline *seconds* from now: ``trio.current_time() + seconds``.
 
     Ioto writes ``rGetTime() + 30 * 1000``; here that is ``deadline_after(30)``.
-    Must be called from inside trio.
+    Must be called from inside trio (:class:`RuntimeError` saying so elsewhere).
 
     The result is never exactly ``0``, which would mean "no deadline": at time
     0 (where :class:`trio.testing.MockClock` starts) ``deadline_after(0)`` is
@@ -72,7 +82,11 @@ def deadline_after(seconds: float) -> float:
         raise TypeError(f"seconds must be a number, not {type(seconds).__name__}")
     if seconds != seconds:
         raise ValueError("seconds must be a number of seconds, not NaN")
-    deadline = trio.current_time() + _as_float(seconds)
+    try:
+        now = trio.current_time()
+    except RuntimeError:
+        raise outside_trio("deadline_after()") from None
+    deadline = now + as_float(seconds)
     return deadline if deadline != 0 else math.nextafter(0.0, -1.0)
 
 
@@ -123,8 +137,10 @@ def deadline_scope(
     return DeadlineScope(limit, expired)
 
 
-def _as_float(number: int | float) -> float:
-    """*number* as a float; an int past float range as ``inf`` or ``-inf``."""
+def as_float(number: int | float) -> float:
+    """*number* as a float; an int past float range as ``inf`` or ``-inf``
+    (what such a time or duration means, where ``float()`` would raise
+    :class:`OverflowError`)."""
     try:
         return float(number)
     except OverflowError:

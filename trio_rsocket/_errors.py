@@ -20,10 +20,12 @@ __all__ = [
     "ConnectError",
     "DeadlineError",
     "DelimiterNotFoundError",
+    "FileReadError",
     "IncompleteReadError",
     "ListenError",
     "RSocketError",
     "TLSError",
+    "file_error",
     "stream_error",
 ]
 
@@ -102,6 +104,33 @@ class DeadlineError(RSocketError, TimeoutError, trio.TooSlowError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.message, self.bytes_written))
+
+
+class FileReadError(RSocketError):
+    """:meth:`RSocket.send_file` could not read the *file*: the file is at
+    fault, not the connection, which stays open and usable.
+
+    The message names the file and gives the OS reason (``"Cannot read
+    'data.bin' to send it: Input/output error"``); :attr:`~OSError.errno` is
+    the OS error.
+
+    Attributes:
+      bytes_written: how many bytes of the file had been handed to the kernel
+        (TLS: written through TLS) before the read failed, as
+        :attr:`DeadlineError.bytes_written` counts them.
+    """
+
+    def __init__(self, message: str, errno: int | None = None, bytes_written: int = 0) -> None:
+        super().__init__(message, errno)
+        self.bytes_written = bytes_written
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message, self.errno, self.bytes_written))
+
+
+def file_error(file: str, exc: OSError, bytes_written: int) -> FileReadError:
+    """The error for *exc*, met reading *file* (its name in words) to send it."""
+    return FileReadError(f"Cannot read {file} to send it: {exc.strerror or exc}", exc.errno, bytes_written)
 
 
 class IncompleteReadError(RSocketError, EOFError):

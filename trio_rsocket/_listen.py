@@ -53,17 +53,19 @@ import trio
 from trio.lowlevel import checkpoint, wait_readable
 
 from . import _secure, _tls
-from ._address import display_address, host_port, peer_text
+from ._address import display_address, host_port, peer_text, unbracket
+from ._deadline import as_float
 from ._errors import ListenError
 from ._options import Options
 from ._plain import PlainConnection
-from ._runtime import current_nursery
+from ._runtime import check_trio, current_nursery
 from ._state import SetupGuard, State
 
 __all__ = [
     "ACCEPT_BATCH",
     "ACCEPT_RETRY_PAUSE",
     "DEFAULT_SOCKET_LIMIT",
+    "MAX_BACKLOG",
     "Connection",
     "Listener",
     "check_listen_arguments",
@@ -86,6 +88,9 @@ ACCEPT_RETRY_PAUSE: Final = 0.1
 #: The backlog when none is given: as long as the OS allows (it clamps this to
 #: ``net.core.somaxconn``), trio's choice, so bursts of connects are not refused.
 DEFAULT_BACKLOG: Final = 0xFFFF
+#: The longest backlog ``listen()`` can be given (a C int); a longer one is
+#: read as this, which the OS cuts down to its own bound as it does any other.
+MAX_BACKLOG: Final = 2**31 - 1
 
 # accept() errors that mean "out of resources": log, pause, retry.
 _CAPACITY_ERRNOS: Final = frozenset({errno_codes.EMFILE, errno_codes.ENFILE, errno_codes.ENOBUFS, errno_codes.ENOMEM})
@@ -172,11 +177,15 @@ def check_listen_arguments(
     backlog: object,
     reuse_port: object,
     handshake_timeout: object,
-) -> trio.Nursery:
-    """Validate ``listen``'s arguments (before any I/O) and return the nursery
-    the listener will run in: *nursery*, or the current runtime's."""
+) -> tuple[str | None, trio.Nursery, int, float]:
+    """Validate ``listen``'s arguments (before any I/O) and return the host
+    to bind (an IPv6 address without the brackets it may come in), the
+    nursery the listener will run in (*nursery*, or the current runtime's),
+    the backlog to pass to the OS, and the handshake timeout as a float."""
     if host is not None and not isinstance(host, str):
         raise TypeError(f"host must be a str or None, not {type(host).__name__}")
+    if host:
+        host = unbracket(host)
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int, not {type(port).__name__}")
     if not 0 <= port <= 65535:
@@ -192,20 +201,25 @@ def check_listen_arguments(
             raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
         if backlog < 1:
             raise ValueError(f"backlog must be at least 1, not {backlog}")
+        # listen() takes a C int and the OS cuts it down to its own bound
+        # anyway: a longer backlog is the longest there is, not an error.
+        backlog = min(backlog, MAX_BACKLOG)
     if not isinstance(reuse_port, bool):
         raise TypeError(f"reuse_port must be a bool, not {type(reuse_port).__name__}")
     if reuse_port and not hasattr(stdlib_socket, "SO_REUSEPORT"):
         raise ValueError("reuse_port=True needs SO_REUSEPORT, which this platform does not have")
-    check_seconds(handshake_timeout, "handshake_timeout", allow_zero=False)
+    timeout = check_seconds(handshake_timeout, "handshake_timeout", allow_zero=False)
     if nursery is None:
-        return current_nursery("listen() without nursery=", ", or pass nursery=")
-    if not isinstance(nursery, trio.Nursery):
+        nursery = current_nursery("listen() without nursery=", ", or pass nursery=")
+    elif not isinstance(nursery, trio.Nursery):
         raise TypeError(f"nursery must be a trio.Nursery or None, not {type(nursery).__name__}")
-    return nursery
+    return host, nursery, DEFAULT_BACKLOG if backlog is None else backlog, timeout
 
 
 def check_seconds(seconds: object, argument: str, *, allow_zero: bool = True) -> float:
-    """Validate a relative time in seconds; ``inf`` is allowed (no limit)."""
+    """Validate a relative time in seconds and return it as a float; ``inf``
+    is allowed (no limit), and an int past float range is ``inf`` too, as a
+    deadline reads one (``_deadline.as_float``)."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise TypeError(f"{argument} must be a number of seconds, not {type(seconds).__name__}")
     if seconds != seconds:
@@ -213,7 +227,7 @@ def check_seconds(seconds: object, argument: str, *, allow_zero: bool = True) ->
     if seconds < 0 or (seconds == 0 and not allow_zero):
         bound = "0 or more" if allow_zero else "more than 0"
         raise ValueError(f"{argument} must be {bound} seconds, not {seconds}")
-    return float(seconds)
+    return as_float(seconds)
 
 
 async def open_listening_socket(
@@ -653,8 +667,11 @@ class Listening(Options):
         (:meth:`get_addr` tells which; one port for IPv4 and IPv6).
         SO_REUSEADDR is on; *reuse_port* sets SO_REUSEPORT so that several
         processes can share the port.  *backlog* ``None`` is as long as the OS
-        allows.  *handler* is any async callable (an ``async def``, a
-        :func:`functools.partial` of one, ...).
+        allows, and so is any number past that (the OS cuts it down).
+        *handler* is any async callable (an ``async def``, a
+        :func:`functools.partial` of one, ...).  An IPv6 address may come in
+        brackets (``"[::1]"``).  *handshake_timeout* may be ``math.inf``
+        (an int past float range reads as that).
 
         The accept loop runs in *nursery*, or the current runtime's
         (:func:`trio_rsocket.open_runtime`).  Each connection gets a
@@ -673,10 +690,14 @@ class Listening(Options):
           ListenError: the name does not resolve, or the address cannot be
             bound (in use, ...); ``errno`` is the OS error.
           trio.BusyResourceError: another fiber is connecting or listening.
-          RuntimeError: no *nursery* and no current runtime.
+          RuntimeError: no *nursery* and no current runtime; or not under
+            trio (trio_rsocket runs under trio only).
           TypeError, ValueError: a bad argument, before any I/O.
         """
-        target = check_listen_arguments(host, port, handler, nursery, backlog, reuse_port, handshake_timeout)
+        check_trio("listen()")
+        host, target, backlog, timeout = check_listen_arguments(
+            host, port, handler, nursery, backlog, reuse_port, handshake_timeout
+        )
         with self._setup_guard or self._new_guard(SetupGuard):
             self.reset()
             self._listener = None  # the last one's counters go with it
@@ -701,7 +722,7 @@ class Listening(Options):
                 if self._listener is listener and self._state is State.LISTENING:
                     self.close()
 
-            listener = Listener(raw, handler, data, self._accepted, stop_listening, float(handshake_timeout))
+            listener = Listener(raw, handler, data, self._accepted, stop_listening, timeout)
             self._listener = listener
             try:
                 where = host_port(*display_address(raw.getsockname()))

@@ -12,16 +12,64 @@ from __future__ import annotations
 
 import socket as stdlib_socket
 import ssl
-from typing import Any
+from typing import Protocol
 
 import trio
 
 from . import _secure, _tls
-from ._arguments import MAX_LINGER
+from ._arguments import MAX_LINGER, c_int_error
 from ._plain import PlainConnection, apply_options
 from ._state import State
 
-__all__ = ["Options"]
+__all__ = ["KeptSession", "Options"]
+
+
+class _Resumable(Protocol):
+    """What a client's TLS layer says of its session (as :class:`ssl.SSLSocket` does)."""
+
+    @property
+    def session(self) -> ssl.SSLSession | None: ...
+
+    @property
+    def session_reused(self) -> bool: ...
+
+
+class KeptSession:
+    """A client's last TLS session, kept by its socket to offer again.
+
+    Offered by itself only to a handshake under the same ``peer``: the name
+    the session's certificate was checked for (a resumed handshake has no
+    certificate of its own to check, see ``_tls.check_name``), the port, and
+    the context (the TLS settings: a session is good only with the context
+    that made it).  ``peer`` is ``None`` when no name was checked
+    (``verify_peer=False``, a context that checks no host name) or there is
+    no port (a ``from_socket`` client): then it is kept for
+    ``get_tls_session`` and offered by itself to nothing.
+
+    Reading a connection's session copies it through its DER encoding (about
+    0.1 ms), and on Python 3.11 leaks the copy (CPython gh-116810, about
+    6.5 KB a read), so it is read at most once, when first wanted.  After a
+    handshake that resumed, the session offered is kept instead: it resumes
+    as well next time, and nothing is read; a session the server no longer
+    takes means a full handshake, whose session is then read once.
+    """
+
+    __slots__ = ("_source", "peer")
+
+    def __init__(self, source: ssl.SSLSession | _Resumable, peer: tuple[str, int, ssl.SSLContext] | None) -> None:
+        #: The session, or the TLS layer of the connection to read it from.
+        self._source = source
+        self.peer = peer
+
+    def session(self) -> ssl.SSLSession | None:
+        """The session, read from its connection the first time."""
+        source = self._source
+        if isinstance(source, ssl.SSLSession):
+            return source
+        session = source.session
+        if session is not None:
+            self._source = session
+        return session
 
 
 class Options:
@@ -36,19 +84,16 @@ class Options:
         "_server_side",
         "_server_tls_context",
         "_session",
-        "_session_peer",
         "_tls_settings",
     )
     _no_delay: bool | None
     _linger: int | None
     _tls_settings: _tls.TLSSettings | None
     _server_tls_context: ssl.SSLContext | None
-    # The TLS session to offer at the next connect, and the (host, port) it
-    # came from (None: offered to whatever comes next).  After a close it is
-    # the closed connection's TLS stream: reading a session copies it through
-    # its DER encoding (about 0.1 ms), so that waits until it is wanted.
-    _session: ssl.SSLSession | trio.SSLStream[Any] | None
-    _session_peer: tuple[str, int] | None
+    # The client's TLS session: one given to set_tls_session (offered to the
+    # next handshake, whatever its peer), or the last connection's (offered
+    # by itself only to the peer it was verified for).
+    _session: ssl.SSLSession | KeptSession | None
 
     # Which side of its connection the socket is (accepted, or
     # from_socket(server_side=True)): the side a TLS upgrade plays.
@@ -66,13 +111,25 @@ class Options:
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
-        self._socket().setsockopt(level, option, value)
+        try:
+            self._socket().setsockopt(level, option, value)
+        except (OverflowError, TypeError):
+            error = c_int_error(level=level, option=option, value=value)
+            if error is None:
+                raise
+            raise error from None
 
     def getsockopt(self, level: int, option: int, buffer_length: int = 0) -> int | bytes:
         """Read a socket option of the OS socket, as :meth:`trio.SocketStream.getsockopt`."""
-        if buffer_length == 0:
-            return self._socket().getsockopt(level, option)
-        return self._socket().getsockopt(level, option, buffer_length)
+        try:
+            if buffer_length == 0:
+                return self._socket().getsockopt(level, option)
+            return self._socket().getsockopt(level, option, buffer_length)
+        except OverflowError:
+            error = c_int_error(level=level, option=option, buffer_length=buffer_length)
+            if error is None:
+                raise
+            raise error from None
 
     def set_no_delay(self, enable: bool) -> None:
         """Turn Nagle's algorithm off (``True``, the default here) or on (``rSetSocketNoDelay``)."""
@@ -211,34 +268,55 @@ class Options:
 
     def get_tls_session(self) -> ssl.SSLSession | None:
         """The client's TLS session, to resume with later (Ioto's
-        ``rGetTlsSession``): the live one while connected, else the last one;
+        ``rGetTlsSession``): the live one while connected (for a connection
+        that resumed a session, the session it resumed), else the last one;
         ``None`` for none.  With TLS 1.3 the session ticket comes with the
         first data read, so read something before taking it."""
         ssl_stream = self._ssl()
-        if ssl_stream is not None and not self._server_side:
+        if ssl_stream is not None and not self._server_side and not ssl_stream.session_reused:
             return ssl_stream.session  # type: ignore[no-any-return]
+        # A resumed connection's session is the one it was offered (kept by
+        # _keep_session): reading the live one leaks a copy on Python 3.11.
         return self._saved_session()
 
-    def _offered_session(self, host: str, port: int) -> ssl.SSLSession | None:
-        """The session to offer a connect to *host*:*port*: one set with
-        :meth:`set_tls_session`, or this socket's last one with that peer."""
-        if self._session_peer is None or self._session_peer == (host, port):
-            return self._saved_session()
-        return None
+    def _offered_session(self, tls: _tls.TLSContext, host: str | None, port: int | None) -> ssl.SSLSession | None:
+        """The session to offer a client handshake with *host*:*port* under
+        *tls*: one set with :meth:`set_tls_session`, or this socket's last
+        one if it was verified for that very name, port and context."""
+        kept = self._session
+        if isinstance(kept, KeptSession):
+            return kept.session() if kept.peer == (host, port, tls.context) else None
+        return kept
+
+    def _keep_session(
+        self,
+        layer: _Resumable,
+        tls: _tls.TLSContext,
+        host: str | None,
+        port: int | None,
+        offered: ssl.SSLSession | None,
+    ) -> None:
+        """Keep the session of a client handshake that just ended, with
+        *host* checked under *tls*, after offering *offered* (see :class:`KeptSession`)."""
+        checked = tls.context.check_hostname or tls.check_peer
+        peer = (host, port, tls.context) if checked and host is not None and port is not None else None
+        self._session = KeptSession(offered if offered is not None and layer.session_reused else layer, peer)
 
     def _saved_session(self) -> ssl.SSLSession | None:
-        saved = self._session
-        return saved.session if isinstance(saved, trio.SSLStream) else saved
+        kept = self._session
+        return kept.session() if isinstance(kept, KeptSession) else kept
 
     def set_tls_session(self, session: ssl.SSLSession | None) -> None:
-        """Offer *session* at the next :meth:`connect`, whatever its peer
-        (Ioto's ``rSetTlsSession``); ``None`` offers none.  A socket that
+        """Offer *session* at the next :meth:`connect` (or client
+        :meth:`upgrade_tls`), whatever its peer (Ioto's ``rSetTlsSession``);
+        ``None`` offers none and forgets the session kept.  The name asked for
+        is still checked against the session's certificate.  A socket that
         reconnects to the same host and port offers its last session by
         itself.  A session the server does not know just means a full
         handshake."""
         if session is not None and not isinstance(session, ssl.SSLSession):
             raise TypeError(f"session must be an ssl.SSLSession or None, not {type(session).__name__}")
-        self._session, self._session_peer = session, None
+        self._session = session
 
     def is_session_reused(self) -> bool:
         """Whether the TLS handshake resumed a session (``False`` for plain TCP)."""

@@ -48,7 +48,7 @@ from trio.lowlevel import (
 )
 
 from ._address import host_port
-from ._errors import ConnectError, stream_error
+from ._errors import ConnectError, file_error, stream_error
 
 __all__ = ["FILE_CHUNK", "Connector", "PlainConnection", "apply_options", "close_socket", "send_file_by_chunks"]
 
@@ -61,6 +61,12 @@ FILE_CHUNK: Final = 1 << 18
 _SENDFILE_MAX: Final = 1 << 30
 # sendfile() errors that mean "not for this file or socket": copy by chunks.
 _NO_SENDFILE: Final = frozenset({errno_codes.EINVAL, errno_codes.ENOSYS, errno_codes.EOPNOTSUPP})
+# sendfile() errors that only reading the file can cause (sendfile(2), read(2)):
+# the file's fault, not the connection's.  EBADF is the file's too while the
+# socket is still open (a file closed, or opened O_PATH, under the send).
+_FILE_ERRNOS: Final = frozenset(
+    {errno_codes.EIO, errno_codes.EOVERFLOW, errno_codes.ESPIPE, errno_codes.ENXIO, errno_codes.EISDIR}
+)
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
@@ -193,7 +199,9 @@ class PlainConnection(trio.abc.HalfCloseableStream):
         (zero-copy), waiting for writability between calls; every call's
         result is counted in :attr:`bytes_sent` before the next wait.  Returns
         how many went (fewer only if the file ended).  Where the kernel cannot
-        sendfile this file, the rest goes by :func:`send_file_by_chunks`."""
+        sendfile this file, the rest goes by :func:`send_file_by_chunks`.  An
+        error reading the file is :class:`FileReadError`, not the
+        connection's: the connection is left usable."""
         if self.write_closed:
             raise trio.ClosedResourceError("can't write after send_eof")
         raw = self.raw
@@ -208,6 +216,8 @@ class PlainConnection(trio.abc.HalfCloseableStream):
             except OSError as exc:
                 if exc.errno in _NO_SENDFILE and sent == 0:
                     return await send_file_by_chunks(self.send, fd, offset, count)
+                if exc.errno in _FILE_ERRNOS or (exc.errno == errno_codes.EBADF and raw.fileno() >= 0):
+                    raise file_error(f"file descriptor {fd}", exc, sent) from exc
                 raise stream_error(exc) from exc
             if done == 0:
                 break  # the file ended
@@ -279,10 +289,14 @@ async def send_file_by_chunks(send: Callable[[bytes], Awaitable[None]], fd: int,
     at a time; each chunk is read in a worker thread (``os.pread``: the file
     position is neither used nor moved), so a slow disk never blocks the event
     loop for long.  Returns how many bytes went; a chunk counts once *send*
-    took all of it."""
+    took all of it.  A chunk that cannot be read is the file's fault:
+    :class:`FileReadError`, and the connection is left as it was."""
     sent = 0
     while sent < count:
-        chunk = await trio.to_thread.run_sync(os.pread, fd, min(count - sent, FILE_CHUNK), offset + sent)
+        try:
+            chunk = await trio.to_thread.run_sync(os.pread, fd, min(count - sent, FILE_CHUNK), offset + sent)
+        except OSError as exc:
+            raise file_error(f"file descriptor {fd}", exc, sent) from exc
         if not chunk:
             break  # the file ended
         await send(chunk)

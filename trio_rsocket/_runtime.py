@@ -17,6 +17,13 @@ task starts; :func:`current_fiber` makes one on first use for any other task
 against the running task so that a child task never mistakes its parent's
 fiber for its own.
 
+trio_rsocket runs under trio only: it waits on trio's event loop directly
+(``trio.lowlevel``), which no other loop can stand in for.  Where a
+program's first call needs that loop (``connect``, ``listen``,
+``open_runtime``, ``deadline_after``, ``aclose``, and ``from_socket`` called
+from a running asyncio loop), :func:`check_trio` says so in a sentence;
+reads and writes do not pay for the check.
+
 ``suspend_fiber`` / ``resume_fiber`` are Ioto's ``rYieldFiber`` /
 ``rResumeFiber`` over trio's ``wait_task_rescheduled`` / ``reschedule``.  A
 resume that arrives while the fiber is not suspended is queued on the fiber,
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import contextvars
 import reprlib
+import sys
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager
@@ -47,9 +55,12 @@ from trio.lowlevel import (
 
 __all__ = [
     "Fiber",
+    "check_not_asyncio",
+    "check_trio",
     "current_fiber",
     "current_nursery",
     "open_runtime",
+    "outside_trio",
     "resume_fiber",
     "run",
     "spawn_fiber",
@@ -65,6 +76,44 @@ ArgsT = TypeVarTuple("ArgsT")
 _HOW_TO_FIX: Final = (
     "call it inside `async with trio_rsocket.open_runtime():`, or run the program with `trio_rsocket.run(main)`"
 )
+
+
+def outside_trio(what: str) -> RuntimeError:
+    """The error for *what* (``"connect()"``), called where no trio task runs:
+    under asyncio (or anyio's asyncio backend), say."""
+    return RuntimeError(
+        f"trio_rsocket runs under trio only, and {what} was called outside trio (under asyncio, say): "
+        "run the program with trio.run() or trio_rsocket.run() (with anyio: anyio.run(main, backend='trio'))"
+    )
+
+
+def check_trio(what: str) -> None:
+    """Raise :func:`outside_trio` unless a trio task is running this code.
+
+    Called where a program's first call needs trio's event loop (``connect``,
+    ``listen``, ``open_runtime``, ...), not on the paths every read and write
+    takes: it costs one look-up, and what it spares the user is trio's own
+    ``"must be called from async context"`` or asyncio's ``"Task got bad
+    yield"``, which do not say what is wrong.
+    """
+    try:
+        current_task()
+    except RuntimeError:
+        raise outside_trio(what) from None
+
+
+def check_not_asyncio(what: str) -> None:
+    """For a synchronous call that may come before trio starts, but not from
+    asyncio: raise :func:`outside_trio` if an asyncio event loop, and no trio
+    task, is running in this thread."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return
+    try:
+        current_task()
+    except RuntimeError:
+        if asyncio._get_running_loop() is not None:
+            raise outside_trio(what) from None
 
 
 class _Runtime:
@@ -116,6 +165,7 @@ async def open_runtime() -> AsyncIterator[trio.Nursery]:
     ``listen`` without ``nursery=`` use the innermost one.  This is how a
     trio program (or a pytest-trio test) gets what Ioto's ``rInit`` gives.
     """
+    check_trio("open_runtime()")
     async with trio.open_nursery() as nursery:
         token = _current_runtime.set(_Runtime(nursery))
         try:
@@ -183,11 +233,12 @@ def _unwrap(group: BaseExceptionGroup[BaseException], fn_errors: list[BaseExcept
         fn_leaves = {id(leaf) for leaf in _leaves(fn_errors[0])}
         if all(id(leaf) in fn_leaves for leaf in _leaves(only)):
             return only
-    if group.split(KeyboardInterrupt)[1] is None:
-        # Only Ctrl-C, wherever it landed: bare, so `except KeyboardInterrupt` works.
-        interrupt = KeyboardInterrupt()
-        interrupt.__cause__ = group
-        return interrupt
+    interrupts, others = group.split(KeyboardInterrupt)
+    if interrupts is not None and others is None:
+        # Only Ctrl-C, wherever it landed: the KeyboardInterrupt itself, bare
+        # and chained to nothing, as trio.run raises it (so `except
+        # KeyboardInterrupt` works, and the traceback is a few lines).
+        return next(_leaves(interrupts))
     return None
 
 

@@ -219,6 +219,10 @@ async def client_handshake(
     if tls.check_peer:
         assert host is not None  # a name to check: upgrade_tls makes sure
         _tls.check_peer(ssl_stream.getpeercert(binary_form=True), host)
+    elif tls.context.check_hostname and ssl_stream.session_reused:
+        assert host is not None  # ssl refuses check_hostname without one
+        # OpenSSL checks no name when it resumes a session.
+        _tls.check_name(ssl_stream.getpeercert(binary_form=True), host, tls.context)
     return TLSConnection(plain, ssl_stream)
 
 

@@ -34,7 +34,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 from trio.lowlevel import checkpoint
@@ -54,9 +54,19 @@ from ._arguments import (
 )
 from ._buffer import ReadBuffer, Rule
 from ._deadline import NO_DEADLINE, Deadline, deadline_scope
-from ._errors import DeadlineError, IncompleteReadError, RSocketError, TLSError, stream_error
+from ._errors import (
+    DeadlineError,
+    FileReadError,
+    IncompleteReadError,
+    RSocketError,
+    TLSError,
+    file_error,
+    stream_error,
+)
 from ._listen import Listening
+from ._options import KeptSession
 from ._plain import Connector, PlainConnection, apply_options, close_socket
+from ._runtime import check_not_asyncio, check_trio
 from ._state import MOVES, Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
 
 if TYPE_CHECKING:
@@ -157,8 +167,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         # The host and port connect() was given (the name a TLS upgrade
         # checks); the TLS session to offer at the next connect.
         self._peer: tuple[str, int] | None = None
-        self._session: ssl.SSLSession | trio.SSLStream[Any] | None = None
-        self._session_peer: tuple[str, int] | None = None
+        self._session: ssl.SSLSession | KeptSession | None = None
 
     # State and parts --------------------------------------------------
 
@@ -207,7 +216,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         Raises:
           TypeError: *sock* is not a socket.
           ValueError: it is not a connected ``SOCK_STREAM`` socket.
+          RuntimeError: called from asyncio (trio_rsocket runs under trio only).
         """
+        check_not_asyncio("from_socket()")
         raw = check_stream_socket(sock)
         adopted = cls()
         adopted._server_side = bool(server_side)
@@ -224,7 +235,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         The name is resolved with trio; IPv4 addresses are tried first, then
         IPv6 (Ioto's order), one after the other, all within the deadline.
         *happy_eyeballs_delay* (seconds) races the addresses instead, as
-        :func:`trio.open_tcp_stream` does (RFC 8305), within the same deadline.  A
+        :func:`trio.open_tcp_stream` does (RFC 8305), within the same deadline.  An
+        IPv6 address may come in brackets (``"[::1]"``), as messages print it.  A
         socket that is already connected is closed first.  If TLS is
         configured, the handshake (SNI and hostname check against *host*)
         completes within the same deadline.  On failure the socket is left
@@ -238,7 +250,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           TLSError: the TLS configuration or handshake failed.
           trio.BusyResourceError: another fiber is connecting this socket.
           trio.ClosedResourceError: another fiber closed or reset it meanwhile.
+          RuntimeError: not under trio (trio_rsocket runs under trio only).
         """
+        check_trio("connect()")
         host, port = check_host(host), check_port(port)
         if happy_eyeballs_delay is not None:
             happy_eyeballs_delay = _listen.check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
@@ -260,7 +274,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     )
                     connector.hold(conn.raw)  # a close() now wakes the handshake too
                     if tls is not None:
-                        conn = await _secure.client_handshake(conn, tls, host, self._offered_session(host, port))
+                        offered = self._offered_session(tls, host, port)
+                        conn = await _secure.client_handshake(conn, tls, host, offered)
+                        self._keep_session(conn.ssl, tls, host, port, offered)
             except Exception as exc:
                 if conn is not None:
                     conn.close()
@@ -374,9 +390,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
     async def _client_upgrade(
         self, conn: PlainConnection, tls: _tls.TLSContext, host: str | None
     ) -> _secure.TLSConnection:
-        return await _secure.client_handshake(
-            conn, tls, host, self._offered_session(*self._peer) if self._peer else None
-        )
+        port = self._peer[1] if self._peer is not None else None
+        offered = self._offered_session(tls, host, port)
+        upgraded = await _secure.client_handshake(conn, tls, host, offered)
+        self._keep_session(upgraded.ssl, tls, host, port, offered)
+        return upgraded
 
     # Read -------------------------------------------------------------
 
@@ -577,9 +595,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         neither used nor moved.  Plain TCP: zero-copy (``os.sendfile``).  TLS:
         chunks read from the file in a worker thread and written through TLS.
 
+        The file must not shrink while it is sent.  Plain TCP hands the
+        kernel the file's pages, not a copy, and the kernel's ``sendfile``
+        may still send bytes from past the point where a concurrent
+        truncation cut the file (pages it had already taken: what was there,
+        or zeros); TLS reads the file as it goes and stops where it now
+        ends.  Send a copy of a file that others may truncate.
+
         Raises:
           DeadlineError: the deadline passed first; ``bytes_written`` is exact,
             as for :meth:`write`.
+          FileReadError: the file could not be read (the message names it and
+            gives the OS reason); the connection stays usable, and
+            ``bytes_written`` says how much of the file went.
           TypeError, ValueError: not a file, a negative offset or count (before any I/O).
           trio.BrokenResourceError, trio.ClosedResourceError,
           trio.BusyResourceError: as for :meth:`write`.
@@ -590,7 +618,10 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             if conn is None:
                 raise self._not_open()
             with scope:
-                return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
+                try:
+                    return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
+                except FileReadError as exc:
+                    raise _naming(exc, file) from exc.__cause__
 
     async def wait_readable(self, deadline: Deadline = None) -> None:
         """Return as soon as a read would not block (Ioto's
@@ -671,9 +702,6 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._buffer = None
         if conn is not None:
             self._sent_before += conn.bytes_sent
-            if isinstance(conn, _secure.TLSConnection) and not self._server_side:
-                # Offered by itself when this socket reconnects to the same peer.
-                self._session, self._session_peer = conn.ssl, self._peer
             conn.close()
         if connector is not None:
             connector.close()
@@ -692,6 +720,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                 self._move(State.CLOSING)  # no longer connected while close_notify goes
                 await conn.aclose()
             else:
+                check_trio("aclose()")  # the checkpoint below would say "Task got bad yield"
                 await checkpoint()
         finally:
             if self._conn is conn:  # not closed, or reset, by another fiber meanwhile
@@ -757,14 +786,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return self._socket().fileno() if self._state in (State.OPEN, State.LISTENING) else -1
 
     def get_addr(self) -> tuple[str, int]:
-        """The local ``(ip, port)`` (``rGetSocketAddr``).
+        """The local ``(ip, port)`` (``rGetSocketAddr``); for a Unix socket
+        (one adopted by :meth:`from_socket`) ``(path, 0)``, the path ``""``
+        when the socket has no name and, for a Linux abstract name, a str
+        that starts with its NUL.
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
         return display_address(self._socket().getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
-        """The peer's ``(ip, port)``.
+        """The peer's ``(ip, port)``; for a Unix socket ``(path, 0)``, as
+        :meth:`get_addr` gives it (``""``: the peer's socket has no name, as
+        a client's usually has not).
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
@@ -814,6 +848,16 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
 def _read_expired() -> DeadlineError:
     return DeadlineError("Read deadline passed before any data arrived")
+
+
+def _naming(error: FileReadError, file: object) -> FileReadError:
+    """*error*, from a part that knows the file only by its descriptor, with
+    the name of a file object that has one (``open(path, "rb")``)."""
+    name = getattr(file, "name", None)
+    cause = error.__cause__
+    if isinstance(file, int) or not isinstance(name, str) or not isinstance(cause, OSError):
+        return error
+    return file_error(repr(name), cause, error.bytes_written)
 
 
 def _write_expired(sent: int, total: int) -> DeadlineError:

@@ -36,6 +36,14 @@ own, with OpenSSL's common-name fallback for certificates without DNS names.
 The leaf's own signature belongs to the issuer and is not checked.  The tests
 compare both modes on the same certificates.
 
+A resumed session skips all of that: OpenSSL verifies no certificate when it
+resumes one, so it checks no name either, and a session made for one name
+would pass for another.  After a handshake that resumed a session under a
+context that checks host names, :func:`check_name` asks the session's
+certificate for the name, in full verification's words (``verify_issuer=False``
+runs :func:`check_peer` after every handshake anyway); full handshakes pay
+nothing for it.
+
 A revocation list only ever adds CRLs: OpenSSL's loader would also take
 ``CERTIFICATE``, ``X509 CERTIFICATE`` and ``TRUSTED CERTIFICATE`` blocks from
 the same file as trust anchors, so the file is parsed with ``cryptography``
@@ -56,6 +64,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import ipaddress
 import os
 import re
@@ -82,6 +91,7 @@ __all__ = [
     "broken_error",
     "check_alpn",
     "check_ciphers",
+    "check_name",
     "check_password",
     "check_peer",
     "check_source",
@@ -781,13 +791,7 @@ def check_peer(der: bytes | None, host: str) -> None:
     Raises:
       TLSError: with Ioto's words.
     """
-    if der is None:
-        raise TLSError("No certificate provided")
-    try:
-        certificate = x509.load_der_x509_certificate(der)
-        extensions = certificate.extensions  # read here: a bad extension fails here
-    except ValueError:
-        raise TLSError("Unable to parse the peer's certificate") from None
+    certificate, extensions = _load(der)
     for extension in extensions:
         if extension.critical and extension.oid not in _OPENSSL_EXTENSIONS:
             raise TLSError(_VERIFY_WORDS[_UNHANDLED_CRITICAL_EXTENSION])
@@ -803,6 +807,49 @@ def check_peer(der: bytes | None, host: str) -> None:
         raise TLSError(_VERIFY_WORDS[_NOT_YET_VALID])
     if certificate.not_valid_after_utc <= now:
         raise TLSError(_VERIFY_WORDS[_EXPIRED])
+
+
+def check_name(der: bytes | None, host: str, context: ssl.SSLContext) -> None:
+    """Check the name a client asked for against the server's certificate,
+    after a handshake that resumed a session under a *context* that checks
+    host names.
+
+    OpenSSL checks the name only when it verifies a certificate, and a
+    resumed handshake verifies none: the certificate comes from the session,
+    verified when the session was made, for whatever name was asked then.
+    The name is compared as in :func:`check_peer` (what OpenSSL compares,
+    the common name only if *context* allows it) and a mismatch is told in
+    full verification's own words.
+
+    Raises:
+      TLSError: ``Certificate hostname mismatch. Expecting <host>``.
+    """
+    if der is None:
+        raise TLSError("No certificate provided")
+    if not _certificate_names(der, host, context.hostname_checks_common_name):
+        raise TLSError(f"Certificate hostname mismatch. Expecting {host}")
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _certificate_names(der: bytes, host: str, common_name_fallback: bool) -> bool:
+    """Whether the certificate *der* names *host*.  Cached: a session
+    resumed again and again brings the same certificate every time, and
+    reading it costs more than a tenth of a resumed handshake."""
+    certificate, extensions = _load(der)
+    dns_names, ip_addresses, common_names = _names(certificate, extensions)
+    return _names_match(host, dns_names, ip_addresses, common_names if common_name_fallback else [])
+
+
+def _load(der: bytes | None) -> tuple[x509.Certificate, x509.Extensions]:
+    """The peer's certificate and its extensions, read with ``cryptography``."""
+    if der is None:
+        raise TLSError("No certificate provided")
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        extensions = certificate.extensions  # read here: a bad extension fails here
+    except ValueError:
+        raise TLSError("Unable to parse the peer's certificate") from None
+    return certificate, extensions
 
 
 def _serves_tls(extensions: x509.Extensions) -> bool:

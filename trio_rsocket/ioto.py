@@ -40,12 +40,14 @@ so a C-style retry loop never starves other fibers.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
 import ssl
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, ParamSpec, TypeVar, cast
 
 import trio
 from trio.lowlevel import checkpoint
@@ -231,6 +233,15 @@ _logger = logging.getLogger("trio_rsocket")
 # arguments).  Weak, so a socket dropped without rFreeSocket is not kept alive.
 _errors: weakref.WeakKeyDictionary[RSocket, str] = weakref.WeakKeyDictionary()
 
+# ----------------------------------------------------------------------------
+# C's calling convention, in one place
+#
+# Every function that returns a code is written for success and wears
+# @_c_call(its own failure code): the decorator answers a None socket, turns
+# the exceptions a call may meet into codes, keeps the message and makes a
+# failed async call a checkpoint.  So the codes cannot drift apart, and
+# tests/test_ioto.py holds each function to the codes its docstring names.
+
 # What a call can fail with and still return a code.  Everything else is a bug
 # or a missing runtime and propagates; trio.Cancelled is a BaseException and
 # is never among these.
@@ -243,33 +254,104 @@ _EXPECTED: Final = (
     ValueError,
 )
 
+# Failures that have a code of their own whatever the call, looked at first
+# and in this order: a DeadlineError is an OSError too, and a
+# DelimiterNotFoundError a ValueError.
+_SHARED_CODES: Final[tuple[tuple[type[Exception], int], ...]] = (
+    (DeadlineError, R_ERR_TIMEOUT),
+    (TypeError, R_ERR_BAD_ARGS),
+    (ValueError, R_ERR_BAD_ARGS),
+    (trio.BusyResourceError, R_ERR_BUSY),
+)
 
-def _failed(sock: RSocket | None, exc: Exception, code: int) -> int:
-    """The one place that turns an exception into Ioto's negative code.
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-    *code* is what the call returns for a failure of its own kind
-    (``R_ERR_CANT_READ`` for a read, ...); a passed deadline, bad arguments
-    and a busy socket have codes of their own whatever the call.  The message
-    is kept for :func:`rGetSocketError` and logged at debug level, as Ioto's
-    ``rSetSocketError`` does.
+
+def _c_call(
+    code: int,
+    codes: Mapping[type[Exception], int] | None = None,
+    *,
+    takes_socket: bool = True,
+    out: tuple[object, ...] = (),
+) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Give an Ioto function C's calling convention: the one place that does.
+
+    The function is written for success: it calls the API and returns what C
+    returns.  The decorator adds, the same way for every call:
+
+    * **NULL.**  If the function *takes_socket* (its first argument) and that
+      is ``None``, the function is not called and returns ``R_ERR_BAD_ARGS``,
+      recorded nowhere (there is no socket).  Its body starts with ``assert
+      sock is not None``, which only tells the type checker so.
+    * **Codes.**  An exception in ``_EXPECTED`` becomes a negative code:
+      ``_SHARED_CODES`` first (a passed deadline, bad arguments, a busy
+      socket), then the first class in *codes* that matches, else *code*:
+      the call's own kind of failure (``R_ERR_CANT_READ`` for a read, ...).
+      The message is kept for :func:`rGetSocketError` and logged at debug
+      level, as Ioto's ``rSetSocketError`` does.
+    * **Out parameters.**  With *out*, a failure returns ``(code, *out)``.
+    * **Checkpoint.**  An ``async`` function is a checkpoint when it fails
+      too, also at once, so a C-style retry loop never starves other fibers.
+
+    Arguments that do not fit the signature (one left out, say) are a bug in
+    the caller, not a bad value: they raise :class:`TypeError` as for any
+    function.  :func:`functools.wraps` keeps the function's own signature and
+    docstring for ``help()`` and Sphinx; the type keeps it for type checkers.
     """
-    if isinstance(exc, DeadlineError):
-        code = R_ERR_TIMEOUT
-    elif isinstance(exc, TypeError | ValueError):
-        code = R_ERR_BAD_ARGS
-    elif isinstance(exc, trio.BusyResourceError):
-        code = R_ERR_BUSY
-    message = str(exc) or type(exc).__name__
-    if sock is not None:
-        _errors[sock] = message
-    _logger.debug("ioto: %s (%d)", message, code)
-    return code
+    by_class = (*_SHARED_CODES, *(codes or {}).items())
 
+    def decorate(call: Callable[_P, _R]) -> Callable[_P, _R]:
+        signature = inspect.signature(call)
+        first = next(iter(signature.parameters), "")
 
-def _null() -> int:
-    """Ioto's answer for a NULL socket pointer, recorded nowhere (there is no socket)."""
-    _logger.debug("ioto: socket is None (%d)", R_ERR_BAD_ARGS)
-    return R_ERR_BAD_ARGS
+        def socket_in(args: Any, kwargs: Any) -> object:
+            """The socket argument, by position or name; None for a function without one."""
+            return (args[0] if args else kwargs.get(first)) if takes_socket else None
+
+        def failed(exc: Exception | None, sock: object, args: Any, kwargs: Any) -> Any:
+            """What the call returns for *exc*, or for a NULL socket (*exc* None)."""
+            signature.bind(*args, **kwargs)  # a call that does not fit raises TypeError
+            if exc is None:
+                result, message = R_ERR_BAD_ARGS, "socket is None"
+            else:
+                result = next((value for kind, value in by_class if isinstance(exc, kind)), code)
+                message = str(exc) or type(exc).__name__
+                if isinstance(sock, RSocket):
+                    _errors[sock] = message
+            _logger.debug("ioto: %s (%d)", message, result)
+            return (result, *out) if out else result
+
+        if inspect.iscoroutinefunction(call):
+            call_async = cast(Callable[_P, Awaitable[Any]], call)
+
+            @functools.wraps(call)
+            async def checkpointed(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+                sock = socket_in(args, kwargs)
+                if takes_socket and sock is None:
+                    await checkpoint()
+                    return failed(None, None, args, kwargs)
+                try:
+                    return await call_async(*args, **kwargs)
+                except _EXPECTED as exc:
+                    await checkpoint()
+                    return failed(exc, sock, args, kwargs)
+
+            return cast(Callable[_P, _R], checkpointed)
+
+        @functools.wraps(call)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> Any:
+            sock = socket_in(args, kwargs)
+            if takes_socket and sock is None:
+                return failed(None, None, args, kwargs)
+            try:
+                return call(*args, **kwargs)
+            except _EXPECTED as exc:
+                return failed(exc, sock, args, kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _seconds(deadline: object) -> Any:
@@ -403,6 +485,7 @@ def rResetSocket(sock: RSocket | None) -> None:
         sock.reset()
 
 
+@_c_call(R_ERR_CANT_CONNECT)
 async def rConnectSocket(sock: RSocket | None, host: str, port: int, deadline: float = 0) -> int:
     """Connect to *host*:*port* before *deadline* (ms on trio's clock, 0 for none):
     ``await sock.connect(host, port, deadline)`` (``rConnectSocket``).
@@ -412,18 +495,13 @@ async def rConnectSocket(sock: RSocket | None, host: str, port: int, deadline: f
     passed) or ``R_ERR_BAD_ARGS`` (empty host, port outside 1..65535, socket
     ``None``).  The message is in :func:`rGetSocketError`.
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
+    assert sock is not None
     _errors.pop(sock, None)
-    try:
-        await sock.connect(host, port, _seconds(deadline))
-    except _EXPECTED as exc:
-        await checkpoint()
-        return _failed(sock, exc, R_ERR_CANT_CONNECT)
+    await sock.connect(host, port, _seconds(deadline))
     return 0
 
 
+@_c_call(R_ERR_CANT_OPEN, {TLSError: R_ERR_CANT_INITIALIZE})
 async def rListenSocket(
     sock: RSocket | None,
     host: str | None,
@@ -444,17 +522,12 @@ async def rListenSocket(
 
     Raises :class:`RuntimeError` outside a runtime, as the API does.
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
-    try:
-        await sock.listen(host, port, handler, data)
-    except _EXPECTED as exc:
-        await checkpoint()
-        return _failed(sock, exc, R_ERR_CANT_INITIALIZE if isinstance(exc, TLSError) else R_ERR_CANT_OPEN)
+    assert sock is not None
+    await sock.listen(host, port, handler, data)
     return 0
 
 
+@_c_call(R_ERR_CANT_READ)
 async def rReadSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline: float = 0) -> int:
     """Read up to *bufsize* bytes into the writable buffer *buf* (a
     ``bytearray``, say) as soon as any are available, before *deadline* (ms on
@@ -469,17 +542,12 @@ async def rReadSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline:
     ``R_ERR_BUSY`` (another fiber is reading) and ``R_ERR_BAD_ARGS`` (*buf*
     not writable, *bufsize* outside 1..len(buf), socket ``None``).
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
-    try:
-        count = await sock.read_into(_span(buf, bufsize, 1), _seconds(deadline))
-    except _EXPECTED as exc:
-        await checkpoint()
-        return _failed(sock, exc, R_ERR_CANT_READ)
+    assert sock is not None
+    count = await sock.read_into(_span(buf, bufsize, 1), _seconds(deadline))
     return count if count else R_ERR_CANT_READ
 
 
+@_c_call(R_ERR_CANT_WRITE)
 async def rWriteSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline: float = 0) -> int:
     """Write the first *bufsize* bytes of *buf* (bytes-like) before *deadline*
     (ms on trio's clock, 0 for none): ``await sock.write(memoryview(buf)[:bufsize],
@@ -493,16 +561,11 @@ async def rWriteSocket(sock: RSocket | None, buf: Buffer, bufsize: int, deadline
     writing) and ``R_ERR_BAD_ARGS`` (*buf* a ``str`` or not bytes-like,
     *bufsize* outside 0..len(buf), socket ``None``).
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
-    try:
-        return await sock.write(_span(buf, bufsize, 0), _seconds(deadline))
-    except _EXPECTED as exc:
-        await checkpoint()
-        return _failed(sock, exc, R_ERR_CANT_WRITE)
+    assert sock is not None
+    return await sock.write(_span(buf, bufsize, 0), _seconds(deadline))
 
 
+@_c_call(R_ERR_CANT_WRITE)
 async def rSendFile(sock: RSocket | None, fd: int | BinaryIO, offset: int, len: int | None, deadline: float = 0) -> int:
     """Send *len* bytes of the file *fd* from *offset* before *deadline* (ms on
     trio's clock, 0 for none): ``await sock.send_file(fd, offset, len,
@@ -525,16 +588,11 @@ async def rSendFile(sock: RSocket | None, fd: int | BinaryIO, offset: int, len: 
     (negative *offset* or *len*, *fd* not an open regular file, socket
     ``None``), the last before any I/O.
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
-    try:
-        return await sock.send_file(fd, offset, len, _seconds(deadline))
-    except _EXPECTED as exc:
-        await checkpoint()
-        return _failed(sock, exc, R_ERR_CANT_WRITE)
+    assert sock is not None
+    return await sock.send_file(fd, offset, len, _seconds(deadline))
 
 
+@_c_call(R_ERR_CANT_COMPLETE)
 async def rSetSocketWaitMask(sock: RSocket | None, mask: int, deadline: float = 0) -> int:
     """Wait until *sock* is readable (``R_READABLE``), writable
     (``R_WRITABLE``) or either (both bits), before *deadline* (ms on trio's
@@ -554,18 +612,12 @@ async def rSetSocketWaitMask(sock: RSocket | None, mask: int, deadline: float = 
     ``R_ERR_BAD_ARGS`` (a mask without either bit or with any other bit,
     socket ``None``).
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
-    try:
-        waits = _waits(sock, mask)
-        if len(waits) == 1:
-            await waits[0](_seconds(deadline))
-        else:
-            await _first_of(waits, _seconds(deadline))
-    except _EXPECTED as exc:
-        await checkpoint()
-        return _failed(sock, exc, R_ERR_CANT_COMPLETE)
+    assert sock is not None
+    waits = _waits(sock, mask)
+    if len(waits) == 1:
+        await waits[0](_seconds(deadline))
+    else:
+        await _first_of(waits, _seconds(deadline))
     return 0
 
 
@@ -599,6 +651,7 @@ def rGetSocketHandle(sock: RSocket | None) -> int:
     return sock.get_handle() if sock is not None else INVALID_SOCKET
 
 
+@_c_call(R_ERR_CANT_COMPLETE, out=("", 0))
 def rGetSocketAddr(sock: RSocket | None) -> tuple[int, str, int]:
     """The local address: ``(0, ip, port)`` from ``sock.get_addr()``
     (``rGetSocketAddr(sock, ipbuf, ipbufLen, &port)``; the out parameters are
@@ -608,12 +661,8 @@ def rGetSocketAddr(sock: RSocket | None) -> tuple[int, str, int]:
     failure ``(R_ERR_CANT_COMPLETE, "", 0)`` (no OS socket), or
     ``(R_ERR_BAD_ARGS, "", 0)`` for ``None``.
     """
-    if sock is None:
-        return _null(), "", 0
-    try:
-        ip, port = sock.get_addr()
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_CANT_COMPLETE), "", 0
+    assert sock is not None
+    ip, port = sock.get_addr()
     return 0, ip, port
 
 
@@ -629,29 +678,23 @@ def rGetSocketError(sock: RSocket | None) -> str:
     return _errors.get(sock) or sock.get_error()
 
 
+@_c_call(R_ERR_BAD_ARGS)
 def rSetSocketLinger(sock: RSocket | None, timeout: int) -> int:
     """Set SO_LINGER: close waits up to *timeout* seconds to deliver unsent data,
     ``0`` makes close reset the connection (RST): ``sock.set_linger(timeout)``
     (``rSetSocketLinger``).  Returns 0 or ``R_ERR_BAD_ARGS``."""
-    if sock is None:
-        return _null()
-    try:
-        sock.set_linger(timeout)
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    assert sock is not None
+    sock.set_linger(timeout)
     return 0
 
 
+@_c_call(R_ERR_BAD_ARGS)
 def rSetSocketNoDelay(sock: RSocket | None, enable: int) -> int:
     """Turn Nagle's algorithm off (true, the default here) or on:
     ``sock.set_no_delay(enable)`` (``rSetSocketNoDelay``).  Returns 0 or
     ``R_ERR_BAD_ARGS``."""
-    if sock is None:
-        return _null()
-    try:
-        sock.set_no_delay(_c_bool(enable))
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    assert sock is not None
+    sock.set_no_delay(_c_bool(enable))
     return 0
 
 
@@ -659,6 +702,7 @@ def rSetSocketNoDelay(sock: RSocket | None, enable: int) -> int:
 # TLS
 
 
+@_c_call(R_ERR_BAD_ARGS)
 def rSetSocketCerts(
     sock: RSocket | None,
     key: CertSource | None,
@@ -678,42 +722,33 @@ def rSetSocketCerts(
     :func:`rConnectSocket` return ``R_ERR_CANT_CONNECT`` and
     :func:`rListenSocket` ``R_ERR_CANT_INITIALIZE``, naming the file.
     """
-    if sock is None:
-        return _null()
-    try:
-        sock.set_certs(key=key, cert=cert, authority=authority, revoke=revoke)
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    assert sock is not None
+    sock.set_certs(key=key, cert=cert, authority=authority, revoke=revoke)
     return 0
 
 
+@_c_call(R_ERR_BAD_ARGS)
 def rSetSocketCiphers(sock: RSocket | None, ciphers: str | None) -> int:
     """Choose the TLS ciphers (an OpenSSL cipher string, ``,`` or ``:``
     separated): ``sock.set_ciphers(ciphers)`` (``rSetSocketCiphers``).
     Returns 0 or ``R_ERR_BAD_ARGS``; a list that selects no cipher fails at
     connect or listen time, as a bad certificate file does."""
-    if sock is None:
-        return _null()
-    try:
-        sock.set_ciphers(ciphers)
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    assert sock is not None
+    sock.set_ciphers(ciphers)
     return 0
 
 
+@_c_call(R_ERR_BAD_ARGS)
 def rSetSocketVerify(sock: RSocket | None, verifyPeer: int, verifyIssuer: int) -> int:
     """Choose how the peer's certificate is checked:
     ``sock.set_verify(verifyPeer, verifyIssuer)`` (``rSetSocketVerify``).
     C's ``1``/``0`` are taken as true/false.  Returns 0 or ``R_ERR_BAD_ARGS``."""
-    if sock is None:
-        return _null()
-    try:
-        sock.set_verify(_c_bool(verifyPeer), _c_bool(verifyIssuer))
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    assert sock is not None
+    sock.set_verify(_c_bool(verifyPeer), _c_bool(verifyIssuer))
     return 0
 
 
+@_c_call(R_ERR_BAD_ARGS, takes_socket=False)
 def rSetSocketDefaultCerts(
     key: CertSource | None,
     cert: CertSource | None,
@@ -725,35 +760,34 @@ def rSetSocketDefaultCerts(
     (``rSetSocketDefaultCerts``; same order as :func:`rSetSocketCerts`).
     Returns 0 or ``R_ERR_BAD_ARGS`` (the message is logged: there is no
     socket to keep it); the files are read when a socket connects or listens."""
-    try:
-        set_default_certs(key=key, cert=cert, authority=authority, revoke=revoke)
-    except _EXPECTED as exc:
-        return _failed(None, exc, R_ERR_CANT_INITIALIZE)
+    set_default_certs(key=key, cert=cert, authority=authority, revoke=revoke)
     return 0
 
 
+@_c_call(R_ERR_BAD_ARGS, takes_socket=False)
 def rSetSocketDefaultCiphers(ciphers: str | None) -> int:
     """Set the ciphers used by sockets that set none:
     ``trio_rsocket.set_default_ciphers(ciphers)`` (``rSetSocketDefaultCiphers``).
     Returns 0 or ``R_ERR_BAD_ARGS``."""
-    try:
-        set_default_ciphers(ciphers)
-    except _EXPECTED as exc:
-        return _failed(None, exc, R_ERR_CANT_INITIALIZE)
+    set_default_ciphers(ciphers)
     return 0
 
 
+@_c_call(R_ERR_BAD_ARGS, takes_socket=False)
 def rSetSocketDefaultVerify(verifyPeer: int, verifyIssuer: int) -> int:
     """Set the verification used by sockets that set none:
     ``trio_rsocket.set_default_verify(verifyPeer, verifyIssuer)``
     (``rSetSocketDefaultVerify``).  Returns 0 or ``R_ERR_BAD_ARGS``."""
-    try:
-        set_default_verify(_c_bool(verifyPeer), _c_bool(verifyIssuer))
-    except _EXPECTED as exc:
-        return _failed(None, exc, R_ERR_BAD_ARGS)
+    set_default_verify(_c_bool(verifyPeer), _c_bool(verifyIssuer))
     return 0
 
 
+@_c_call(
+    R_ERR_CANT_CONNECT,
+    # A TLSError is a failed handshake; any other RSocketError, or a closed
+    # socket, is a socket in the wrong state for an upgrade.
+    {TLSError: R_ERR_CANT_CONNECT, RSocketError: R_ERR_BAD_STATE, trio.ClosedResourceError: R_ERR_BAD_STATE},
+)
 async def rUpgradeTls(sock: RSocket | None, peer: str | None, deadline: float = 0) -> int:
     """Turn the connected plain socket *sock* into TLS (STARTTLS) before
     *deadline* (ms on trio's clock, 0 for none): ``await
@@ -773,15 +807,8 @@ async def rUpgradeTls(sock: RSocket | None, peer: str | None, deadline: float = 
     deadline passed), ``R_ERR_BAD_STATE`` (already TLS, closed or not
     connected) and ``R_ERR_BAD_ARGS`` (*peer* not a ``str``, socket ``None``).
     """
-    if sock is None:
-        await checkpoint()
-        return _null()
-    try:
-        await sock.upgrade_tls(peer, _seconds(deadline))
-    except _EXPECTED as exc:
-        await checkpoint()
-        wrong_state = isinstance(exc, trio.ClosedResourceError) or type(exc) is RSocketError
-        return _failed(sock, exc, R_ERR_BAD_STATE if wrong_state else R_ERR_CANT_CONNECT)
+    assert sock is not None
+    await sock.upgrade_tls(peer, _seconds(deadline))
     return 0
 
 
@@ -797,6 +824,7 @@ def rGetTlsSession(sock: RSocket | None) -> ssl.SSLSession | None:
     return sock.get_tls_session() if sock is not None else None
 
 
+@_c_call(R_ERR_BAD_ARGS)
 def rSetTlsSession(sock: RSocket | None, session: ssl.SSLSession | None) -> int:
     """Offer *session* (from :func:`rGetTlsSession`) at the next
     :func:`rConnectSocket`, to resume it: ``sock.set_tls_session(session)``
@@ -806,12 +834,8 @@ def rSetTlsSession(sock: RSocket | None, session: ssl.SSLSession | None) -> int:
     socket ``None``).  Whether the server resumed it:
     ``sock.is_session_reused()``.
     """
-    if sock is None:
-        return _null()
-    try:
-        sock.set_tls_session(session)
-    except _EXPECTED as exc:
-        return _failed(sock, exc, R_ERR_BAD_ARGS)
+    assert sock is not None
+    sock.set_tls_session(session)
     return 0
 
 
@@ -826,15 +850,13 @@ def rGetSocketLimit() -> int:
     return get_socket_limit()
 
 
+@_c_call(R_ERR_BAD_ARGS, takes_socket=False)
 def rSetSocketLimit(limit: int) -> int:
     """Bound the server-side sockets alive at once, across listeners:
     ``trio_rsocket.set_socket_limit(limit)`` (``rSetSocketLimit``).  Past the
     limit a connection is accepted and closed at once.  Returns 0 or
     ``R_ERR_BAD_ARGS``."""
-    try:
-        set_socket_limit(limit)
-    except _EXPECTED as exc:
-        return _failed(None, exc, R_ERR_BAD_ARGS)
+    set_socket_limit(limit)
     return 0
 
 
@@ -869,6 +891,7 @@ async def rSleep(ms: float) -> None:
 # Fibers
 
 
+@_c_call(R_ERR_BAD_ARGS, takes_socket=False)
 def rSpawnFiber(name: str | None, fn: Callable[[Any], Awaitable[object]], arg: object = None) -> int:
     """Start ``await fn(arg)`` as a new fiber named *name* in the current
     runtime: ``trio_rsocket.spawn_fiber(fn, arg, name=name)`` (``rSpawnFiber``).
@@ -879,10 +902,7 @@ def rSpawnFiber(name: str | None, fn: Callable[[Any], Awaitable[object]], arg: o
     :class:`RuntimeError` outside a runtime.  Inside the fiber,
     :func:`rGetFiber` gives its handle.
     """
-    try:
-        spawn_fiber(fn, arg, name=name)
-    except (TypeError, ValueError) as exc:
-        return _failed(None, exc, R_ERR_BAD_ARGS)
+    spawn_fiber(fn, arg, name=name)
     return 0
 
 

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import RSocket
+from ._runtime import check_trio
 
 if TYPE_CHECKING:
     import trustme
@@ -158,6 +159,7 @@ async def open_rsocket_pair(
     unless *cert_files* is given.  Both sockets are closed, and the listener
     that made them is gone, when the block exits.  Must be used inside trio.
     """
+    check_trio("open_rsocket_pair()")
     if not isinstance(tls, bool):
         raise TypeError(f"tls must be a bool, not {type(tls).__name__}")
     if cert_files is not None and not isinstance(cert_files, CertFiles):

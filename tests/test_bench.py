@@ -80,6 +80,22 @@ def test_quick_run_measures_file_transfer_and_tls_reconnects(tmp_path: Path) -> 
     assert "TLS reconnects: TLS 1.2 resumed / TLS 1.2 full" in result.stdout
 
 
+def test_quick_run_measures_tls_echo_and_idle_tls_pairs(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = run_bench("--quick", "--repeat", "1", "--only", "tls-echo", "tls-echo100", "tls-idle", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = {row["workload"]: row for row in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["tls-echo", "tls-echo100", "tls-idle"]
+    for row in rows.values():
+        assert sorted(row["samples"]) == sorted(IMPLEMENTATIONS)
+        assert all(len(figures) == 1 and figures[0] > 0 for figures in row["samples"].values())
+    # Memory: less is better, so the ratio is trio's figure over RSocket's.
+    assert not rows["tls-idle"]["higher_is_better"]
+    assert "TLS 64-byte echo, 100 connections" in result.stdout
+    assert "idle TLS pairs, memory" in result.stdout
+    assert "100 idle TLS pairs" in result.stdout
+
+
 def test_reconnects_fail_loudly_when_a_session_is_not_resumed() -> None:
     class NeverResumes(_Backend):
         name = "never"

@@ -556,3 +556,37 @@ async def test_an_adopted_client_with_only_its_issuer_forgiven_still_needs_a_nam
         with pytest.raises(RSocketError, match="needs the name to check"):
             await sock.upgrade_tls()
         sock.close()
+
+
+async def test_an_adopted_client_with_no_name_to_check_keeps_its_connection() -> None:
+    # A mistake in the call, found before anything is sent: the connection
+    # goes on as it was, still plain, and the next upgrade_tls can name the host.
+    left, right = socket.socketpair()
+    with right:
+        sock = RSocket.from_socket(left)
+        with pytest.raises(RSocketError, match="needs the name to check"):
+            await sock.upgrade_tls()
+        assert sock.is_connected()
+        assert not sock.is_secure()
+        await sock.write(b"still here")
+        assert right.recv(64) == b"still here"
+        sock.close()
+
+
+@pytest.mark.parametrize("settings", ["none", "set_tls", "client_context"])
+async def test_a_server_side_upgrade_without_a_certificate_says_so_and_keeps_its_connection(settings: str) -> None:
+    left, right = socket.socketpair()
+    with right:
+        sock = RSocket.from_socket(left, server_side=True)
+        if settings == "set_tls":
+            sock.set_tls()
+        elif settings == "client_context":
+            sock.set_ssl_context(ssl.create_default_context())
+        with pytest.raises(TLSError) as raised:
+            await sock.upgrade_tls()
+        assert "server-side socket upgrading to TLS" in str(raised.value)
+        assert "listen" not in str(raised.value)  # it is not a listener
+        assert sock.is_connected()
+        await sock.write(b"still here")
+        assert right.recv(64) == b"still here"
+        sock.close()

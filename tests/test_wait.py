@@ -16,7 +16,7 @@ import trio
 import trio.testing
 
 from trio_rsocket import DeadlineError, RSocket, deadline_after
-from trio_rsocket.testing import CertFiles
+from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
 from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6
 
@@ -253,6 +253,28 @@ async def test_wait_readable_with_buffered_bytes_meets_any_deadline(
     before = trio.current_time()
     await server.wait_readable(deadline=deadline_after(1))
     assert trio.current_time() == before
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("where", ["buffered", "kernel", "eof"])
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
+async def test_a_deadline_already_passed_wins_over_data_that_is_there(
+    call: str, where: str, secure: bool, rsocket_cert_files: CertFiles
+) -> None:
+    # trio's rule: a call checks for cancellation on entry, before it looks
+    # at what is there; read and wait_readable say the same.
+    async with open_rsocket_pair(tls=secure, cert_files=rsocket_cert_files) as (client, server):
+        if where == "eof":
+            await server.aclose()
+        else:
+            await server.write(b"line\nrest")
+        await client.wait_readable()  # in the kernel (over TLS: decrypted, into the socket's buffer)
+        if where == "buffered":
+            assert await client.read_until(b"\n") == b"line\n"
+        with pytest.raises(DeadlineError):
+            await getattr(client, call)(deadline=deadline_after(-1))
+        # Nothing was taken: the next read gets it.
+        assert await client.read() == {"eof": b"", "buffered": b"rest", "kernel": b"line\nrest"}[where]
 
 
 async def test_an_outer_cancel_scope_cancels_wait_readable_without_deadline_error(

@@ -41,7 +41,10 @@ same machine, and reported as a ratio.
   memory per connection (``VmRSS`` from ``/proc/self/status`` before and after
   the connections arrive), so each repetition gets a fresh server process.
   The client side of that workload is plain blocking sockets, the same for
-  every server.
+  every server.  Idle TLS pairs put both ends in that process, each made
+  with the implementation under test (the server process connects to
+  itself), so the figure is a whole pair's: client, server and the handler
+  waiting in a read.
 
 ``--raw`` adds trio's socket layer called directly, the floor that a layer
 over trio can reach.  The benchmark needs nothing beyond trio (and trustme
@@ -155,6 +158,8 @@ class Settings:
     idle_connections: int
     #: Bound on any single measurement.
     timeout: float
+    #: Idle TLS connection pairs, both ends in one process.
+    tls_idle_pairs: int = 1000
 
 
 FULL: Final = Settings(
@@ -176,6 +181,7 @@ QUICK: Final = Settings(
     concurrent=100,
     idle_connections=500,
     timeout=60.0,
+    tls_idle_pairs=100,
 )
 
 
@@ -187,7 +193,8 @@ class Workload:
     title: str
     unit: str
     #: What the server does with each connection: bulk, echo, accept,
-    #: handshake, idle, or drain (served by one neutral blocking-socket server
+    #: handshake, idle, idle-pairs (idle, with the clients in the server's
+    #: process), or drain (served by one neutral blocking-socket server
     #: for every contender, whose CPU time is not the subject).
     server: str
     tls: bool = False
@@ -235,6 +242,10 @@ WORKLOADS: Final = (
         client_cpu=True,
     ),
     Workload("tls-bulk", "TLS bulk transfer", "MB/s", "bulk", tls=True, operation="MB"),
+    Workload("tls-echo", "TLS 64-byte echo, 1 connection", "round trips/s", "echo", tls=True, operation="round trip"),
+    Workload(
+        "tls-echo100", "TLS 64-byte echo, 100 connections", "round trips/s", "echo", tls=True, operation="round trip"
+    ),
     Workload("tls-handshake", "TLS handshakes", "handshakes/s", "handshake", tls=True, operation="handshake"),
     Workload(
         "tls-resume",
@@ -250,6 +261,7 @@ WORKLOADS: Final = (
         client_cpu=True,
     ),
     Workload("idle", "idle connections, memory", "KiB/connection", "idle", higher_is_better=False),
+    Workload("tls-idle", "idle TLS pairs, memory", "KiB/pair", "idle-pairs", tls=True, higher_is_better=False),
 )
 WORKLOAD_NAMES: Final = tuple(workload.name for workload in WORKLOADS)
 
@@ -688,10 +700,12 @@ async def _echo_until(conn: _Conn, stop_at: float, limit: int) -> int:
     return done
 
 
-async def _echo(backend: _Backend, port: int, seconds: float, connections: int) -> tuple[float, float]:
-    """Round trips over *connections* concurrent connections for about
-    *seconds*; ``(round trips, seconds)``."""
-    conns = [await backend.connect(port, None) for _ in range(connections)]
+async def _echo(
+    backend: _Backend, port: int, seconds: float, connections: int, tls: TLSFiles | None = None
+) -> tuple[float, float]:
+    """Round trips over *connections* concurrent connections (TLS with *tls*)
+    for about *seconds*; ``(round trips, seconds)``."""
+    conns = [await backend.connect(port, tls) for _ in range(connections)]
     try:
         # Generous cap: no loopback round trip takes under a microsecond.
         limit = int(seconds * 1e6) + 1
@@ -796,9 +810,9 @@ def _measure(
     elif workload.name in ("bulk", "tls-bulk"):
         size = settings.tls_bulk_bytes if workload.tls else settings.bulk_bytes
         work = functools.partial(_bulk, backend, port, size, tls, variant)
-    elif workload.name in ("echo", "echo100"):
-        connections = 1 if workload.name == "echo" else settings.concurrent
-        work = functools.partial(_echo, backend, port, settings.seconds, connections)
+    elif workload.name in ("echo", "echo100", "tls-echo", "tls-echo100"):
+        connections = settings.concurrent if workload.name.endswith("100") else 1
+        work = functools.partial(_echo, backend, port, settings.seconds, connections, tls)
     elif workload.name in ("accept", "tls-handshake"):
         work = functools.partial(_accepts, backend, port, settings.seconds, tls)
     else:
@@ -889,6 +903,10 @@ class _ServerState:
     live: int = 0
     reported: bool = False
     chunk: bytes = field(default=b"\0" * CHUNK)
+    #: Idle pairs: the server also opens *target* connections to itself, with
+    #: its own implementation, and holds them here.
+    pairs: bool = False
+    clients: list[_Conn] = field(default_factory=list)
 
     def arrived(self) -> None:
         """Count an idle connection; report memory once all have arrived."""
@@ -935,11 +953,24 @@ async def _serve_connection(
     # "accept": nothing; the connection is closed at once.
 
 
+async def _open_clients(impl: str, state: _ServerState, port: int, tls: TLSFiles | None) -> None:
+    """The client ends of the idle pairs: *state.target* connections to this
+    process's own server, one after the other, with the same implementation,
+    held in *state* until the server stops."""
+    backend = BACKENDS[impl]
+    for _ in range(state.target):
+        state.clients.append(await backend.connect(port, tls))
+
+
 async def _trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
     async def handler(stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:
         # serve_tcp closes the stream when this returns, but without
         # close_notify on TLS: that needs a graceful aclose.
         with contextlib.suppress(trio.BrokenResourceError):
+            if isinstance(stream, trio.SSLStream) and state.kind == "idle":
+                # serve_ssl_over_tcp hands the stream over before its
+                # handshake; an idle connection is one that finished it.
+                await stream.do_handshake()
             await _serve_connection(state, stream.receive_some, stream.send_all)
         if tls is not None:
             await stream.aclose()
@@ -953,6 +984,8 @@ async def _trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
                 functools.partial(trio.serve_ssl_over_tcp, handler, 0, context, host=HOST, backlog=BACKLOG)
             )
         port = listeners[0].transport_listener.socket.getsockname()[1] if tls else listeners[0].socket.getsockname()[1]
+        if state.pairs:
+            nursery.start_soon(_open_clients, "trio", state, port, tls)
         await _trio_ready_and_wait(port, nursery.cancel_scope)
 
 
@@ -971,6 +1004,8 @@ async def _rsocket_server(state: _ServerState, tls: TLSFiles | None) -> None:
         elif tls is not None:
             listener.set_certs(key=tls.key, cert=tls.cert)
         await listener.listen(HOST, 0, handler, nursery=nursery, backlog=BACKLOG)
+        if state.pairs:
+            nursery.start_soon(_open_clients, "rsocket", state, listener.get_addr()[1], tls)
         await _trio_ready_and_wait(listener.get_addr()[1], nursery.cancel_scope)
 
 
@@ -1049,7 +1084,10 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
     server = await asyncio.start_server(handler, HOST, 0, backlog=BACKLOG, ssl=context)
     async with server:
         gc.collect()
-        _say(f"READY {server.sockets[0].getsockname()[1]} {_rss_kib()}")
+        port = server.sockets[0].getsockname()[1]
+        _say(f"READY {port} {_rss_kib()}")
+        # Started after READY, whose memory figure is the baseline.
+        clients = asyncio.create_task(_open_clients("asyncio", state, port, tls)) if state.pairs else None
         closed, commands, fd = asyncio.Event(), _Commands(), sys.stdin.fileno()
 
         def command() -> None:
@@ -1058,6 +1096,13 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
 
         asyncio.get_running_loop().add_reader(fd, command)
         await closed.wait()
+        if clients is not None:
+            # Close the client ends first, so that the handlers end at their
+            # end of file rather than being cancelled with the loop.
+            clients.cancel()
+            closing = asyncio.gather(*(conn.close() for conn in state.clients), return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(closing, 30)
 
 
 def _drain_server() -> None:
@@ -1115,7 +1160,7 @@ def _server_main(argv: list[str]) -> int:
     if cpu >= 0:
         os.sched_setaffinity(0, {cpu})
     raise_fd_limit()
-    state = _ServerState(kind, target)
+    state = _ServerState("idle", target, pairs=True) if kind == "idle-pairs" else _ServerState(kind, target)
     if impl == DRAIN:
         _drain_server()
     elif impl == "asyncio":
@@ -1237,6 +1282,18 @@ def _idle_kib_per_connection(impl: str, connections: int, timeout: float, cpu: i
         server.stop()
 
 
+def _idle_kib_per_pair(impl: str, pairs: int, tls: TLSFiles | None, timeout: float, cpu: int | None) -> float:
+    """A fresh server process that opens *pairs* TLS connections to itself,
+    both ends with *impl*, each server handler waiting in a read; its RSS
+    growth per pair (client, server and handler)."""
+    server = ServerProcess(impl, "idle-pairs", tls, cpu, target=pairs)
+    try:
+        count, rss = (int(word) for word in server.expect("CONNS", timeout))
+        return (rss - server.rss_kib) / count
+    finally:
+        server.stop()
+
+
 # ----------------------------------------------------------------------
 # Running it all
 # ----------------------------------------------------------------------
@@ -1335,12 +1392,14 @@ def run_workload(
     samples: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
     server_cpu_us: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
     client_cpu_us: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
-    if workload.server == "idle":
+    if workload.server in ("idle", "idle-pairs"):
         for rep in range(settings.repeat):
             shift = rep % len(contestants)
             for impl, variant in contestants[shift:] + contestants[:shift]:
                 samples[impl, variant].append(
                     _idle_kib_per_connection(impl, settings.idle_connections, settings.timeout, server_cpu)
+                    if workload.server == "idle"
+                    else _idle_kib_per_pair(impl, settings.tls_idle_pairs, tls, settings.timeout, server_cpu)
                 )
     else:
         keys = {contestant: _server_key(workload, *contestant) for contestant in contestants}
@@ -1740,6 +1799,12 @@ def _run(options: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[
         if 0 < room < settings.idle_connections:
             log(f"descriptor limit {fd_limits[1]}: idle connections scaled down to {room}")
             settings = Settings(**{**asdict(settings), "idle_connections": room})
+    if any(workload.server == "idle-pairs" for workload in selected):
+        # Both ends of every pair are in the server process.
+        room = (fd_limits[1] - 64) // 2
+        if 0 < room < settings.tls_idle_pairs:
+            log(f"descriptor limit {fd_limits[1]}: idle TLS pairs scaled down to {room}")
+            settings = Settings(**{**asdict(settings), "tls_idle_pairs": room})
     started = time.monotonic()
     rows: list[Row] = []
     with (
@@ -1802,7 +1867,8 @@ def _footer(environment: dict[str, Any]) -> str:
         f"bulk {settings['bulk_bytes'] // 2**20} MiB, TLS bulk {settings['tls_bulk_bytes'] // 2**20} MiB, "
         f"file {settings.get('file_bytes', 0) // 2**20} MiB, "
         f"{settings['seconds']:g} s per timed run, {settings['concurrent']} concurrent connections, "
-        f"{settings['idle_connections']:,} idle connections; {limit_note}.\n"
+        f"{settings['idle_connections']:,} idle connections, "
+        f"{settings.get('tls_idle_pairs', 0):,} idle TLS pairs; {limit_note}.\n"
         f"Python {environment['python']}, trio {environment['trio']}, {environment['cpus']} CPUs, "
         f"{environment['platform']}; took {environment.get('seconds', '?')} s."
     )

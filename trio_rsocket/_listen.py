@@ -720,9 +720,9 @@ class Listening(Options):
                 if self._state is State.LISTENING:
                     self._move(State.FRESH)
                 raise
-            if self._state is State.CLOSED:  # close() from another fiber while the name resolved
+            if self._state is not State.LISTENING:  # close() or reset() from another fiber while it bound
                 raw.close()
-                raise self._not_open()
+                raise trio.ClosedResourceError("this socket was closed while it was binding")
 
             def stop_listening() -> None:
                 # The accept loop ended: close this socket unless it was

@@ -134,7 +134,7 @@ class Options:
         if not isinstance(enable, bool | int):
             raise TypeError(f"enable must be a bool, not {type(enable).__name__}")
         self._no_delay = bool(enable)
-        if self._conn is not None:
+        if self._conn is not None and self._state is State.OPEN:
             apply_options(self._conn.raw, self._no_delay, None)
 
     def set_linger(self, seconds: int) -> None:
@@ -145,7 +145,7 @@ class Options:
         if not 0 <= seconds <= MAX_LINGER:
             raise ValueError(f"seconds must be in 0..{MAX_LINGER}, not {seconds}")
         self._linger = seconds
-        if self._conn is not None:
+        if self._conn is not None and self._state is State.OPEN:
             apply_options(self._conn.raw, self._no_delay, seconds)
 
     # ------------------------------------------------------------------

@@ -29,9 +29,14 @@ already waits in the direction the other now needs (a write that must read
 while the reader waits for data), trio says :class:`trio.BusyResourceError`;
 the second fiber then parks (:meth:`TLSConnection._wait`) until the first
 one's wait ends, however it ends, and both try their calls again: OpenSSL's
-state decides what each does next, so no wakeup is lost.  Renegotiation,
-the one case where a write could read the reader's data behind its back, is
-refused by the contexts the library builds (``_tls``).
+state decides what each does next, so no wakeup is lost.  (A TLS 1.2
+renegotiation a server asks for is answered by whichever call meets it.  It
+is the one case where a write reads from the socket, and OpenSSL has one
+write buffer: a renegotiation that arrives while a write waits in the middle
+of a record fails the connection, and application data the server sends
+in the middle of its renegotiation, while the client writes at the same
+time, can wait in OpenSSL until more arrives.  TLS 1.3 has no
+renegotiation, and a KeyUpdate's answer waits for the next write.)
 
 What a write delivered.  Each TLS record (at most :data:`_tls.RECORD_SIZE`
 bytes of plaintext) goes to ``SSLSocket.send`` on its own, and

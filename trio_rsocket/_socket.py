@@ -201,7 +201,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def _not_open(self) -> trio.ClosedResourceError:
         """The error for I/O without a connection, saying why there is none."""
-        why = {State.CLOSED: "was closed", State.LISTENING: "is listening, not connected"}
+        why = {State.CLOSED: "was closed", State.CLOSING: "is closing", State.LISTENING: "is listening, not connected"}
         return trio.ClosedResourceError(f"this socket {why.get(self._state, 'is not connected')}")
 
     @classmethod
@@ -249,7 +249,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           DeadlineError: the deadline passed first.
           TLSError: the TLS configuration or handshake failed.
           trio.BusyResourceError: another fiber is connecting this socket.
-          trio.ClosedResourceError: another fiber closed it meanwhile.
+          trio.ClosedResourceError: another fiber closed or reset it meanwhile.
           RuntimeError: not under trio (trio_rsocket runs under trio only).
         """
         check_trio("connect()")
@@ -280,7 +280,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             except Exception as exc:
                 if conn is not None:
                     conn.close()
-                if self._state is State.CLOSED:  # close() from another fiber: say that, not how it broke
+                if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
                     if isinstance(exc, trio.ClosedResourceError):
                         raise
                     raise trio.ClosedResourceError("this socket was closed while connecting") from exc
@@ -295,9 +295,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             finally:
                 self._connector = None
             assert conn is not None
-            if self._state is State.CLOSED:  # close() came as the handshake ended
+            if self._state is not State.CONNECTING:  # close() or reset() came as the handshake ended
                 conn.close()
-                raise self._not_open()
+                raise trio.ClosedResourceError("this socket was closed while connecting")
             self._attach(conn)
 
     async def upgrade_tls(self, host: str | None = None, deadline: Deadline = None) -> None:
@@ -311,14 +311,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         arrived before the upgrade and sits unread in this socket's buffer is
         refused: it must never come out as if it had been encrypted
         (STARTTLS injection, CVE-2011-0411).  A failed upgrade closes the
-        socket: the connection is in no state to go on.
+        socket: the connection is in no state to go on.  A mistake in the
+        call itself (no name to check, no certificate, a TLS setting that
+        cannot be used) is found before anything is sent, and leaves the
+        connection as it was.
 
         Raises:
           TLSError: the handshake failed, or plaintext was waiting (the socket
-            is closed either way).
+            is closed either way); or a TLS setting cannot be used (not closed).
           DeadlineError: the handshake did not finish before *deadline* (closed).
-          RSocketError: the socket is not a connected plain one.
+          RSocketError: the socket is not a connected plain one, or a client
+            has no name to check (not closed).
           trio.BusyResourceError: another fiber is reading, writing or connecting.
+          trio.ClosedResourceError: another fiber closed or reset the socket meanwhile.
         """
         if host is not None:
             host = check_host(host)
@@ -334,6 +339,12 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             if not isinstance(conn, PlainConnection):
                 why = "is already TLS" if conn is not None else "is not connected"
                 raise RSocketError(f"upgrade_tls needs a connected plain socket, and this one {why}")
+            # Mistakes in the call come out before anything that cannot be undone.
+            settings = self._tls_settings if self._tls_settings is not None else _tls.TLSSettings()
+            if self._server_side:
+                server = _tls.server_context(settings, upgrade=True)
+            else:
+                client, host = self._client_tls(settings, host)
             if self._buffer:
                 unread = len(self._buffer)
                 self.close()
@@ -341,32 +352,45 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     f"{unread} bytes of plaintext arrived before the TLS upgrade and were not read: refused "
                     "(STARTTLS injection) and the socket closed"
                 )
-            if self._tls_settings is None:
-                self._change_tls()
+            self._tls_settings = settings
             sent_in_plain = conn.bytes_sent  # the handshake's own bytes are not the program's
             try:
                 with scope:
                     if self._server_side:
-                        upgraded = await _secure.server_handshake(
-                            conn, self._server_context(), ragged_eof=self._ragged_eof()
-                        )
+                        upgraded = await _secure.server_handshake(conn, server, ragged_eof=self._ragged_eof())
                     else:
-                        upgraded = await self._client_upgrade(conn, host)
-            except BaseException:
+                        upgraded = await self._client_upgrade(conn, client, host)
+            except Exception as exc:
+                if self._conn is not conn:  # close() or reset() from another fiber: say that
+                    if isinstance(exc, trio.ClosedResourceError):
+                        raise
+                    raise trio.ClosedResourceError("this socket was closed during its TLS upgrade") from exc
                 self.close()
                 raise
+            except BaseException:
+                if self._conn is conn:
+                    self.close()
+                raise
+            if self._conn is not conn:  # close() or reset() came as the handshake ended
+                upgraded.close()
+                raise trio.ClosedResourceError("this socket was closed during its TLS upgrade")
             self._sent_before += sent_in_plain
             self._move(State.OPEN)
             self._conn = upgraded
             self._stream = None  # a plain one's: the descriptor moved into the TLS socket
 
-    async def _client_upgrade(self, conn: PlainConnection, host: str | None) -> _secure.TLSConnection:
-        assert self._tls_settings is not None
-        tls = _tls.client_context(self._tls_settings)
+    def _client_tls(self, settings: _tls.TLSSettings, host: str | None) -> tuple[_tls.TLSContext, str | None]:
+        """The context of a client's upgrade, and the name it checks."""
+        tls = _tls.client_context(settings)
         if host is None and self._peer is not None:
             host = self._peer[0]
         if host is None and (tls.context.check_hostname or tls.check_peer):
             raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
+        return tls, host
+
+    async def _client_upgrade(
+        self, conn: PlainConnection, tls: _tls.TLSContext, host: str | None
+    ) -> _secure.TLSConnection:
         port = self._peer[1] if self._peer is not None else None
         offered = self._offered_session(tls, host, port)
         upgraded = await _secure.client_handshake(conn, tls, host, offered, ragged_eof=self._ragged_eof())
@@ -606,16 +630,19 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         read says how.
 
         Raises:
-          DeadlineError: nothing to read before *deadline*.
+          DeadlineError: nothing to read before *deadline*, or it had passed
+            already (even with data there: the same rule as :meth:`read`).
           trio.ClosedResourceError, trio.BusyResourceError: as for :meth:`read`.
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was readable"))
         with self._read_guard or self._new_guard(ReadGuard):
             conn = self._connection()
-            if self._buffer or conn.eof:
-                await checkpoint()
-                return
             with scope:
+                if self._buffer or conn.eof:
+                    # A checkpoint inside the deadline: one already passed
+                    # wins over data that is there, as it does for read.
+                    await checkpoint()
+                    return
                 data = await conn.wait_readable()
                 if data:  # what TLS had to decrypt to tell, kept for the next read
                     self._filling().extend(data)
@@ -683,17 +710,21 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             close_socket(self._listener.socket)
 
     async def aclose(self) -> None:
-        """Close gracefully: TLS sends close_notify first.  Always closes, even
-        when cancelled, and is a checkpoint."""
+        """Close gracefully: TLS sends close_notify first (meanwhile the socket
+        is ``closing``: not connected, no handle).  Always closes, even when
+        cancelled, and is a checkpoint.  A ``close`` or ``reset`` from another
+        fiber meanwhile has the last word."""
         conn = self._conn
         try:
-            if isinstance(conn, _secure.TLSConnection):
+            if isinstance(conn, _secure.TLSConnection) and self._state is State.OPEN:
+                self._move(State.CLOSING)  # no longer connected while close_notify goes
                 await conn.aclose()
             else:
                 check_trio("aclose()")  # the checkpoint below would say "Task got bad yield"
                 await checkpoint()
         finally:
-            self.close()
+            if self._conn is conn:  # not closed, or reset, by another fiber meanwhile
+                self.close()
 
     def disconnect(self) -> None:
         """Shut both directions down but keep the handle (``rDisconnectSocket``).
@@ -708,7 +739,10 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """Close and clear state, so the socket can connect again (``rResetSocket``).
 
         Options and TLS settings are kept; the error message, EOF and closed
-        state and any buffered data are cleared.
+        state and any buffered data are cleared.  A ``connect``, ``listen`` or
+        ``upgrade_tls`` running in another fiber stops as it would for
+        :meth:`close` (:class:`trio.ClosedResourceError`), and leaves the
+        socket fresh.
         """
         self.close()
         self._move(State.FRESH)
@@ -736,13 +770,13 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
     def is_connected(self) -> bool:
         """True while a connection is attached and not closed (``rIsSocketConnected``).
 
-        Never true for a listening socket.
+        Never true for a listening socket, nor while :meth:`aclose` runs.
         """
         return self._state is State.OPEN
 
     def _socket(self) -> stdlib_socket.socket:
         """The OS socket: the connection's or the listening one."""
-        if self._conn is not None:
+        if self._conn is not None and self._state is State.OPEN:
             return self._conn.raw
         if self._state is State.LISTENING and self._listener is not None:
             return self._listener.socket

@@ -10,6 +10,15 @@ it (a connection part, a listener).  Every change of state goes through
 move the rules do not allow is a bug that shows itself at once instead of
 two flags quietly disagreeing.
 
+``close`` and ``reset`` may come from another fiber at any point where a
+``connect``, ``listen`` or ``upgrade_tls`` waits.  Those calls hold the setup
+guard throughout, so nobody else can start one meanwhile: when the call
+wakes and finds the state no longer the one it set (CONNECTING, LISTENING)
+or the connection no longer the one it started with, it was closed or reset
+under it.  It then undoes its own work (closes what it opened) and raises
+:class:`trio.ClosedResourceError`, leaving the state as the close or reset
+left it: CLOSED, or FRESH and ready for the next connect.
+
 The rules (h11 writes its own the same way, next to the machine):
 
 ========== ====================================== =========================
@@ -22,6 +31,7 @@ CONNECTING OPEN                                   the connect (and handshake) su
 CONNECTING FRESH                                  the connect failed: connect again
 LISTENING  FRESH                                  ``listen`` failed before binding
 OPEN       OPEN                                   ``upgrade_tls`` swaps the part
+OPEN       CLOSING                                ``aclose`` of TLS: close_notify is under way
 any        CLOSED                                 ``close``, ``aclose``, the accept loop ending
 CLOSED     FRESH                                  ``reset`` (and ``connect``/``listen``, which reset)
 ========== ====================================== =========================
@@ -62,6 +72,9 @@ class State(enum.Enum):
     LISTENING = "listening"
     #: A connection is attached: reads and writes go to its part.
     OPEN = "open"
+    #: ``aclose`` is sending TLS close_notify: not connected any more, and
+    #: no descriptor to hand out (``get_handle() == -1``); CLOSED follows.
+    CLOSING = "closing"
     #: ``close`` ran: every I/O call raises :class:`trio.ClosedResourceError`.
     CLOSED = "closed"
 
@@ -75,7 +88,8 @@ MOVES: Final[dict[State, frozenset[State]]] = {
     State.FRESH: frozenset({State.CONNECTING, State.LISTENING, State.OPEN, State.CLOSED}),
     State.CONNECTING: frozenset({State.OPEN, State.FRESH, State.CLOSED}),
     State.LISTENING: frozenset({State.FRESH, State.CLOSED}),
-    State.OPEN: frozenset({State.OPEN, State.CLOSED}),
+    State.OPEN: frozenset({State.OPEN, State.CLOSING, State.CLOSED}),
+    State.CLOSING: frozenset({State.CLOSED}),
     State.CLOSED: frozenset({State.FRESH, State.CLOSED}),
 }
 

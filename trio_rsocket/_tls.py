@@ -415,8 +415,9 @@ def client_context(settings: TLSSettings) -> TLSContext:
     return _cached(_resolve(settings, server=False))
 
 
-def server_context(settings: TLSSettings) -> ssl.SSLContext:
-    """The context a listener accepts with; call it before binding.
+def server_context(settings: TLSSettings, *, upgrade: bool = False) -> ssl.SSLContext:
+    """The context a listener accepts with (call it before binding), or, with
+    *upgrade*, the one a server-side socket's ``upgrade_tls`` handshakes with.
 
     Raises:
       TLSError: no certificate, a file cannot be read or parsed, the key does
@@ -424,9 +425,14 @@ def server_context(settings: TLSSettings) -> ssl.SSLContext:
     """
     if settings.context is not None:
         if settings.context.protocol == ssl.PROTOCOL_TLS_CLIENT:
-            raise TLSError("set_ssl_context gave a client context (PROTOCOL_TLS_CLIENT) to a listening socket")
+            target = "a server-side socket upgrading to TLS" if upgrade else "a listening socket"
+            raise TLSError(f"set_ssl_context gave a client context (PROTOCOL_TLS_CLIENT) to {target}")
         return settings.context
-    return _cached(_resolve(settings, server=True)).context
+    resolved = _resolve(settings, server=True)
+    if resolved.cert is None and resolved.key is None:
+        who = "A server-side socket upgrading to TLS" if upgrade else "A TLS listener"
+        raise TLSError(f"{who} needs a certificate and key: call set_certs(key=..., cert=...)")
+    return _cached(resolved).context
 
 
 def _cached(resolved: _Resolved) -> TLSContext:
@@ -445,18 +451,17 @@ def _build(resolved: _Resolved) -> TLSContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     # Ioto refuses SSLv3, TLS 1.0 and 1.1; so does Python's default, said here.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    # No TLS 1.2 renegotiation, either way (TLS 1.3 has none): a peer's
-    # request is refused with an alert and the connection goes on.  With the
-    # socket driven directly, a renegotiation would let a write read records
-    # a reader waits for (see _secure).
-    context.options |= ssl.OP_NO_RENEGOTIATION
+    # A listener refuses a client's TLS 1.2 renegotiation (OpenSSL 3's
+    # default, said here): a handshake a client can start at will costs the
+    # server, and nothing here needs it.  A client answers a server's (one
+    # asking for a client certificate, say), as trio's SSLStream does.
+    if server:
+        context.options |= ssl.OP_NO_RENEGOTIATION
     check_peer = False
     if resolved.cert is not None:
         _load_chain(context, resolved.cert, resolved.key, resolved.password)
     elif resolved.key is not None:
         raise TLSError(f"A key was given ({_name(resolved.key, 'key')}) without a certificate")
-    elif server:
-        raise TLSError("A TLS listener needs a certificate and key: call set_certs(key=..., cert=...)")
     if resolved.ciphers:
         _set_ciphers(context, resolved.ciphers)
     if resolved.ktls and KTLS_OPTION:

@@ -111,6 +111,17 @@ def test_every_state_can_close_and_only_closed_states_reset() -> None:
     for state in State:
         check_move(state, State.CLOSED)
     assert State.FRESH in MOVES[State.CLOSED]
+    # Only a closed socket is reset: an open or closing one becomes FRESH
+    # through CLOSED, never directly.  (CONNECTING and LISTENING go back to
+    # FRESH when the connect or listen fails, not by a reset.)
+    for state in (State.OPEN, State.CLOSING):
+        with pytest.raises(AssertionError, match=f"cannot move from {state.name} to FRESH"):
+            check_move(state, State.FRESH)
+    assert {state for state in State if State.FRESH in MOVES[state]} == {
+        State.CONNECTING,
+        State.LISTENING,
+        State.CLOSED,
+    }
     with pytest.raises(AssertionError, match="cannot move from OPEN to LISTENING"):
         check_move(State.OPEN, State.LISTENING)
 

@@ -15,7 +15,7 @@ import trio.testing
 from trio_rsocket import DeadlineError, RSocket, RSocketError, deadline_after
 from trio_rsocket._deadline import check_deadline
 
-from .conftest import rsocket_pair
+from .conftest import plain_pair
 
 
 async def test_read_deadline_raises_deadline_error_at_that_time(
@@ -81,7 +81,7 @@ async def test_read_until_deadline_keeps_partial_data_buffered(
 async def test_write_deadline_reports_exactly_the_bytes_the_peer_can_drain(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     async with client, server:
         data = bytes(range(256)) * (64 * 1024 * 1024 // 256)  # more than the kernel buffers hold
         with pytest.raises(DeadlineError) as caught:
@@ -104,7 +104,7 @@ async def test_write_deadline_reports_exactly_the_bytes_the_peer_can_drain(
 async def test_write_of_memoryview_slices_reports_progress(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     async with client, server:
         payload = memoryview(bytearray(32 * 1024 * 1024))
         with pytest.raises(DeadlineError) as caught:

@@ -23,7 +23,7 @@ from trio_rsocket import (
     deadline_after,
 )
 
-from .conftest import connected_pair, has_ipv6, rsocket_pair
+from .conftest import connected_pair, has_ipv6, plain_pair
 
 
 def free_port() -> int:
@@ -354,7 +354,7 @@ async def test_two_readers_at_once_is_busy_resource_error(pair: tuple[RSocket, R
 
 
 async def test_two_writers_at_once_is_busy_resource_error() -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     try:
         async with trio.open_nursery() as nursery:
             # The first writer blocks: nobody reads 64 MiB.
@@ -398,7 +398,7 @@ async def test_close_from_another_fiber_wakes_the_reader(pair: tuple[RSocket, RS
 
 
 async def test_close_wakes_a_blocked_writer() -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     try:
         async with trio.open_nursery() as nursery:
 
@@ -449,7 +449,7 @@ async def test_aclose_closes_and_is_idempotent(pair: tuple[RSocket, RSocket]) ->
 
 
 async def test_async_with_closes() -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     async with client, server:
         await client.write(b"x")
     assert client.is_closed()
@@ -624,7 +624,7 @@ async def test_a_bad_happy_eyeballs_delay_is_refused_before_any_io(delay: object
 
 def test_close_works_outside_trio() -> None:
     async def connected() -> tuple[RSocket, RSocket]:
-        return await rsocket_pair()
+        return await plain_pair()
 
     client, server = trio.run(connected)
     assert client.get_handle() >= 0
@@ -636,11 +636,18 @@ def test_close_works_outside_trio() -> None:
 
 
 @pytest.mark.parametrize("close", ["close", "aclose"])
-async def test_reads_after_close_raise_even_with_buffered_bytes(pair: tuple[RSocket, RSocket], close: str) -> None:
-    client, server = pair
+async def test_reads_after_close_raise_even_with_bytes_waiting(
+    either_pair: tuple[RSocket, RSocket], close: str
+) -> None:
+    """Plain TCP: bytes left in the socket's read buffer.  TLS: the rest of a
+    record, decrypted and waiting inside the TLS layer."""
+    client, server = either_pair
     await server.write(b"line1\nline2 and more\n")
-    await trio.testing.wait_all_tasks_blocked()
-    assert await client.read_until(b"\n") == b"line1\n"  # the rest stays buffered
+    if client.is_secure():
+        assert await client.read(3) == b"lin"  # the rest of the record waits inside the TLS layer
+    else:
+        await trio.testing.wait_all_tasks_blocked()
+        assert await client.read_until(b"\n") == b"line1\n"  # the rest stays buffered
     if close == "close":
         client.close()
     else:
@@ -651,6 +658,8 @@ async def test_reads_after_close_raise_even_with_buffered_bytes(pair: tuple[RSoc
         await client.read_into(bytearray(4))
     with pytest.raises(trio.ClosedResourceError):
         await client.read_exactly(2)
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read_until(b"\n")
 
 
 async def test_a_name_no_dns_label_can_hold_is_a_connect_error() -> None:

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import ipaddress
-import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -39,52 +35,32 @@ from trio_rsocket import (
     set_default_ciphers,
     set_default_verify,
 )
+from trio_rsocket.testing import echo_handler
 
-from .conftest import read_line_containing
-
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
+from .conftest import (
+    OPENSSL,
+    Configure,
+    fix_buffers,
+    jump_when_blocked,
+    needs_openssl,
+    read_line_containing,
+    round_trip,
+    serving_port,
+    trusting,
+    with_cert,
+)
 
 NOW = datetime.datetime.now(datetime.UTC)
 YESTERDAY = NOW - datetime.timedelta(days=1)
 TOMORROW = NOW + datetime.timedelta(days=1)
-
-Configure = Callable[[RSocket], None]
-
 
 # ----------------------------------------------------------------------------
 # Certificates
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_cert(ca: trustme.CA) -> trustme.LeafCert:
-    return ca.issue_cert("localhost", "127.0.0.1", "::1")
-
-
-@pytest.fixture(scope="module")
 def client_cert(ca: trustme.CA) -> trustme.LeafCert:
     return ca.issue_cert("client@example.org")
-
-
-def with_cert(cert: trustme.LeafCert) -> Configure:
-    """A listener presenting *cert* (key and chain as PEM bytes)."""
-
-    def configure(sock: RSocket) -> None:
-        sock.set_certs(key=cert.private_key_pem.bytes(), cert=b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-
-    return configure
-
-
-def trusting(ca: trustme.CA) -> Configure:
-    def configure(sock: RSocket) -> None:
-        sock.set_certs(authority=ca.cert_pem.bytes())
-
-    return configure
 
 
 def self_signed(host: str, not_after: datetime.datetime = TOMORROW) -> tuple[bytes, bytes]:
@@ -129,75 +105,6 @@ def revocation_list(ca: trustme.CA, *revoked: trustme.LeafCert) -> bytes:
 
 def der(cert: trustme.LeafCert) -> bytes:
     return ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode("ascii"))
-
-
-# ----------------------------------------------------------------------------
-# Servers and clients
-
-
-async def echo(_data: object, sock: RSocket) -> None:
-    while data := await sock.read():
-        await sock.write(data)
-
-
-@asynccontextmanager
-async def serving(
-    configure: Configure, handler: Callable[[Any, RSocket], Any] = echo, **options: Any
-) -> AsyncIterator[int]:
-    """A TLS listener on loopback configured by *configure*; yields its port."""
-    async with trio.open_nursery() as nursery:
-        listener = RSocket()
-        configure(listener)
-        await listener.listen("127.0.0.1", 0, handler, nursery=nursery, **options)
-        try:
-            yield listener.get_addr()[1]
-        finally:
-            await listener.shutdown(0)
-
-
-async def round_trip(sock: RSocket, message: bytes = b"ping") -> bytes:
-    await sock.write(message)
-    return await sock.read_exactly(len(message))
-
-
-async def tls_rsocket_pair(ca: trustme.CA, cert: trustme.LeafCert) -> tuple[RSocket, RSocket]:
-    """A connected TLS ``(client, server)`` pair, without a listener's fibers:
-    the server side is accepted by trio and handshaken by hand."""
-    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    try:
-        port = listener.socket.getsockname()[1]
-        client = RSocket()
-        trusting(ca)(client)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.connect, "localhost", port)
-            server = RSocket.from_socket(await listener.accept())
-            with_cert(cert)(server)
-            await server._server_handshake()
-    finally:
-        await listener.aclose()
-    return client, server
-
-
-@pytest.fixture
-async def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> AsyncIterator[tuple[RSocket, RSocket]]:
-    client, server = await tls_rsocket_pair(ca, server_cert)
-    try:
-        yield client, server
-    finally:
-        client.close()
-        server.close()
-
-
-def fix_buffers(*socks: RSocket) -> None:
-    """Fixed 64 KiB kernel buffers (no autotuning), so a few MiB always block."""
-    for sock in socks:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-
-
-async def jump_when_blocked(clock: trio.testing.MockClock, seconds: float) -> None:
-    await trio.testing.wait_all_tasks_blocked()
-    clock.jump(seconds)
 
 
 # ----------------------------------------------------------------------------
@@ -375,7 +282,7 @@ async def test_listener_configuration_error_comes_before_binding(
     configure(tmp_path, server_cert)(sock)
     async with trio.open_nursery() as nursery:
         with pytest.raises(TLSError, match=words):
-            await sock.listen("127.0.0.1", 0, echo, nursery=nursery)
+            await sock.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
     assert sock.get_handle() == -1
     assert sock.get_error()
 
@@ -387,7 +294,7 @@ async def test_listener_configuration_error_comes_before_binding(
 async def test_client_verifies_the_server_against_an_authority_in_pem_bytes(
     ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes())
         await client.connect("localhost", port)
         assert client.is_secure()
@@ -405,7 +312,7 @@ async def test_certificates_and_authority_load_from_paths(
     def configure(listener: RSocket) -> None:
         listener.set_certs(key=str(tmp_path / "server.key"), cert=tmp_path / "server.pem")
 
-    async with serving(configure) as port, RSocket() as client:
+    async with serving_port(configure) as port, RSocket() as client:
         client.set_certs(authority=tmp_path / "ca.pem")
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -415,7 +322,7 @@ async def test_key_defaults_to_the_certificate_file(
     tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
     server_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
-    async with serving(lambda s: s.set_certs(cert=str(tmp_path / "both.pem"))) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_certs(cert=str(tmp_path / "both.pem"))) as port, RSocket() as client:
         trusting(ca)(client)
         await client.connect("127.0.0.1", port)
         assert await round_trip(client) == b"ping"
@@ -423,7 +330,7 @@ async def test_key_defaults_to_the_certificate_file(
 
 async def test_client_verifies_with_the_default_authority(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     set_default_certs(authority=ca.cert_pem.bytes())
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_tls()
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -464,7 +371,7 @@ FAILURES = [
 async def test_client_verification_failure_says_why(
     ca: trustme.CA, server: Callable[[trustme.CA], Configure], words: str
 ) -> None:
-    async with serving(server(ca)) as port:
+    async with serving_port(server(ca)) as port:
         client = RSocket()
         trusting(ca)(client)
         with pytest.raises(TLSError) as caught:
@@ -475,7 +382,7 @@ async def test_client_verification_failure_says_why(
 
 async def test_client_rejects_a_revoked_certificate(ca: trustme.CA) -> None:
     revoked = ca.issue_cert("localhost")
-    async with serving(with_cert(revoked)) as port:
+    async with serving_port(with_cert(revoked)) as port:
         client = RSocket()
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=revocation_list(ca, revoked))
         with pytest.raises(TLSError, match=r"^Certificate revoked$"):
@@ -486,7 +393,7 @@ async def test_a_revocation_list_accepts_certificates_it_does_not_name(
     tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
     (tmp_path / "ca.crl").write_bytes(revocation_list(ca, ca.issue_cert("localhost")))
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=str(tmp_path / "ca.crl"))
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -494,7 +401,7 @@ async def test_a_revocation_list_accepts_certificates_it_does_not_name(
 
 async def test_a_revocation_list_from_another_issuer_is_refused(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     stranger = trustme.CA()
-    async with serving(with_cert(server_cert)) as port:
+    async with serving_port(with_cert(server_cert)) as port:
         client = RSocket()
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=revocation_list(stranger, stranger.issue_cert("x")))
         with pytest.raises(TLSError, match=r"^Certificate revocation list not found for the issuer$"):
@@ -507,14 +414,14 @@ async def test_failed_handshake_leaves_the_socket_unconnected_and_reusable(
 ) -> None:
     client = RSocket()
     trusting(ca)(client)
-    async with serving(_unknown_issuer(ca)) as bad_port:
+    async with serving_port(_unknown_issuer(ca)) as bad_port:
         with pytest.raises(TLSError):
             await client.connect("localhost", bad_port)
     assert not client.is_connected()
     assert not client.is_closed()
     assert client.get_handle() == -1
     assert client.is_secure()
-    async with serving(with_cert(server_cert)) as good_port:
+    async with serving_port(with_cert(server_cert)) as good_port:
         await client.connect("localhost", good_port)
         assert await round_trip(client) == b"ping"
         assert client.get_error() == ""
@@ -522,14 +429,14 @@ async def test_failed_handshake_leaves_the_socket_unconnected_and_reusable(
 
 
 async def test_verify_issuer_off_accepts_a_self_signed_certificate(ca: trustme.CA) -> None:
-    async with serving(_self_signed(ca)) as port, RSocket() as client:
+    async with serving_port(_self_signed(ca)) as port, RSocket() as client:
         client.set_verify(True, False)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
 
 
 async def test_verify_issuer_off_accepts_an_unknown_issuer(ca: trustme.CA) -> None:
-    async with serving(_unknown_issuer(ca)) as port, RSocket() as client:
+    async with serving_port(_unknown_issuer(ca)) as port, RSocket() as client:
         client.set_verify(True, False)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -558,7 +465,7 @@ async def test_verify_issuer_off_accepts_an_unknown_issuer(ca: trustme.CA) -> No
     ],
 )
 async def test_verify_issuer_off_still_rejects(server: Callable[[], Configure], words: str) -> None:
-    async with serving(server()) as port:
+    async with serving_port(server()) as port:
         client = RSocket()
         client.set_verify(True, False)
         with pytest.raises(TLSError) as caught:
@@ -569,7 +476,7 @@ async def test_verify_issuer_off_still_rejects(server: Callable[[], Configure], 
 
 async def test_verify_peer_off_checks_nothing() -> None:
     key, cert = self_signed("example.org", not_after=YESTERDAY)
-    async with serving(lambda s: s.set_certs(key=key, cert=cert)) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_certs(key=key, cert=cert)) as port, RSocket() as client:
         client.set_verify(False, False)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -577,7 +484,7 @@ async def test_verify_peer_off_checks_nothing() -> None:
 
 async def test_default_verify_applies_to_sockets_that_set_none(ca: trustme.CA) -> None:
     set_default_verify(False, False)
-    async with serving(_unknown_issuer(ca)) as port, RSocket() as client:
+    async with serving_port(_unknown_issuer(ca)) as port, RSocket() as client:
         client.set_tls()
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -585,7 +492,7 @@ async def test_default_verify_applies_to_sockets_that_set_none(ca: trustme.CA) -
 
 async def test_socket_verify_overrides_the_default(ca: trustme.CA) -> None:
     set_default_verify(False, False)
-    async with serving(_unknown_issuer(ca)) as port:
+    async with serving_port(_unknown_issuer(ca)) as port:
         client = RSocket()
         client.set_verify(True, True)
         with pytest.raises(TLSError, match="Certificate not trusted"):
@@ -593,7 +500,7 @@ async def test_socket_verify_overrides_the_default(ca: trustme.CA) -> None:
 
 
 async def test_client_checks_ip_address_hosts(ca: trustme.CA) -> None:
-    async with serving(with_cert(ca.issue_cert("localhost"))) as port:
+    async with serving_port(with_cert(ca.issue_cert("localhost"))) as port:
         client = RSocket()
         trusting(ca)(client)
         with pytest.raises(TLSError, match=r"Certificate hostname mismatch\. Expecting 127\.0\.0\.1"):
@@ -603,14 +510,14 @@ async def test_client_checks_ip_address_hosts(ca: trustme.CA) -> None:
 async def test_escape_hatch_context_is_used_as_it_is(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_ssl_context(context)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
 
 
 async def test_escape_hatch_context_errors_are_in_words(server_cert: trustme.LeafCert) -> None:
-    async with serving(with_cert(server_cert)) as port:
+    async with serving_port(with_cert(server_cert)) as port:
         client = RSocket()
         client.set_ssl_context(ssl.create_default_context(cadata=trustme.CA().cert_pem.bytes().decode()))
         with pytest.raises(TLSError, match=r"^Certificate not trusted$"):
@@ -640,13 +547,13 @@ async def test_alpn_is_negotiated(ca: trustme.CA, server_cert: trustme.LeafCert)
 
     async def report(_data: object, sock: RSocket) -> None:
         seen.append(sock.get_alpn())
-        await echo(_data, sock)
+        await echo_handler(_data, sock)
 
     def configure(listener: RSocket) -> None:
         with_cert(server_cert)(listener)
         listener.set_alpn(["h2", "http/1.1"])
 
-    async with serving(configure, report) as port, RSocket() as client:
+    async with serving_port(configure, report) as port, RSocket() as client:
         trusting(ca)(client)
         client.set_alpn(["spdy/1", "http/1.1"])
         await client.connect("localhost", port)
@@ -660,7 +567,7 @@ async def test_alpn_without_a_shared_protocol_is_none(ca: trustme.CA, server_cer
         with_cert(server_cert)(listener)
         listener.set_alpn("h2")
 
-    async with serving(configure) as port, RSocket() as client:
+    async with serving_port(configure) as port, RSocket() as client:
         trusting(ca)(client)
         client.set_alpn("http/1.1")
         await client.connect("localhost", port)
@@ -678,7 +585,7 @@ async def test_ciphers_choose_the_tls12_cipher(ca: trustme.CA, server_cert: trus
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     server_cert.configure_cert(context)
-    async with serving(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
         trusting(ca)(client)
         client.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256")
         await client.connect("localhost", port)
@@ -691,7 +598,7 @@ async def test_default_ciphers_apply_to_sockets_that_set_none(ca: trustme.CA, se
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     server_cert.configure_cert(context)
-    async with serving(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
         trusting(ca)(client)
         await client.connect("localhost", port)
         assert client.get_cipher() == "ECDHE-ECDSA-AES256-GCM-SHA384"
@@ -717,9 +624,9 @@ async def test_mutual_tls_accepts_a_client_certificate_from_the_authority(
 
     async def report(_data: object, sock: RSocket) -> None:
         seen.append(sock.get_peer_certificate())
-        await echo(_data, sock)
+        await echo_handler(_data, sock)
 
-    async with serving(_mutual(ca, server_cert), report) as port, RSocket() as client:
+    async with serving_port(_mutual(ca, server_cert), report) as port, RSocket() as client:
         with_cert(client_cert)(client)
         trusting(ca)(client)
         await client.connect("localhost", port)
@@ -748,7 +655,7 @@ async def test_mutual_tls_rejects_a_client_and_keeps_serving(
     server_words: str,
     client_words: str,
 ) -> None:
-    async with serving(_mutual(ca, server_cert)) as port:
+    async with serving_port(_mutual(ca, server_cert)) as port:
         async with RSocket() as rejected:
             trusting(ca)(rejected)
             cert = client_setup()
@@ -804,10 +711,6 @@ async def test_server_handshake_failure_is_a_tls_error_in_words(
 
 # ----------------------------------------------------------------------------
 # Stream behaviour, deadlines and cancellation
-
-
-async def test_tls_pair_is_a_two_way_stream(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
-    await trio.testing.check_two_way_stream(functools.partial(tls_rsocket_pair, ca, server_cert), None)
 
 
 async def test_aclose_sends_close_notify_so_the_peer_reads_end_of_file(tls_pair: tuple[RSocket, RSocket]) -> None:
@@ -1013,7 +916,7 @@ async def test_listener_drops_a_client_that_never_finishes_its_handshake(
     server_cert: trustme.LeafCert,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with serving(with_cert(server_cert), handshake_timeout=10) as port:
+    async with serving_port(with_cert(server_cert), handshake_timeout=10) as port:
         silent = await trio.open_tcp_stream("127.0.0.1", port)
         async with RSocket() as served:
             trusting(ca)(served)
@@ -1076,7 +979,7 @@ async def test_pythons_blocking_ssl_client_talks_to_the_listener(
             tls.unwrap()
             return answer
 
-    async with serving(_mutual(ca, server_cert)) as port:
+    async with serving_port(_mutual(ca, server_cert)) as port:
         assert await trio.to_thread.run_sync(client, port) == b"hello"
 
 
@@ -1115,7 +1018,7 @@ async def test_openssl_s_client_talks_to_the_listener(
         with_cert(server_cert)(listener)
         listener.set_alpn("h2")
 
-    async with serving(configure) as port:
+    async with serving_port(configure) as port:
         command = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost"]
         command += ["-CAfile", str(tmp_path / "ca.pem"), "-verify_return_error", "-quiet", "-no_ign_eof", "-alpn", "h2"]
         process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -1182,25 +1085,6 @@ def test_an_unreadable_peer_certificate_is_a_tls_error() -> None:
         _tls.check_peer(b"\x30\x03\x02\x01", "localhost")
     with pytest.raises(TLSError, match="No certificate provided"):
         _tls.check_peer(None, "localhost")
-
-
-@pytest.mark.parametrize("close", ["close", "aclose"])
-async def test_reads_after_close_raise_even_with_decrypted_bytes_waiting(
-    tls_pair: tuple[RSocket, RSocket], close: str
-) -> None:
-    client, server = tls_pair
-    await server.write(b"line1\nline2 and more\n")
-    assert await client.read(3) == b"lin"  # the rest of the record waits inside the TLS layer
-    if close == "close":
-        client.close()
-    else:
-        await client.aclose()
-    with pytest.raises(trio.ClosedResourceError):
-        await client.read()
-    with pytest.raises(trio.ClosedResourceError):
-        await client.read_into(bytearray(4))
-    with pytest.raises(trio.ClosedResourceError):
-        await client.read_until(b"\n")
 
 
 def test_alerts_python_has_no_reason_for_are_still_said_in_words() -> None:

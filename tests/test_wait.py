@@ -18,7 +18,7 @@ import trio.testing
 from trio_rsocket import DeadlineError, RSocket, deadline_after
 from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
-from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6
+from .conftest import clogged_plain_pair, connected_pair, has_ipv6
 
 Wait = Callable[[], Awaitable[object]]
 
@@ -305,7 +305,7 @@ async def test_wait_writable_returns_at_once_on_a_fresh_connection(pair: tuple[R
 
 
 async def test_wait_writable_blocks_while_the_send_buffer_is_full() -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         assert await blocks(client.wait_writable)
     finally:
@@ -314,7 +314,7 @@ async def test_wait_writable_blocks_while_the_send_buffer_is_full() -> None:
 
 
 async def test_wait_writable_wakes_when_the_peer_makes_room() -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     woke = trio.Event()
 
     async def waiter() -> None:
@@ -344,7 +344,7 @@ async def test_tls_wait_writable_returns_at_once_on_a_fresh_connection(
 async def test_wait_writable_deadline_raises_deadline_error_at_that_time(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         deadline = deadline_after(5)
         with pytest.raises(DeadlineError):
@@ -394,7 +394,7 @@ async def test_waiting_to_read_while_another_fiber_reads_is_busy(pair: tuple[RSo
 
 
 async def test_two_fibers_waiting_to_write_is_busy() -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.wait_writable)
@@ -434,7 +434,7 @@ async def test_close_wakes_a_fiber_waiting_to_read(pair: tuple[RSocket, RSocket]
 
 
 async def test_close_wakes_a_fiber_waiting_to_write() -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     woke = trio.Event()
 
     async def waiter() -> None:

@@ -103,7 +103,7 @@ def trusting(ca: trustme.CA) -> Configure:
     return configure
 
 
-def presenting(files: CertFiles) -> Configure:
+def with_cert_files(files: CertFiles) -> Configure:
     """A socket presenting the server certificate of *files*."""
 
     def configure(sock: RSocket) -> None:

@@ -17,6 +17,7 @@ import trio.testing
 
 import trio_rsocket
 from trio_rsocket import RSocket, deadline_after
+from trio_rsocket.testing import echo_handler
 
 from .conftest import has_ipv6
 
@@ -164,14 +165,9 @@ def test_socket_options_need_a_socket() -> None:
 BEYOND_FLOATS = 10**400
 
 
-async def _echo(data: object, sock: RSocket) -> None:
-    while chunk := await sock.read():
-        await sock.write(chunk)
-
-
 async def test_a_happy_eyeballs_delay_past_float_range_is_for_ever(no_fd_leak: None) -> None:
     async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery)
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
         await client.connect("127.0.0.1", listener.get_addr()[1], happy_eyeballs_delay=BEYOND_FLOATS)
         await client.write(b"ping")
         assert await client.read_exactly(4) == b"ping"
@@ -181,7 +177,7 @@ async def test_a_happy_eyeballs_delay_past_float_range_is_for_ever(no_fd_leak: N
 @pytest.mark.parametrize("backlog", [2**31, 2**64])
 async def test_a_backlog_past_a_c_int_listens_as_long_as_the_os_allows(backlog: int, no_fd_leak: None) -> None:
     async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery, backlog=backlog)
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery, backlog=backlog)
         await client.connect("127.0.0.1", listener.get_addr()[1])
         await client.write(b"ping")
         assert await client.read_exactly(4) == b"ping"
@@ -190,7 +186,7 @@ async def test_a_backlog_past_a_c_int_listens_as_long_as_the_os_allows(backlog: 
 
 async def test_a_handshake_timeout_past_float_range_is_for_ever(no_fd_leak: None) -> None:
     async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery, handshake_timeout=BEYOND_FLOATS)
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery, handshake_timeout=BEYOND_FLOATS)
         await client.connect("127.0.0.1", listener.get_addr()[1])
         await client.write(b"ping")
         assert await client.read_exactly(4) == b"ping"
@@ -217,7 +213,7 @@ async def test_a_shutdown_grace_past_float_range_waits_for_the_handlers() -> Non
     ("call", "words"),
     [
         (lambda s: s.connect("127.0.0.1", 80, happy_eyeballs_delay=-BEYOND_FLOATS), "happy_eyeballs_delay"),
-        (lambda s: s.listen("127.0.0.1", 0, _echo, handshake_timeout=-BEYOND_FLOATS), "handshake_timeout"),
+        (lambda s: s.listen("127.0.0.1", 0, echo_handler, handshake_timeout=-BEYOND_FLOATS), "handshake_timeout"),
         (lambda s: s.shutdown(-BEYOND_FLOATS), "grace"),
     ],
     ids=["happy_eyeballs_delay", "handshake_timeout", "grace"],
@@ -266,7 +262,7 @@ async def test_a_file_descriptor_past_a_c_int_is_a_value_error_naming_the_file(p
 @pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 async def test_connect_and_listen_take_an_ipv6_address_in_brackets(no_fd_leak: None) -> None:
     async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("[::1]", 0, _echo, nursery=nursery)
+        await listener.listen("[::1]", 0, echo_handler, nursery=nursery)
         host, port = listener.get_addr()
         assert host == "::1"
         await client.connect("[::1]", port)
@@ -295,5 +291,5 @@ async def test_brackets_around_anything_but_an_ipv6_address_are_a_value_error(ho
         with pytest.raises(ValueError, match="host must be a name or an address; brackets go around an IPv6"):
             await sock.connect(host, 80)
         with pytest.raises(ValueError, match="host must be a name or an address; brackets go around an IPv6"):
-            await sock.listen(host, 0, _echo)
+            await sock.listen(host, 0, echo_handler)
         assert sock.get_handle() == -1

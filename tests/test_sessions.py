@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -28,10 +27,7 @@ import trustme
 from trio_rsocket import RSocket, TLSError
 from trio_rsocket.testing import CertFiles
 
-from .conftest import read_line_containing
-
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
+from .conftest import OPENSSL, needs_openssl, read_line_containing
 
 VERSIONS = [
     pytest.param(ssl.TLSVersion.TLSv1_3, id="TLSv1.3"),

@@ -14,8 +14,7 @@ import os
 import pty
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,40 +28,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trio_rsocket import RSocket, TLSError, _tls, set_default_certs
+from trio_rsocket.testing import echo_handler
+
+from .conftest import Configure, round_trip, serving_port
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
 PASSWORD = "correct horse"
-
-Configure = Callable[[RSocket], None]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-async def echo(_data: object, sock: RSocket) -> None:
-    while data := await sock.read():
-        await sock.write(data)
-
-
-@asynccontextmanager
-async def serving(configure: Configure) -> AsyncIterator[int]:
-    """A TLS echo listener on loopback configured by *configure*; yields its port."""
-    async with trio.open_nursery() as nursery:
-        listener = RSocket()
-        configure(listener)
-        await listener.listen("127.0.0.1", 0, echo, nursery=nursery)
-        try:
-            yield listener.get_addr()[1]
-        finally:
-            await listener.shutdown(0)
-
-
-async def round_trip(sock: RSocket) -> bytes:
-    await sock.write(b"ping")
-    return await sock.read_exactly(4)
 
 
 def presenting(key_pem: bytes, cert_pem: bytes) -> Configure:
@@ -99,7 +71,7 @@ async def test_a_revocation_list_with_a_certificate_appended_is_refused(
     attacker = trustme.CA()
     revoke = tmp_path / "ca.crl"
     revoke.write_bytes(revocation_list(ca) + as_pem_block(attacker, label))
-    async with serving(presenting(*_leaf_pems(attacker, dns=["localhost"]))) as port:
+    async with serving_port(presenting(*_leaf_pems(attacker, dns=["localhost"]))) as port:
         client = RSocket()
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=str(revoke))
         with pytest.raises(TLSError, match=rf"^Cannot load certificate revoke list: {revoke} must hold PEM CRLs only$"):
@@ -109,7 +81,7 @@ async def test_a_revocation_list_with_a_certificate_appended_is_refused(
 
 async def test_a_revocation_list_of_crls_only_is_still_accepted(ca: trustme.CA) -> None:
     revoke = revocation_list(ca) + revocation_list(trustme.CA())
-    async with serving(presenting(*_leaf_pems(ca, dns=["localhost"]))) as port, RSocket() as client:
+    async with serving_port(presenting(*_leaf_pems(ca, dns=["localhost"]))) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=revoke)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -255,7 +227,7 @@ async def _decision(ca: trustme.CA, server: Configure, host: str, *, verify_issu
     """
     settings = _tls.TLSSettings(authority=ca.cert_pem.bytes()) if verify_issuer else _tls.TLSSettings()
     tls = _tls.client_context(settings if verify_issuer else settings.replace(verify_peer=True, verify_issuer=False))
-    async with serving(server) as port:
+    async with serving_port(server) as port:
         stream = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), tls.context, server_hostname=host)
         try:
             try:
@@ -343,7 +315,7 @@ def encrypted(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Encry
 @pytest.mark.parametrize("password", [PASSWORD, PASSWORD.encode(), lambda: PASSWORD], ids=["str", "bytes", "function"])
 async def test_a_password_unlocks_an_encrypted_key(ca: trustme.CA, encrypted: EncryptedCert, password: Any) -> None:
     listening = lambda sock: sock.set_certs(key=str(encrypted.key), cert=str(encrypted.cert), password=password)  # noqa: E731
-    async with serving(listening) as port, RSocket() as client:
+    async with serving_port(listening) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes())
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -351,7 +323,7 @@ async def test_a_password_unlocks_an_encrypted_key(ca: trustme.CA, encrypted: En
 
 async def test_a_default_password_unlocks_the_default_key(ca: trustme.CA, encrypted: EncryptedCert) -> None:
     set_default_certs(key=str(encrypted.key), cert=str(encrypted.cert), password=PASSWORD)
-    async with serving(lambda sock: sock.set_tls()) as port, RSocket() as client:
+    async with serving_port(lambda sock: sock.set_tls()) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes())
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -362,7 +334,7 @@ async def test_an_encrypted_key_without_a_password_is_a_tls_error_naming_the_fil
     listener.set_certs(key=str(encrypted.key), cert=str(encrypted.cert))
     async with trio.open_nursery() as nursery:
         with pytest.raises(TLSError, match=rf"^Private key {encrypted.key} is encrypted: pass password="):
-            await listener.listen("127.0.0.1", 0, echo, nursery=nursery)
+            await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
     assert listener.get_handle() == -1
 
 
@@ -371,7 +343,7 @@ async def test_a_wrong_password_is_a_tls_error_naming_the_file(encrypted: Encryp
     listener.set_certs(key=str(encrypted.key), cert=str(encrypted.cert), password="wrong")
     async with trio.open_nursery() as nursery:
         with pytest.raises(TLSError, match=rf"^Unable to decrypt private key {encrypted.key}: wrong password$"):
-            await listener.listen("127.0.0.1", 0, echo, nursery=nursery)
+            await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
 
 
 def test_the_password_is_part_of_the_context_cache_key(encrypted: EncryptedCert) -> None:

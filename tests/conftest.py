@@ -24,8 +24,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -197,13 +197,20 @@ async def clogged_plain_pair() -> tuple[RSocket, RSocket]:
 
 
 @asynccontextmanager
-async def connected_pair(host: str = "127.0.0.1") -> AsyncIterator[tuple[RSocket, RSocket]]:
-    client, server = await plain_pair(host)
+async def closing(made: Awaitable[tuple[RSocket, RSocket]]) -> AsyncIterator[tuple[RSocket, RSocket]]:
+    """The pair *made* is, both sides closed when the block exits:
+    ``async with closing(clogged_plain_pair()) as (client, server):``."""
+    client, server = await made
     try:
         yield client, server
     finally:
         client.close()
         server.close()
+
+
+def connected_pair(host: str = "127.0.0.1") -> AbstractAsyncContextManager[tuple[RSocket, RSocket]]:
+    """:func:`plain_pair` on *host*, closed when the block exits."""
+    return closing(plain_pair(host))
 
 
 @pytest.fixture
@@ -253,12 +260,8 @@ async def tls_pair_by_hand(
 @pytest.fixture
 async def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> AsyncIterator[tuple[RSocket, RSocket]]:
     """:func:`tls_pair_by_hand` with the module's ``ca`` and ``server_cert``."""
-    client, server = await tls_pair_by_hand(ca, server_cert)
-    try:
-        yield client, server
-    finally:
-        client.close()
-        server.close()
+    async with closing(tls_pair_by_hand(ca, server_cert)) as both:
+        yield both
 
 
 @pytest.fixture

@@ -18,13 +18,14 @@ from trio_rsocket._deadline import check_deadline
 from .conftest import plain_pair
 
 
-async def test_read_deadline_raises_deadline_error_at_that_time(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
+async def test_a_read_or_wait_deadline_raises_deadline_error_at_that_time(
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], call: str
 ) -> None:
     _, server = pair
     deadline = deadline_after(5)
     with pytest.raises(DeadlineError) as caught:
-        await server.read(deadline=deadline)
+        await getattr(server, call)(deadline=deadline)
     assert trio.current_time() == deadline
     assert caught.value.bytes_written == 0
     assert server.get_error() == str(caught.value)

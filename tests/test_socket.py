@@ -23,7 +23,7 @@ from trio_rsocket import (
     deadline_after,
 )
 
-from .conftest import connected_pair, has_ipv6, plain_pair
+from .conftest import closing, connected_pair, has_ipv6, plain_pair
 
 
 def free_port() -> int:
@@ -354,18 +354,13 @@ async def test_two_readers_at_once_is_busy_resource_error(pair: tuple[RSocket, R
 
 
 async def test_two_writers_at_once_is_busy_resource_error() -> None:
-    client, server = await plain_pair()
-    try:
-        async with trio.open_nursery() as nursery:
-            # The first writer blocks: nobody reads 64 MiB.
-            nursery.start_soon(client.write, bytes(64 * 1024 * 1024))
-            await trio.testing.wait_all_tasks_blocked()
-            with pytest.raises(trio.BusyResourceError, match="already writing"):
-                await client.write(b"x")
-            nursery.cancel_scope.cancel()
-    finally:
-        client.close()
-        server.close()
+    async with closing(plain_pair()) as (client, _), trio.open_nursery() as nursery:
+        # The first writer blocks: nobody reads 64 MiB.
+        nursery.start_soon(client.write, bytes(64 * 1024 * 1024))
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(trio.BusyResourceError, match="already writing"):
+            await client.write(b"x")
+        nursery.cancel_scope.cancel()
 
 
 async def test_one_reader_and_one_writer_at_once_is_fine(pair: tuple[RSocket, RSocket]) -> None:
@@ -398,20 +393,15 @@ async def test_close_from_another_fiber_wakes_the_reader(pair: tuple[RSocket, RS
 
 
 async def test_close_wakes_a_blocked_writer() -> None:
-    client, server = await plain_pair()
-    try:
-        async with trio.open_nursery() as nursery:
+    async with closing(plain_pair()) as (client, _), trio.open_nursery() as nursery:
 
-            async def close_soon() -> None:
-                await trio.testing.wait_all_tasks_blocked()
-                client.close()
+        async def close_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            client.close()
 
-            nursery.start_soon(close_soon)
-            with pytest.raises(trio.ClosedResourceError):
-                await client.write(bytes(64 * 1024 * 1024))
-    finally:
-        client.close()
-        server.close()
+        nursery.start_soon(close_soon)
+        with pytest.raises(trio.ClosedResourceError):
+            await client.write(bytes(64 * 1024 * 1024))
 
 
 async def test_io_after_close_is_closed_resource_error(pair: tuple[RSocket, RSocket]) -> None:

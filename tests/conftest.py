@@ -303,6 +303,23 @@ async def jump_when_blocked(clock: trio.testing.MockClock, seconds: float, cushi
     clock.jump(seconds)
 
 
+async def assert_busy_while(
+    first: Callable[[], Awaitable[object]],
+    second: Callable[[], Awaitable[object]],
+    match: str | None = None,
+    cushion: float = 0.0,
+) -> None:
+    """*second* raises :exc:`trio.BusyResourceError` (matching *match*) while
+    *first*, started in a fiber of its own, waits; *first* is cancelled then.
+    *cushion* as in :func:`jump_when_blocked`."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        await trio.testing.wait_all_tasks_blocked(cushion=cushion)
+        with pytest.raises(trio.BusyResourceError, match=match):
+            await second()
+        nursery.cancel_scope.cancel()
+
+
 @pytest.fixture(autouse=True)
 def _restore_tls_defaults() -> Iterator[None]:
     """Every test starts from the module's TLS defaults (set_default_certs & co)."""

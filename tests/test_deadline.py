@@ -7,6 +7,7 @@ soon as every task is blocked: no test waits for real time.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -57,26 +58,26 @@ async def test_read_into_deadline(autojump_clock: trio.testing.MockClock, pair: 
     assert await server.read_into(target) == 1
 
 
-async def test_read_exactly_deadline_keeps_partial_data_buffered(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+@pytest.mark.parametrize(
+    ("read", "first", "rest"),
+    [
+        pytest.param(lambda sock, **when: sock.read_exactly(10, **when), b"abc", b"defghij", id="read_exactly"),
+        pytest.param(lambda sock, **when: sock.read_until(b"\n", **when), b"partial ", b"line\n", id="read_until"),
+    ],
+)
+async def test_a_read_deadline_keeps_partial_data_buffered(
+    autojump_clock: trio.testing.MockClock,
+    pair: tuple[RSocket, RSocket],
+    read: Callable[..., Awaitable[bytes]],
+    first: bytes,
+    rest: bytes,
 ) -> None:
     client, server = pair
-    await client.write(b"abc")
+    await client.write(first)
     with pytest.raises(DeadlineError):
-        await server.read_exactly(10, deadline=deadline_after(2))
-    await client.write(b"defghij")
-    assert await server.read_exactly(10) == b"abcdefghij"
-
-
-async def test_read_until_deadline_keeps_partial_data_buffered(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
-) -> None:
-    client, server = pair
-    await client.write(b"partial ")
-    with pytest.raises(DeadlineError):
-        await server.read_until(b"\n", deadline=deadline_after(2))
-    await client.write(b"line\n")
-    assert await server.read_until(b"\n") == b"partial line\n"
+        await read(server, deadline=deadline_after(2))
+    await client.write(rest)
+    assert await read(server) == first + rest
 
 
 async def test_write_deadline_reports_exactly_the_bytes_the_peer_can_drain(
@@ -123,12 +124,13 @@ async def test_connect_deadline(autojump_clock: trio.testing.MockClock, full_bac
     assert sock.get_handle() == -1
 
 
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
 async def test_outer_cancellation_passes_through_untouched(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], call: str
 ) -> None:
     _, server = pair
     with trio.move_on_after(1) as outer:
-        await server.read(deadline=deadline_after(10))
+        await getattr(server, call)(deadline=deadline_after(10))
     assert outer.cancelled_caught
     assert server.get_error() == ""
 

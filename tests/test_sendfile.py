@@ -9,6 +9,7 @@ connection run over a plain and a TLS pair (the ``either_pair`` fixture).
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import socket
@@ -25,7 +26,7 @@ import trio_rsocket
 from trio_rsocket import DeadlineError, FileReadError, RSocket
 from trio_rsocket.testing import CertFiles
 
-from .conftest import fix_buffers, jump_when_blocked
+from .conftest import assert_busy_while, fix_buffers, jump_when_blocked
 
 MiB = 1 << 20
 
@@ -525,12 +526,9 @@ async def test_a_write_while_send_file_runs_is_busy(either_pair: tuple[RSocket, 
     fix_buffers(client, server)
     path, _ = make_file(tmp_path, 8 * MiB)
     with path.open("rb") as file:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.send_file, file)
-            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-            with pytest.raises(trio.BusyResourceError):
-                await client.write(b"x")
-            nursery.cancel_scope.cancel()
+        await assert_busy_while(
+            functools.partial(client.send_file, file), functools.partial(client.write, b"x"), cushion=FILE_READ_CUSHION
+        )
 
 
 async def test_send_file_while_a_write_runs_is_busy(
@@ -539,12 +537,7 @@ async def test_send_file_while_a_write_runs_is_busy(
     client, server = either_pair
     fix_buffers(client, server)
     fd, _ = descriptor
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.write, b"x" * (8 * MiB))
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):
-            await client.send_file(fd)
-        nursery.cancel_scope.cancel()
+    await assert_busy_while(functools.partial(client.write, b"x" * (8 * MiB)), functools.partial(client.send_file, fd))
 
 
 async def test_reading_while_send_file_runs_is_fine(

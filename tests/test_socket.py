@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
 import os
 import resource
 import socket
@@ -23,7 +24,7 @@ from trio_rsocket import (
     deadline_after,
 )
 
-from .conftest import closing, connected_pair, has_ipv6, plain_pair
+from .conftest import assert_busy_while, closing, connected_pair, has_ipv6, plain_pair
 
 
 def free_port() -> int:
@@ -354,13 +355,13 @@ async def test_two_readers_at_once_is_busy_resource_error(pair: tuple[RSocket, R
 
 
 async def test_two_writers_at_once_is_busy_resource_error() -> None:
-    async with closing(plain_pair()) as (client, _), trio.open_nursery() as nursery:
+    async with closing(plain_pair()) as (client, _):
         # The first writer blocks: nobody reads 64 MiB.
-        nursery.start_soon(client.write, bytes(64 * 1024 * 1024))
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError, match="already writing"):
-            await client.write(b"x")
-        nursery.cancel_scope.cancel()
+        await assert_busy_while(
+            functools.partial(client.write, bytes(64 * 1024 * 1024)),
+            functools.partial(client.write, b"x"),
+            match="already writing",
+        )
 
 
 async def test_one_reader_and_one_writer_at_once_is_fine(pair: tuple[RSocket, RSocket]) -> None:

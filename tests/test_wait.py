@@ -18,7 +18,7 @@ import trio.testing
 from trio_rsocket import DeadlineError, RSocket, deadline_after
 from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
-from .conftest import clogged_plain_pair, closing, connected_pair, has_ipv6
+from .conftest import assert_busy_while, clogged_plain_pair, closing, connected_pair, has_ipv6
 
 Wait = Callable[[], Awaitable[object]]
 
@@ -252,16 +252,6 @@ async def test_a_deadline_already_passed_wins_over_data_that_is_there(
         assert await client.read() == {"eof": b"", "buffered": b"rest", "kernel": b"line\nrest"}[where]
 
 
-async def test_an_outer_cancel_scope_cancels_wait_readable_without_deadline_error(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
-) -> None:
-    _, server = pair
-    with trio.move_on_after(1) as outer:
-        await server.wait_readable(deadline=deadline_after(5))
-    assert outer.cancelled_caught
-    assert server.get_error() == ""
-
-
 async def test_a_nan_deadline_is_a_value_error(pair: tuple[RSocket, RSocket]) -> None:
     _, server = pair
     with pytest.raises(ValueError, match="deadline"):
@@ -342,31 +332,17 @@ async def test_wait_writable_is_a_checkpoint_even_when_it_does_not_wait(pair: tu
 
 async def test_two_fibers_waiting_to_read_is_busy(pair: tuple[RSocket, RSocket]) -> None:
     _, server = pair
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(server.wait_readable)
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):
-            await server.wait_readable()
-        nursery.cancel_scope.cancel()
+    await assert_busy_while(server.wait_readable, server.wait_readable)
 
 
 async def test_waiting_to_read_while_another_fiber_reads_is_busy(pair: tuple[RSocket, RSocket]) -> None:
     _, server = pair
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(server.read)
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):
-            await server.wait_readable()
-        nursery.cancel_scope.cancel()
+    await assert_busy_while(server.read, server.wait_readable)
 
 
 async def test_two_fibers_waiting_to_write_is_busy() -> None:
-    async with closing(clogged_plain_pair()) as (client, _), trio.open_nursery() as nursery:
-        nursery.start_soon(client.wait_writable)
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):
-            await client.wait_writable()
-        nursery.cancel_scope.cancel()
+    async with closing(clogged_plain_pair()) as (client, _):
+        await assert_busy_while(client.wait_writable, client.wait_writable)
 
 
 async def test_one_fiber_waiting_to_read_and_one_waiting_to_write_is_fine(pair: tuple[RSocket, RSocket]) -> None:

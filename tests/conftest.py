@@ -327,6 +327,15 @@ def _restore_tls_defaults() -> Iterator[None]:
     _tls.reset_defaults()
 
 
+async def read_at_least(sock: RSocket, count: int) -> bytes:
+    """What *sock* reads until *count* bytes or more have arrived, or end of
+    file (bounded: every other read returns at least a byte, or raises)."""
+    received = bytearray()
+    while len(received) < count and (chunk := await sock.read()):
+        received += chunk
+    return bytes(received)
+
+
 async def read_line_containing(stream: trio.abc.ReceiveStream, wanted: bytes) -> bytes:
     """Read *stream* (an ``openssl`` process's output, say) until a whole line
     containing *wanted* arrives (bounded)."""

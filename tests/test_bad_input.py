@@ -19,7 +19,7 @@ import trio_rsocket
 from trio_rsocket import RSocket, deadline_after
 from trio_rsocket.testing import echo_handler
 
-from .conftest import has_ipv6
+from .conftest import has_ipv6, round_trip, serving
 
 NAN = float("nan")
 
@@ -166,31 +166,22 @@ BEYOND_FLOATS = 10**400
 
 
 async def test_a_happy_eyeballs_delay_past_float_range_is_for_ever(no_fd_leak: None) -> None:
-    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
+    async with serving() as listener, RSocket() as client:
         await client.connect("127.0.0.1", listener.get_addr()[1], happy_eyeballs_delay=BEYOND_FLOATS)
-        await client.write(b"ping")
-        assert await client.read_exactly(4) == b"ping"
-        nursery.cancel_scope.cancel()
+        assert await round_trip(client) == b"ping"
 
 
 @pytest.mark.parametrize("backlog", [2**31, 2**64])
 async def test_a_backlog_past_a_c_int_listens_as_long_as_the_os_allows(backlog: int, no_fd_leak: None) -> None:
-    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery, backlog=backlog)
+    async with serving(backlog=backlog) as listener, RSocket() as client:
         await client.connect("127.0.0.1", listener.get_addr()[1])
-        await client.write(b"ping")
-        assert await client.read_exactly(4) == b"ping"
-        nursery.cancel_scope.cancel()
+        assert await round_trip(client) == b"ping"
 
 
 async def test_a_handshake_timeout_past_float_range_is_for_ever(no_fd_leak: None) -> None:
-    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery, handshake_timeout=BEYOND_FLOATS)
+    async with serving(handshake_timeout=BEYOND_FLOATS) as listener, RSocket() as client:
         await client.connect("127.0.0.1", listener.get_addr()[1])
-        await client.write(b"ping")
-        assert await client.read_exactly(4) == b"ping"
-        nursery.cancel_scope.cancel()
+        assert await round_trip(client) == b"ping"
 
 
 async def test_a_shutdown_grace_past_float_range_waits_for_the_handlers() -> None:

@@ -26,7 +26,7 @@ import trio_rsocket
 from trio_rsocket import DeadlineError, FileReadError, RSocket
 from trio_rsocket.testing import CertFiles
 
-from .conftest import assert_busy_while, fix_buffers, jump_when_blocked
+from .conftest import assert_busy_while, fix_buffers, jump_when_blocked, read_at_least
 
 MiB = 1 << 20
 
@@ -588,10 +588,7 @@ async def test_a_send_file_stopped_by_its_deadline_counts_exactly_what_the_peer_
         assert await receive(server, len(data)) == data[offset : offset + written]
         return
     client.close()  # TLS has no half-close
-    received = bytearray()
-    while len(received) < written:  # bounded: every read returns at least a byte
-        received += await server.read()
-    assert received == data[offset : offset + written]
+    assert await read_at_least(server, written) == data[offset : offset + written]
     # Past that: at most half a record, then the end of the connection.
     with pytest.raises(trio.BrokenResourceError):
         await server.read()

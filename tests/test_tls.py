@@ -43,6 +43,7 @@ from .conftest import (
     fix_buffers,
     jump_when_blocked,
     needs_openssl,
+    read_at_least,
     read_line_containing,
     round_trip,
     serving_port,
@@ -833,28 +834,34 @@ async def test_tls_read_deadline_keeps_half_a_record(
             await downstream.aclose()
 
 
+async def write_past_its_deadline(
+    clock: trio.testing.MockClock, client: RSocket, server: RSocket, data: bytes
+) -> DeadlineError:
+    """The :exc:`DeadlineError` of ``client.write(data)`` with a deadline 5
+    seconds ahead, which passes (the clock jumps) once the write waits for
+    *server* to read: the buffers are fixed at 64 KiB, so a few MiB wait."""
+    fix_buffers(client, server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(jump_when_blocked, clock, 5)
+        with pytest.raises(DeadlineError) as caught:
+            await client.write(data, deadline=trio.current_time() + 5)
+    return caught.value
+
+
 @pytest.mark.usefixtures("no_fd_leak")
 async def test_tls_write_deadline_counts_exactly_what_the_peer_can_decrypt(
     mock_clock: trio.testing.MockClock, tls_pair: tuple[RSocket, RSocket]
 ) -> None:
     client, server = tls_pair
-    fix_buffers(client, server)
     data = bytes(range(256)) * (1 << 14)  # 4 MiB: far more than the buffers hold
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(jump_when_blocked, mock_clock, 5)
-        with pytest.raises(DeadlineError) as caught:
-            await client.write(data, deadline=trio.current_time() + 5)
-    written = caught.value.bytes_written
+    written = (await write_past_its_deadline(mock_clock, client, server, data)).bytes_written
     assert 0 < written < len(data)
     assert written % _tls.RECORD_SIZE == 0
     # The deadline stopped a record half-way: the stream is broken for good.
     with pytest.raises(trio.BrokenResourceError):
         await client.write(b"more")
     client.close()
-    received = bytearray()
-    while len(received) < written:  # bounded: every read returns at least a byte
-        received += await server.read()
-    assert received == data[:written]
+    assert await read_at_least(server, written) == data[:written]
     # What is left is half a record and the end of the connection.
     with pytest.raises(trio.BrokenResourceError):
         await server.read()
@@ -865,11 +872,7 @@ async def test_after_a_tls_write_stopped_mid_record_later_calls_say_why_it_broke
     mock_clock: trio.testing.MockClock, tls_pair: tuple[RSocket, RSocket]
 ) -> None:
     client, server = tls_pair
-    fix_buffers(client, server)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(jump_when_blocked, mock_clock, 5)
-        with pytest.raises(DeadlineError):
-            await client.write(b"x" * (4 << 20), deadline=trio.current_time() + 5)
+    await write_past_its_deadline(mock_clock, client, server, b"x" * (4 << 20))
     for _ in range(2):  # and it stays said
         with pytest.raises(trio.BrokenResourceError) as later:
             await client.write(b"more")
@@ -899,10 +902,7 @@ async def test_a_tls_write_cancelled_from_outside_counts_the_whole_records_the_p
         await client.write(b"more")
     client.close()
     assert await server.read_exactly(len(b"first")) == b"first"
-    received = bytearray()
-    while len(received) < written:  # bounded: every read returns at least a byte
-        received += await server.read()
-    assert received == data[:written]
+    assert await read_at_least(server, written) == data[:written]
 
 
 # ----------------------------------------------------------------------------

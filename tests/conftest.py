@@ -157,21 +157,23 @@ async def round_trip(sock: RSocket, message: bytes = b"ping") -> bytes:
 # Pairs
 
 
+async def connect_and_accept(
+    sock: RSocket, listener: trio.SocketListener, host: str = "127.0.0.1"
+) -> trio.SocketStream:
+    """Connect *sock* to *listener* (trio's own, on *host*) and return the
+    stream it accepted."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sock.connect, host, listener.socket.getsockname()[1])
+        return await listener.accept()
+
+
 async def plain_pair(host: str = "127.0.0.1") -> tuple[RSocket, RSocket]:
     """A connected ``(client, server)`` pair: the client connects with
     :meth:`RSocket.connect`, the server side is accepted by trio's own
     listener and wrapped."""
-    listeners = await trio.open_tcp_listeners(0, host=host)
-    listener = listeners[0]
-    try:
-        port = listener.socket.getsockname()[1]
+    async with (await trio.open_tcp_listeners(0, host=host))[0] as listener:
         client = RSocket()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.connect, host, port)
-            accepted = await listener.accept()
-    finally:
-        await listener.aclose()
-    return client, RSocket.from_socket(accepted)
+        return client, RSocket.from_socket(await connect_and_accept(client, listener, host))
 
 
 async def clogged_plain_pair() -> tuple[RSocket, RSocket]:
@@ -246,6 +248,7 @@ async def tls_pair_by_hand(
         if client_setup is not None:
             client_setup(client)
         async with trio.open_nursery() as nursery:
+            # The client waits for the handshake the server does by hand.
             nursery.start_soon(client.connect, "localhost", listener.socket.getsockname()[1])
             server = RSocket.from_socket(await listener.accept(), server_side=True)
             with_cert(cert)(server)

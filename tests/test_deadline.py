@@ -39,13 +39,15 @@ async def test_deadline_error_is_timeout_and_too_slow() -> None:
     assert isinstance(error, RSocketError)
 
 
-async def test_read_after_a_deadline_loses_nothing(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
+async def test_after_a_read_or_wait_deadline_the_data_is_still_read(
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], call: str
 ) -> None:
     client, server = pair
     with pytest.raises(DeadlineError):
-        await server.read(deadline=deadline_after(1))
+        await getattr(server, call)(deadline=deadline_after(1))
     await client.write(b"late data")
+    await server.wait_readable(deadline=deadline_after(5))
     assert await server.read_exactly(9) == b"late data"
 
 

@@ -24,7 +24,7 @@ from trio_rsocket import (
     deadline_after,
 )
 
-from .conftest import assert_busy_while, closing, connected_pair, has_ipv6, plain_pair
+from .conftest import assert_busy_while, closing, connect_and_accept, connected_pair, has_ipv6, plain_pair
 
 
 def free_port() -> int:
@@ -112,30 +112,20 @@ async def test_failed_connect_leaves_socket_reusable() -> None:
     with pytest.raises(ConnectError):
         await sock.connect("127.0.0.1", free_port())
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0] as listener:
-        port = listener.socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sock.connect, "127.0.0.1", port)
-            accepted = await listener.accept()
-        async with accepted:
-            assert sock.is_connected()
-            assert sock.get_error() == ""
-            await sock.write(b"ok")
-            assert await accepted.receive_some() == b"ok"
+    async with listeners[0] as listener, await connect_and_accept(sock, listener) as accepted:
+        assert sock.is_connected()
+        assert sock.get_error() == ""
+        await sock.write(b"ok")
+        assert await accepted.receive_some() == b"ok"
     sock.close()
 
 
 async def test_reconnect_closes_the_old_connection() -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with listeners[0] as listener:
-        port = listener.socket.getsockname()[1]
         sock = RSocket()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sock.connect, "127.0.0.1", port)
-            first = await listener.accept()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sock.connect, "127.0.0.1", port)
-            second = await listener.accept()
+        first = await connect_and_accept(sock, listener)
+        second = await connect_and_accept(sock, listener)
         async with first, second:
             assert await first.receive_some() == b""
             await sock.write(b"2")

@@ -208,17 +208,6 @@ async def test_wait_readable_over_ipv6() -> None:
         assert not await blocks(server.wait_readable)
 
 
-async def test_after_a_wait_readable_deadline_the_data_is_still_read(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
-) -> None:
-    client, server = pair
-    with pytest.raises(DeadlineError):
-        await server.wait_readable(deadline=deadline_after(5))
-    await client.write(b"late")
-    await server.wait_readable(deadline=deadline_after(5))
-    assert await server.read() == b"late"
-
-
 async def test_wait_readable_with_buffered_bytes_meets_any_deadline(
     autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
 ) -> None:

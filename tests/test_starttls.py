@@ -13,7 +13,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -61,6 +61,12 @@ def starttls_echo(outcomes: list[object], **certs: Any) -> Handler:
                 await sock.write(data)
 
     return handler
+
+
+def serving_starttls(outcomes: list[object], files: CertFiles) -> AbstractAsyncContextManager[int]:
+    """A listener running :func:`starttls_echo` with the server certificate
+    of *files*; yields its port."""
+    return serving_port(handler=starttls_echo(outcomes, key=str(files.server_key), cert=str(files.server_cert)))
 
 
 async def start_tls(sock: RSocket, trust: CertFiles | trustme.CA | None, host: str | None = None) -> None:
@@ -154,8 +160,7 @@ async def test_a_client_upgrades_to_tls_with_a_python_ssl_server(rsocket_cert_fi
 
 async def test_after_an_upgrade_the_socket_is_a_tls_socket(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         assert isinstance(client.stream, trio.SocketStream)
         await start_tls(client, rsocket_cert_files)
@@ -208,8 +213,7 @@ async def test_the_host_argument_is_checked_instead_of_the_connect_host(
     rsocket_ca: trustme.CA, rsocket_cert_files: CertFiles
 ) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         with pytest.raises(TLSError, match="Certificate hostname mismatch"):
             await start_tls(client, rsocket_ca, host="other.example")
@@ -247,8 +251,7 @@ async def test_the_sockets_own_verify_setting_applies_to_the_upgrade(rsocket_cer
 
 async def test_statistics_count_the_bytes_written_before_and_after_the_upgrade(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         await start_tls(client, rsocket_cert_files)
         await round_trip(client, b"12345")
@@ -262,8 +265,7 @@ async def test_statistics_count_the_bytes_written_before_and_after_the_upgrade(r
 
 async def test_rsocket_on_both_ends_upgrade_and_talk(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         await start_tls(client, rsocket_cert_files)
         assert await round_trip(client, b"over tls") == b"over tls"
@@ -289,8 +291,7 @@ async def test_an_accepted_socket_upgrades_as_the_server_for_a_python_ssl_client
     rsocket_cert_files: CertFiles,
 ) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port:
         answer = await trio.to_thread.run_sync(python_starttls_client, port, str(rsocket_cert_files.authority))
     assert answer == b"hello"
     assert outcomes == [True]
@@ -325,8 +326,7 @@ async def test_an_adopted_socket_upgrades_as_the_server_when_told(rsocket_cert_f
 
 async def test_an_adopted_socket_upgrades_as_a_client_for_the_host_given(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port:
         client = RSocket.from_socket(await trio.open_tcp_stream("127.0.0.1", port))
         async with client:
             await start_tls(client, rsocket_cert_files, host="localhost")
@@ -434,8 +434,7 @@ async def test_upgrading_a_tls_socket_is_an_rsocket_error_and_leaves_it_usable(
 
 async def test_upgrading_twice_is_an_rsocket_error_and_leaves_the_socket_usable(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving_port(handler=handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         await start_tls(client, rsocket_cert_files)
         with pytest.raises(RSocketError, match="TLS"):

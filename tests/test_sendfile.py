@@ -91,6 +91,13 @@ async def send_file_and_receive(
     return sent, received
 
 
+async def assert_sends(sender: RSocket, receiver: RSocket, file: Any, expected: bytes, **arguments: Any) -> None:
+    """``sender.send_file(file, **arguments)`` says it sent as many bytes as
+    *expected* has, and *receiver* gets exactly *expected*."""
+    sent, received = await send_file_and_receive(sender, receiver, len(expected), file, **arguments)
+    assert (sent, received) == (len(expected), expected)
+
+
 async def assert_nothing_more_came(sender: RSocket, receiver: RSocket) -> None:
     """The next bytes *receiver* reads are the ones *sender* writes now: the
     stream held nothing else (no byte sent twice, past the end, or before)."""
@@ -107,11 +114,9 @@ async def test_a_big_file_arrives_whole_by_descriptor(either_pair: tuple[RSocket
     path, data = make_file(tmp_path, 16 * MiB)
     fd = os.open(path, os.O_RDONLY)
     try:
-        sent, received = await send_file_and_receive(client, server, len(data), fd)
+        await assert_sends(client, server, fd, data)
     finally:
         os.close(fd)
-    assert sent == len(data)
-    assert received == data
     await assert_nothing_more_came(client, server)
 
 
@@ -121,9 +126,7 @@ async def test_a_32_mib_file_arrives_whole_over_plain_tcp(
     client, server = rsocket_pair
     path, data = make_file(tmp_path, 32 * MiB)
     with path.open("rb") as file:
-        sent, received = await send_file_and_receive(client, server, len(data), file)
-    assert sent == len(data)
-    assert received == data
+        await assert_sends(client, server, file, data)
 
 
 async def test_a_binary_file_object_is_sent_from_its_descriptor(
@@ -132,16 +135,14 @@ async def test_a_binary_file_object_is_sent_from_its_descriptor(
     client, server = either_pair
     path, data = make_file(tmp_path, 3 * MiB + 5)
     with path.open("rb") as file:
-        sent, received = await send_file_and_receive(client, server, len(data), file)
-    assert (sent, received) == (len(data), data)
+        await assert_sends(client, server, file, data)
 
 
 async def test_an_unbuffered_file_object_is_sent_too(either_pair: tuple[RSocket, RSocket], tmp_path: Path) -> None:
     client, server = either_pair
     path, data = make_file(tmp_path, 100_000)
     with path.open("rb", buffering=0) as file:
-        sent, received = await send_file_and_receive(client, server, len(data), file)
-    assert (sent, received) == (len(data), data)
+        await assert_sends(client, server, file, data)
 
 
 async def test_an_empty_file_sends_nothing_and_returns_zero(
@@ -185,9 +186,7 @@ async def test_send_file_sends_that_slice_of_the_file_and_says_how_much(
 ) -> None:
     client, server = either_pair
     fd, data = descriptor
-    sent, received = await send_file_and_receive(client, server, stop - start, fd, offset=offset, count=count)
-    assert sent == stop - start
-    assert received == data[start:stop]
+    await assert_sends(client, server, fd, data[start:stop], offset=offset, count=count)
     await assert_nothing_more_came(client, server)
 
 
@@ -238,10 +237,7 @@ async def test_a_deadline_that_does_not_pass_sends_the_whole_file(
 ) -> None:
     client, server = either_pair
     fd, data = descriptor
-    sent, received = await send_file_and_receive(
-        client, server, len(data) - 3, fd, offset=3, deadline=trio.current_time() + 60
-    )
-    assert (sent, received) == (len(data) - 3, data[3:])
+    await assert_sends(client, server, fd, data[3:], offset=3, deadline=trio.current_time() + 60)
     await assert_nothing_more_came(client, server)
 
 
@@ -256,10 +252,9 @@ async def test_the_position_of_a_file_object_is_neither_used_nor_moved(
     path, data = make_file(tmp_path, 2 * MiB)
     with path.open("rb") as file:
         assert file.read(10) == data[:10]  # buffered: the OS position is further on still
-        sent, received = await send_file_and_receive(client, server, len(data), file)
+        await assert_sends(client, server, file, data)
         assert file.tell() == 10
         assert file.read(10) == data[10:20]
-    assert (sent, received) == (len(data), data)
 
 
 async def test_the_position_of_a_descriptor_is_neither_used_nor_moved(
@@ -268,8 +263,7 @@ async def test_the_position_of_a_descriptor_is_neither_used_nor_moved(
     client, server = either_pair
     fd, data = descriptor
     os.lseek(fd, 777, os.SEEK_SET)
-    sent, received = await send_file_and_receive(client, server, 1000, fd, offset=5, count=1000)
-    assert (sent, received) == (1000, data[5:1005])
+    await assert_sends(client, server, fd, data[5:1005], offset=5, count=1000)
     assert os.lseek(fd, 0, os.SEEK_CUR) == 777
 
 

@@ -304,14 +304,8 @@ async def test_a_session_set_on_another_socket_is_resumed(
 ) -> None:
     context = python_server_context(rsocket_cert_files, version)
     async with python_server(context) as ([port], reused):
-        async with trusting(rsocket_cert_files) as first:
-            await connect_and_talk(first, port)
-            session = first.get_tls_session()
-            await first.aclose()
-        async with trusting(rsocket_cert_files) as second:
-            second.set_tls_session(session)
-            assert await connect_and_talk(second, port)
-            await second.aclose()
+        session = await session_for(rsocket_cert_files, port, "localhost", trusting)
+        assert await resumed_with(rsocket_cert_files, port, session)
     assert reused == [False, True]
 
 
@@ -320,14 +314,8 @@ async def test_a_session_set_by_hand_is_offered_to_any_peer(rsocket_cert_files: 
     set_tls_session goes to the next connect, whatever its port."""
     context = python_server_context(rsocket_cert_files)
     async with python_server(context, ports=2) as ([first_port, second_port], reused):
-        async with trusting(rsocket_cert_files) as first:
-            await connect_and_talk(first, first_port)
-            session = first.get_tls_session()
-            await first.aclose()
-        async with trusting(rsocket_cert_files) as second:
-            second.set_tls_session(session)
-            assert await connect_and_talk(second, second_port)
-            await second.aclose()
+        session = await session_for(rsocket_cert_files, first_port, "localhost", trusting)
+        assert await resumed_with(rsocket_cert_files, second_port, session)
     assert reused == [False, True]
 
 
@@ -476,6 +464,16 @@ async def session_for(files: CertFiles, port: int, name: str, client: Callable[[
         await sock.aclose()
     assert session is not None
     return session
+
+
+async def resumed_with(files: CertFiles, port: int, session: ssl.SSLSession) -> bool:
+    """Whether a fresh socket trusting *files*, given *session*, resumes it
+    when it connects to localhost:*port* (and talks)."""
+    async with trusting(files) as sock:
+        sock.set_tls_session(session)
+        resumed = await connect_and_talk(sock, port)
+        await sock.aclose()
+    return resumed
 
 
 @pytest.mark.parametrize(("name", "other"), NAME_PAIRS)

@@ -539,42 +539,46 @@ def default_context_client(files: CertFiles) -> RSocket:
     return sock
 
 
-async def test_a_resumed_session_is_checked_under_a_context_of_the_programs_own(
-    naming: Callable[[str], CertFiles],
-) -> None:
-    files = naming("127.0.0.1")
+def one_context(files: CertFiles) -> Callable[[CertFiles], RSocket]:
+    """A maker of clients through the escape hatch, all with one default
+    context of the program's own (a session resumes only within its context)."""
     context = ssl.create_default_context(cafile=str(files.authority))
-    async with python_server(python_server_context(files), connections=2) as ([port], reused):
-        async with RSocket() as first:
-            first.set_ssl_context(context)
-            assert not await connect_and_talk(first, port, "127.0.0.1")
-            session = first.get_tls_session()
-            await first.aclose()
-        async with RSocket() as resuming:
-            resuming.set_ssl_context(context)
-            resuming.set_tls_session(session)
-            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}$"):
-                await resuming.connect("localhost", port)
-    assert reused == [False, True]
 
-
-async def test_a_resumed_session_is_checked_when_the_issuer_is_forgiven(
-    naming: Callable[[str], CertFiles],
-) -> None:
-    """``verify_issuer=False`` checks the certificate itself after every
-    handshake, resumed or not, and says which names it holds."""
-
-    def forgiving(files: CertFiles) -> RSocket:
+    def client(_files: CertFiles) -> RSocket:
         sock = RSocket()
-        sock.set_verify(True, False)
+        sock.set_ssl_context(context)
         return sock
 
+    return client
+
+
+def forgiving(_files: CertFiles) -> RSocket:
+    """A client that verifies the peer but forgives its issuer."""
+    sock = RSocket()
+    sock.set_verify(True, False)
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("clients", "words"),
+    [
+        pytest.param(one_context, "", id="under-a-context-of-the-programs-own"),
+        pytest.param(lambda _files: forgiving, " got 127.0.0.1", id="when-the-issuer-is-forgiven"),
+    ],
+)
+async def test_a_resumed_session_is_checked(
+    naming: Callable[[str], CertFiles], clients: Callable[[CertFiles], Callable[[CertFiles], RSocket]], words: str
+) -> None:
+    """Under a context of the program's own, and with ``verify_issuer=False``,
+    which checks the certificate itself after every handshake, resumed or
+    not, and says which names it holds."""
     files = naming("127.0.0.1")
+    client = clients(files)
     async with python_server(python_server_context(files), connections=2) as ([port], reused):
-        session = await session_for(files, port, "127.0.0.1", forgiving)
-        async with forgiving(files) as resuming:
+        session = await session_for(files, port, "127.0.0.1", client)
+        async with client(files) as resuming:
             resuming.set_tls_session(session)
-            with pytest.raises(TLSError, match=f"^{mismatch('localhost')} got 127.0.0.1$"):
+            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}{words}$"):
                 await resuming.connect("localhost", port)
     assert reused == [False, True]
 

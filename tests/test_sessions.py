@@ -34,6 +34,8 @@ VERSIONS = [
     pytest.param(ssl.TLSVersion.TLSv1_2, id="TLSv1.2"),
 ]
 VERSION_NAMES = {ssl.TLSVersion.TLSv1_3: "TLSv1.3", ssl.TLSVersion.TLSv1_2: "TLSv1.2"}
+#: The ``openssl s_server`` option that holds it to a TLS version.
+OPENSSL_VERSION = {ssl.TLSVersion.TLSv1_3: "-tls1_3", ssl.TLSVersion.TLSv1_2: "-tls1_2"}
 
 Close = Callable[[RSocket], Awaitable[None]]
 
@@ -232,8 +234,10 @@ async def test_a_socket_that_reconnects_to_a_python_ssl_server_resumes(
 async def test_a_socket_that_reconnects_to_openssl_s_server_resumes(
     rsocket_cert_files: CertFiles, version: ssl.TLSVersion, close: Close
 ) -> None:
-    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
-    async with openssl_server(rsocket_cert_files, *options) as port, trusting(rsocket_cert_files) as client:
+    async with (
+        openssl_server(rsocket_cert_files, OPENSSL_VERSION[version]) as port,
+        trusting(rsocket_cert_files) as client,
+    ):
         assert not await connect_and_talk(client, port)
         assert client.get_tls_version() == VERSION_NAMES[version]
         await close(client)
@@ -521,8 +525,7 @@ async def test_a_session_resumed_with_openssl_s_server_for_another_name_fails(
     naming: Callable[[str], CertFiles], version: ssl.TLSVersion
 ) -> None:
     files = naming("127.0.0.1")
-    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
-    async with openssl_server(files, *options) as port:
+    async with openssl_server(files, OPENSSL_VERSION[version]) as port:
         session = await session_for(files, port, "127.0.0.1", trusting)
         async with trusting(files) as resuming:
             resuming.set_tls_session(session)
@@ -697,8 +700,7 @@ async def test_one_session_resumes_again_and_again_with_openssl_s_server(
     naming: Callable[[str], CertFiles], version: ssl.TLSVersion
 ) -> None:
     files = naming("127.0.0.1")
-    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
-    async with openssl_server(files, *options) as port, trusting(files) as client:
+    async with openssl_server(files, OPENSSL_VERSION[version]) as port, trusting(files) as client:
         says = []
         for _ in range(5):
             says.append(await connect_and_talk(client, port, "127.0.0.1"))

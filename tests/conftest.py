@@ -8,15 +8,20 @@ they are.  The pairs, by how they are made:
 
 ``open_rsocket_pair`` (the library's)
     ``RSocket.listen`` + ``RSocket.connect``, plain or TLS, as a user makes
-    one; the ``rsocket_pair``/``rsocket_tls_pair`` fixtures and ``either_pair``
-    (both kinds, parametrized) are made with it.
-:func:`plain_pair` / :func:`connected_pair` / ``pair``
-    The server side accepted by trio's own listener and adopted with
-    :meth:`RSocket.from_socket`, on any loopback address (``::1`` too);
-    :func:`clogged_plain_pair` is one that neither side can write to.
+    one; the plugin's ``rsocket_pair`` (here also ``pair``) and
+    ``rsocket_tls_pair`` fixtures and ``either_pair`` (both kinds,
+    parametrized) are made with it.
+:func:`plain_pair` / :func:`connected_pair` / :func:`clogged_plain_pair`
+    A pair to make several of, or on another loopback address (``::1``), or
+    that neither side can write to: the server side accepted by trio's own
+    listener and adopted with :meth:`RSocket.from_socket`.
 :func:`tls_pair_by_hand` / ``tls_pair``
     TLS with no listener at all: the server side adopted and handshaken by
     hand, with a trustme CA and leaf of the test module's own.
+
+Servers: :func:`serving` (yields the listener) and :func:`serving_port`
+(yields its port) run the library's ``echo_handler`` unless told otherwise;
+:func:`round_trip` pings through one.
 """
 
 from __future__ import annotations
@@ -216,9 +221,9 @@ def connected_pair(host: str = "127.0.0.1") -> AbstractAsyncContextManager[tuple
 
 
 @pytest.fixture
-async def pair() -> AsyncIterator[tuple[RSocket, RSocket]]:
-    async with connected_pair() as both:
-        yield both
+def pair(rsocket_pair: tuple[RSocket, RSocket]) -> tuple[RSocket, RSocket]:
+    """The plugin's ``rsocket_pair``, by its short name."""
+    return rsocket_pair
 
 
 @pytest.fixture(params=["plain", "tls"])

@@ -210,6 +210,9 @@ def _environment(settings: Settings, fd_limits: tuple[int, int, int]) -> dict[st
 
 
 def run(options: argparse.Namespace, log: Callable[[str], None]) -> tuple[list[Row], dict[str, Any]]:
+    """The whole run that *options* (``trio-rsocket bench``'s, parsed) ask for:
+    the rows, and the environment they were measured in; *log* gets the
+    progress lines."""
     settings = QUICK if options.quick else FULL
     if options.repeat is not None:
         if options.repeat < 1:

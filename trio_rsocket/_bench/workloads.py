@@ -181,6 +181,7 @@ VARIANT_TITLES: Final = {
 
 
 def variant_title(variant: str) -> str:
+    """How *variant* is named in the table."""
     return VARIANT_TITLES.get(variant, variant)
 
 
@@ -214,6 +215,8 @@ def make_tls_files(directory: str) -> TLSFiles:
 
 
 def server_context(files: TLSFiles) -> ssl.SSLContext:
+    """A server's context for *files*: trio's and asyncio's always, RSocket's
+    where *files* caps the TLS version."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(files.cert, files.key)
     if files.max_version == "1.2":
@@ -226,6 +229,7 @@ _client_contexts: dict[str, ssl.SSLContext] = {}
 
 
 def client_context(files: TLSFiles) -> ssl.SSLContext:
+    """The context of a trio or asyncio client that trusts *files*' CA."""
     # One context per CA for the whole run, as a real client would keep it.
     context = _client_contexts.get(files.ca)
     if context is None:

@@ -21,7 +21,7 @@ import trio
 import trio.testing
 import trustme
 
-from trio_rsocket import DeadlineError, RSocket, RSocketError, TLSError, set_default_certs
+from trio_rsocket import DeadlineError, RSocket, RSocketError, TLSError, TLSStream, set_default_certs
 from trio_rsocket.testing import CertFiles
 
 Handler = Callable[[Any, RSocket], Awaitable[None]]
@@ -178,7 +178,7 @@ async def test_after_an_upgrade_the_socket_is_a_tls_socket(rsocket_cert_files: C
         await start_tls(client, rsocket_cert_files)
         assert client.is_secure()
         assert client.is_connected()
-        assert isinstance(client.stream, trio.SSLStream)
+        assert isinstance(client.stream, TLSStream)
         assert client.get_tls_version() in {"TLSv1.2", "TLSv1.3"}
         assert client.get_cipher()
         assert client.get_peer_certificate()

@@ -2,8 +2,8 @@
 
 Straight-line socket code, fiber-aware calls and absolute deadlines: a fiber
 is a trio task, a deadline is an absolute time on trio's clock, and
-:class:`RSocket` drives plain TCP itself and layers :class:`trio.SSLStream`
-over it for TLS.
+:class:`RSocket` drives the descriptor itself, plain TCP directly and TLS
+through a non-blocking :class:`ssl.SSLSocket`.
 """
 
 from ._deadline import Deadline as Deadline
@@ -26,6 +26,7 @@ from ._runtime import run as run
 from ._runtime import spawn_fiber as spawn_fiber
 from ._runtime import stop as stop
 from ._runtime import suspend_fiber as suspend_fiber
+from ._secure import TLSStream as TLSStream
 from ._socket import RSocket as RSocket
 from ._socket import SocketStatistics as SocketStatistics
 from ._tls import CertSource as CertSource
@@ -48,6 +49,7 @@ __all__ = [
     "RSocketError",
     "SocketStatistics",
     "TLSError",
+    "TLSStream",
     "__version__",
     "current_fiber",
     "deadline_after",

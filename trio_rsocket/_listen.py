@@ -489,9 +489,15 @@ class Listener:
                 self._in_handler -= 1
         except* trio.BrokenResourceError as group:
             # The peer reset the connection, or closed TLS without
-            # close_notify (as Ioto's rCloseSocket does): the peer's doing,
-            # not a fault in the handler, so one line and no traceback.
-            logger.warning("The connection from %s broke: %s", peer_text(address), group.exceptions[0])
+            # close_notify (as Ioto's rCloseSocket, Python's http.client and
+            # many HTTPS clients do after a complete exchange: DEBUG): the
+            # peer's doing, not a fault in the handler, so one line and no traceback.
+            logger.log(
+                logging.DEBUG if isinstance(group.exceptions[0], _secure.RaggedCloseError) else logging.WARNING,
+                "The connection from %s broke: %s",
+                peer_text(address),
+                group.exceptions[0],
+            )
         except* Exception as group:
             self.handler_errors += 1
             logger.error(
@@ -611,7 +617,9 @@ class Listening(Options):
                 await checkpoint()
                 raise self._not_open()
             try:
-                self._attach(await _secure.server_handshake(conn, self._server_context()))
+                self._attach(
+                    await _secure.server_handshake(conn, self._server_context(), ragged_eof=self._ragged_eof())
+                )
             except BaseException:
                 self.close()
                 raise

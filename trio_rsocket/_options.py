@@ -14,8 +14,6 @@ import socket as stdlib_socket
 import ssl
 from typing import Protocol
 
-import trio
-
 from . import _secure, _tls
 from ._arguments import MAX_LINGER, c_int_error
 from ._plain import PlainConnection, apply_options
@@ -197,9 +195,34 @@ class Options:
             changes["password"] = _tls.check_password(password)
         self._change_tls(**changes)
 
-    def set_tls(self) -> None:
-        """Make the socket TLS with the module defaults only (Ioto's ``rSetTls``)."""
-        self._change_tls()
+    def set_tls(self, *, ragged_eof: bool | None = None, ktls: bool | None = None) -> None:
+        """Make the socket TLS (Ioto's ``rSetTls``: without arguments, the
+        module defaults only), and set what Ioto's API has no words for;
+        ``None`` leaves a setting as it was.
+
+        *ragged_eof* true: a peer that closes the connection without TLS's
+        close_notify reads as end of file, as Python's ``http.client`` and
+        many HTTPS clients do after a complete exchange (trio's
+        ``https_compatible``).  False, the default: such a read raises
+        :class:`trio.BrokenResourceError`, since an attacker can cut a
+        connection short and a truncation must not look like an end.
+
+        *ktls* true: ask OpenSSL to hand the keys to the kernel (kTLS,
+        ``ssl.OP_ENABLE_KTLS``), so :meth:`send_file` can send straight from
+        the file.  Where Python (3.12 or later), OpenSSL (3.0 or later) or the
+        kernel (its ``tls`` module) cannot, it changes nothing.
+        """
+        changes: dict[str, object] = {}
+        for name, value in (("ragged_eof", ragged_eof), ("ktls", ktls)):
+            if value is not None:
+                if not isinstance(value, bool | int):
+                    raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+                changes[name] = bool(value)
+        self._change_tls(**changes)
+
+    def _ragged_eof(self) -> bool:
+        """Whether a peer's close without close_notify reads as end of file."""
+        return bool(self._tls_settings is not None and self._tls_settings.ragged_eof)
 
     def set_ciphers(self, ciphers: str | None) -> None:
         """Choose the ciphers (``rSetSocketCiphers``): an OpenSSL cipher
@@ -240,8 +263,8 @@ class Options:
             raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
         self._change_tls(context=context)
 
-    def _ssl(self) -> trio.SSLStream[PlainConnection] | None:
-        return self._conn.ssl if isinstance(self._conn, _secure.TLSConnection) else None
+    def _ssl(self) -> _secure.TLSConnection | None:
+        return self._conn if isinstance(self._conn, _secure.TLSConnection) else None
 
     def get_alpn(self) -> str | None:
         """The ALPN protocol agreed in the handshake, or ``None``."""
@@ -274,7 +297,7 @@ class Options:
         first data read, so read something before taking it."""
         ssl_stream = self._ssl()
         if ssl_stream is not None and not self._server_side and not ssl_stream.session_reused:
-            return ssl_stream.session  # type: ignore[no-any-return]
+            return ssl_stream.session
         # A resumed connection's session is the one it was offered (kept by
         # _keep_session): reading the live one leaks a copy on Python 3.11.
         return self._saved_session()
@@ -321,4 +344,4 @@ class Options:
     def is_session_reused(self) -> bool:
         """Whether the TLS handshake resumed a session (``False`` for plain TCP)."""
         ssl_stream = self._ssl()
-        return bool(ssl_stream.session_reused) if ssl_stream is not None else False
+        return ssl_stream.session_reused if ssl_stream is not None else False

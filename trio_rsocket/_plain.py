@@ -13,10 +13,11 @@ the next wait), lets ``receive_into`` receive straight into the caller's
 buffer, and keeps the paths an idle connection waits in short: every frame a
 waiting fiber holds costs memory on every idle connection.
 
-It is a :class:`trio.abc.HalfCloseableStream` itself, so the TLS part layers
-:class:`trio.SSLStream` straight over it, the way trio layers TLS over any
-stream, and an upgrade to TLS in the middle of a connection's life wraps the
-part that is already there.
+The TLS part (``_secure``) drives its descriptor the same way, through a
+non-blocking :class:`ssl.SSLSocket`; an upgrade to TLS in the middle of a
+connection's life moves this part's descriptor into one (and points
+:attr:`PlainConnection.raw` at it, so whoever holds this part closes the
+owner).
 
 :class:`Connector` makes the connection: it resolves the name and tries the
 addresses in Ioto's order (every IPv4 address, then every IPv6 one), one at a
@@ -105,8 +106,8 @@ class PlainConnection(trio.abc.HalfCloseableStream):
         apply_options(raw, no_delay, linger)
         #: The OS socket.
         self.raw = raw
-        #: The peer's end of file was read, or a read failed (Ioto sets
-        #: ``R_SOCKET_EOF`` on every read error, a reset included).
+        #: The peer's end of file was read, or a read or write failed (Ioto
+        #: sets ``R_SOCKET_EOF`` on a socket error, a reset included).
         self.eof = False
         #: ``send_eof`` ran: writes are refused.
         self.write_closed = False
@@ -173,6 +174,7 @@ class PlainConnection(trio.abc.HalfCloseableStream):
         except BlockingIOError:
             sent = 0
         except OSError as exc:
+            self.eof = True
             raise stream_error(exc) from exc
         self.bytes_sent += sent
         if sent == len(data):
@@ -187,14 +189,12 @@ class PlainConnection(trio.abc.HalfCloseableStream):
             except BlockingIOError:
                 continue
             except OSError as exc:
+                self.eof = True
                 raise stream_error(exc) from exc
             sent += count
             self.bytes_sent += count
 
-    #: Every byte is counted as it goes, so the counted write is the same.
-    send_counted = send
-
-    async def send_file(self, fd: int, offset: int, count: int, counted: bool) -> int:
+    async def send_file(self, fd: int, offset: int, count: int) -> int:
         """Send *count* bytes of file *fd* from *offset* with ``os.sendfile``
         (zero-copy), waiting for writability between calls; every call's
         result is counted in :attr:`bytes_sent` before the next wait.  Returns
@@ -218,6 +218,7 @@ class PlainConnection(trio.abc.HalfCloseableStream):
                     return await send_file_by_chunks(self.send, fd, offset, count)
                 if exc.errno in _FILE_ERRNOS or (exc.errno == errno_codes.EBADF and raw.fileno() >= 0):
                     raise file_error(f"file descriptor {fd}", exc, sent) from exc
+                self.eof = True
                 raise stream_error(exc) from exc
             if done == 0:
                 break  # the file ended
@@ -314,10 +315,11 @@ class Connector:
     :class:`trio.ClosedResourceError`.
     """
 
-    __slots__ = ("_attempt", "_closed", "_race")
+    __slots__ = ("_attempt", "_closed", "_held", "_race")
 
     def __init__(self) -> None:
         self._attempt: stdlib_socket.socket | None = None
+        self._held: PlainConnection | None = None
         self._race: trio.CancelScope | None = None
         self._closed = False
 
@@ -327,13 +329,17 @@ class Connector:
         attempt, self._attempt = self._attempt, None
         if attempt is not None:
             close_socket(attempt)
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
         if self._race is not None:
             self._race.cancel()
 
-    def hold(self, raw: stdlib_socket.socket) -> None:
-        """Keep *raw*, connected, as the attempt :meth:`close` closes: the TLS
-        handshake that follows is part of the connect."""
-        self._attempt = raw
+    def hold(self, conn: PlainConnection) -> None:
+        """Keep *conn*, connected, for :meth:`close` to close: the TLS
+        handshake that follows is part of the connect (and moves the
+        descriptor into a TLS socket, which *conn* then points at)."""
+        self._held = conn
 
     def _check_open(self) -> None:
         if self._closed:

@@ -8,9 +8,9 @@ that state calls for:
 
 * a **plain connection** (``_plain.PlainConnection``) drives the descriptor
   itself: the fast paths, and the exact count of a stopped write;
-* a **TLS connection** (``_secure.TLSConnection``) layers
-  :class:`trio.SSLStream` over the plain part; ``upgrade_tls`` swaps one part
-  for the other in the middle of a connection's life;
+* a **TLS connection** (``_secure.TLSConnection``) drives a non-blocking
+  :class:`ssl.SSLSocket` over the same descriptor, the same way; ``upgrade_tls``
+  swaps one part for the other in the middle of a connection's life;
 * the **listener** (``_listen.Listener``) runs the accept loop.
 
 What stays here is what belongs to the socket, whatever part it has: the
@@ -53,7 +53,7 @@ from ._arguments import (
     writable_view,
 )
 from ._buffer import ReadBuffer, Rule
-from ._deadline import NO_DEADLINE, Deadline, deadline_scope
+from ._deadline import Deadline, deadline_scope
 from ._errors import (
     DeadlineError,
     FileReadError,
@@ -98,8 +98,8 @@ class SocketStatistics:
     Attributes:
       bytes_read: bytes returned to the program by reads.
       bytes_written: bytes handed to the kernel by writes and ``send_file``
-        (TLS: writes that completed, and the whole records of one stopped by
-        its deadline).
+        (TLS: in whole records, the bytes the peer can decrypt, also of a
+        write that something stopped).
       accepted: connections accepted (including those rejected by the socket limit).
       active: handler fibers running now.
       rejected: connections closed at once because the socket limit was reached.
@@ -155,7 +155,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._buffer: ReadBuffer | None = None
         self._bytes_read = 0
         self._sent_before = 0  # bytes written by connections this socket had before
-        self._stream: trio.SocketStream | None = None  # .stream of a plain connection, made on demand
+        self._stream: trio.SocketStream | _secure.TLSStream | None = None  # .stream, made on demand
         # What outlives a connection: options, TLS settings; a listener's
         # server context, built once by listen() and shared with every
         # socket it accepts; which side of the connection this is.
@@ -272,11 +272,11 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     conn = PlainConnection(
                         await connector.connect(host, port, happy_eyeballs_delay), self._no_delay, self._linger
                     )
-                    connector.hold(conn.raw)  # a close() now wakes the handshake too
+                    connector.hold(conn)  # a close() now wakes the handshake too
                     if tls is not None:
                         offered = self._offered_session(tls, host, port)
-                        conn = await _secure.client_handshake(conn, tls, host, offered)
-                        self._keep_session(conn.ssl, tls, host, port, offered)
+                        conn = await _secure.client_handshake(conn, tls, host, offered, ragged_eof=self._ragged_eof())
+                        self._keep_session(conn, tls, host, port, offered)
             except Exception as exc:
                 if conn is not None:
                     conn.close()
@@ -357,7 +357,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             try:
                 with scope:
                     if self._server_side:
-                        upgraded = await _secure.server_handshake(conn, server)
+                        upgraded = await _secure.server_handshake(conn, server, ragged_eof=self._ragged_eof())
                     else:
                         upgraded = await self._client_upgrade(conn, client, host)
             except Exception as exc:
@@ -377,6 +377,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             self._sent_before += sent_in_plain
             self._move(State.OPEN)
             self._conn = upgraded
+            self._stream = None  # a plain one's: the descriptor moved into the TLS socket
 
     def _client_tls(self, settings: _tls.TLSSettings, host: str | None) -> tuple[_tls.TLSContext, str | None]:
         """The context of a client's upgrade, and the name it checks."""
@@ -392,8 +393,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
     ) -> _secure.TLSConnection:
         port = self._peer[1] if self._peer is not None else None
         offered = self._offered_session(tls, host, port)
-        upgraded = await _secure.client_handshake(conn, tls, host, offered)
-        self._keep_session(upgraded.ssl, tls, host, port, offered)
+        upgraded = await _secure.client_handshake(conn, tls, host, offered, ragged_eof=self._ragged_eof())
+        self._keep_session(upgraded, tls, host, port, offered)
         return upgraded
 
     # Read -------------------------------------------------------------
@@ -572,16 +573,13 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return conn, deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, total))
 
     async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
-        """``write`` with a deadline (``0``: none, the fast path)."""
+        """``write`` with a deadline (``0``: none)."""
         conn, scope = self._counted(deadline, len(view))
         with self._write_guard or self._new_guard(WriteGuard):
             if conn is None:
                 raise self._not_open()
-            if scope is NO_DEADLINE:  # deadline=0: none, so the fast path
+            with scope:
                 await conn.send(view)
-            else:
-                with scope:
-                    await conn.send_counted(view)
         return len(view)
 
     async def send_file(
@@ -619,7 +617,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                 raise self._not_open()
             with scope:
                 try:
-                    return await conn.send_file(fd, offset, count, counted=scope is not NO_DEADLINE)
+                    return await conn.send_file(fd, offset, count)
                 except FileReadError as exc:
                     raise _naming(exc, file) from exc.__cause__
 
@@ -627,7 +625,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """Return as soon as a read would not block (Ioto's
         ``rSetSocketWaitMask(sock, R_READABLE, deadline)``): bytes buffered by
         ``read_until``/``read_exactly`` or decrypted by TLS, new data, and end
-        of file all count.
+        of file all count, and so does a connection that broke (a reset, a TLS
+        peer gone without close_notify), on plain TCP and TLS alike: the next
+        read says how.
 
         Raises:
           DeadlineError: nothing to read before *deadline*, or it had passed
@@ -757,8 +757,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return self._state is State.CLOSED
 
     def is_eof(self) -> bool:
-        """True once the peer's end of file was read, a read failed (a reset,
-        say), :meth:`disconnect` ran, or after close (``rIsSocketEof``)."""
+        """True once the peer's end of file was read, a read or write failed
+        (a reset, say), :meth:`disconnect` ran, or after close
+        (``rIsSocketEof``), on plain TCP and TLS alike."""
         return self._state is State.CLOSED or (self._conn is not None and self._conn.eof)
 
     def is_secure(self) -> bool:
@@ -812,8 +813,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         return last_failure(self._read_guard, self._write_guard, self._setup_guard)
 
     @property
-    def stream(self) -> trio.SocketStream | trio.SSLStream[PlainConnection] | None:
-        """The :class:`trio.SSLStream` of a TLS connection, a
+    def stream(self) -> trio.SocketStream | _secure.TLSStream | None:
+        """A :class:`~trio_rsocket.TLSStream` over a TLS connection, a
         :class:`trio.SocketStream` over a plain one (made on first use), or
         ``None`` when not connected.
 
@@ -823,7 +824,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         conn = self._conn
         if isinstance(conn, _secure.TLSConnection):
-            return conn.ssl
+            if self._stream is None:
+                self._stream = _secure.TLSStream(conn)
+            return self._stream
         if conn is not None and self._stream is None:
             self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn.raw))
             # SocketStream turns TCP_NODELAY on; keep what the user chose.

@@ -72,7 +72,7 @@ import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import trio
 from cryptography import x509
@@ -84,6 +84,7 @@ from service_identity.hazmat import DNS_ID, DNSPattern
 from ._errors import TLSError
 
 __all__ = [
+    "KTLS_OPTION",
     "RECORD_SIZE",
     "CertSource",
     "TLSContext",
@@ -98,7 +99,6 @@ __all__ = [
     "check_verify",
     "client_context",
     "handshake_error",
-    "pending_alert",
     "reset_defaults",
     "server_context",
     "set_default_certs",
@@ -115,9 +115,13 @@ CertSource = str | os.PathLike[str] | bytes
 Password = str | bytes | bytearray | Callable[[], str | bytes | bytearray]
 
 #: The largest plaintext one TLS record carries (RFC 8446 section 5.1).  A TLS
-#: write with a deadline hands data to the TLS layer a record at a time, so a
-#: deadline stops it between records or inside exactly one.
+#: write hands data to OpenSSL a record at a time, so whatever stops it stops
+#: it between records or inside exactly one.
 RECORD_SIZE: Final = 16384
+
+#: ``ssl.OP_ENABLE_KTLS`` where Python has it (3.12 and later, built with
+#: OpenSSL 3), else 0: ``set_tls(ktls=True)`` is then a no-op.
+KTLS_OPTION: Final = int(getattr(ssl, "OP_ENABLE_KTLS", 0))
 
 # How many built contexts to keep.  A program uses a handful of TLS
 # configurations; the bound only stops a program that generates PEM bytes per
@@ -141,6 +145,11 @@ class TLSSettings:
     password: Password | None = None
     #: A context from ``set_ssl_context``: used as it is, everything else ignored.
     context: ssl.SSLContext | None = None
+    #: A peer that closes without close_notify reads as end of file (trio's
+    #: ``https_compatible``); otherwise it is an error.  Not part of the context.
+    ragged_eof: bool | None = None
+    #: Ask OpenSSL to hand the keys to the kernel (kTLS), where it can.
+    ktls: bool | None = None
 
     def replace(self, **changes: object) -> TLSSettings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -320,6 +329,7 @@ class _Resolved:
     verify_peer: bool
     verify_issuer: bool
     alpn: tuple[str, ...] | None
+    ktls: bool
     #: The password, or an _Identity around a password function.
     password: str | bytes | _Identity | None
 
@@ -367,6 +377,7 @@ def _resolve(settings: TLSSettings, server: bool) -> _Resolved:
         verify_peer=verify_peer,
         verify_issuer=verify_issuer,
         alpn=settings.alpn,
+        ktls=bool(settings.ktls),
         password=_password_key(settings.password if settings.password is not None else defaults.password),
     )
 
@@ -440,6 +451,12 @@ def _build(resolved: _Resolved) -> TLSContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
     # Ioto refuses SSLv3, TLS 1.0 and 1.1; so does Python's default, said here.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A listener refuses a client's TLS 1.2 renegotiation (OpenSSL 3's
+    # default, said here): a handshake a client can start at will costs the
+    # server, and nothing here needs it.  A client answers a server's (one
+    # asking for a client certificate, say), as trio's SSLStream does.
+    if server:
+        context.options |= ssl.OP_NO_RENEGOTIATION
     check_peer = False
     if resolved.cert is not None:
         _load_chain(context, resolved.cert, resolved.key, resolved.password)
@@ -447,6 +464,8 @@ def _build(resolved: _Resolved) -> TLSContext:
         raise TLSError(f"A key was given ({_name(resolved.key, 'key')}) without a certificate")
     if resolved.ciphers:
         _set_ciphers(context, resolved.ciphers)
+    if resolved.ktls and KTLS_OPTION:
+        context.options |= KTLS_OPTION
     if resolved.alpn:
         context.set_alpn_protocols(list(resolved.alpn))
 
@@ -693,10 +712,9 @@ def _ssl_words(error: ssl.SSLError) -> str:
 def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
     """The :class:`TLSError` for a failed handshake, in Ioto's words.
 
-    *exc* is what :meth:`trio.SSLStream.do_handshake` raised (a
-    :class:`trio.BrokenResourceError` whose ``__cause__`` is the
-    :class:`ssl.SSLError` or :class:`OSError`); *host* is the name the client
-    asked for.
+    *exc* is what the handshake raised: the :class:`ssl.SSLError` or
+    :class:`OSError` itself (or a :class:`trio.BrokenResourceError` whose
+    ``__cause__`` it is); *host* is the name the client asked for.
     """
     cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
     if isinstance(cause, ssl.SSLCertVerificationError):
@@ -714,27 +732,9 @@ def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
     return TLSError("TLS handshake failed: the peer closed the connection")
 
 
-def pending_alert(ssl_stream: trio.SSLStream[Any]) -> bytes:
-    """The alert OpenSSL wrote when the handshake failed, not yet sent.
-
-    :class:`trio.SSLStream` raises as soon as OpenSSL fails, before sending
-    what OpenSSL wrote, so the peer would see the connection close without a
-    reason.  Sending the alert lets it say "unknown ca" or "certificate
-    required" instead.  This reads a private attribute of trio's SSLStream
-    and returns nothing if that ever changes.
-    """
-    outgoing = getattr(ssl_stream, "_outgoing", None)
-    return outgoing.read() if isinstance(outgoing, ssl.MemoryBIO) else b""
-
-
-def broken_error(exc: trio.BrokenResourceError) -> trio.BrokenResourceError:
-    """A TLS stream broke after the handshake: say why, in words, keeping trio's type."""
-    cause = exc.__cause__
-    if isinstance(cause, ssl.SSLError):
-        broken = trio.BrokenResourceError(f"TLS connection broken: {_ssl_words(cause)}")
-        broken.__cause__ = cause
-        return broken
-    return exc
+def broken_error(exc: ssl.SSLError) -> trio.BrokenResourceError:
+    """A TLS connection broke after the handshake: say why, in words, keeping trio's type."""
+    return trio.BrokenResourceError(f"TLS connection broken: {_ssl_words(exc)}")
 
 
 # ----------------------------------------------------------------------

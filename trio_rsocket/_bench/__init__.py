@@ -24,8 +24,7 @@ same machine, and reported as a ratio.
   cost of the server side alone, per operation, whatever the client does.
 * **No deadlines.**  Measurements are bounded by a watchdog task, not a
   cancel scope deadline, so every contender runs as the common program
-  does, with no deadline anywhere.  (Only a write's own ``deadline=`` makes
-  RSocket hand TLS over a record at a time, and the benchmark gives none.)
+  does, with no deadline anywhere.
 * **Bounded.**  Every loop has a count or a size, every measurement a time
   limit, and every server exits when its standard input closes (so a killed
   bench leaves no server behind) or after a hard lifetime.

@@ -130,8 +130,7 @@ async def with_watchdog(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
 
     Not ``trio.fail_after``: the benchmark measures the common case, a
     program with no deadline anywhere, so no cancel scope around the work
-    has one.  (RSocket's writes would be the same under one: only a write's
-    own ``deadline=`` hands TLS over a record at a time.)
+    has one.
     """
     results: list[T] = []
     failure: Exception | None = None

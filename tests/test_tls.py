@@ -1166,7 +1166,7 @@ async def test_openssl_s_client_talks_to_the_listener(
 
 
 # ----------------------------------------------------------------------------
-# The names check of verify_issuer=False (the DER reader in _tls)
+# The names check of verify_issuer=False (_tls_leaf)
 
 
 def _leaf_der(*names: x509.GeneralName, common_name: str | None = None) -> bytes:

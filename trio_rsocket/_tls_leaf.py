@@ -122,8 +122,8 @@ def check_peer(der: bytes | None, host: str) -> None:
             raise TLSError(VERIFY_WORDS[UNHANDLED_CRITICAL_EXTENSION])
     if not _serves_tls(extensions):
         raise TLSError(VERIFY_WORDS[INVALID_PURPOSE])
-    dns_names, addresses, common_names = _names(certificate, extensions)
-    if not _names_host(certificate, host, dns_names, addresses, common_names):
+    if not _names_host(certificate, extensions, host, common_name_fallback=True):
+        dns_names, addresses, common_names = _names(certificate, extensions)
         names = ", ".join(dns_names + [str(address) for address in addresses]) or ", ".join(common_names)
         raise TLSError(f"Certificate hostname mismatch. Expecting {host} got {names}")
     now = datetime.datetime.now(datetime.UTC)
@@ -161,8 +161,7 @@ def _certificate_names(der: bytes, host: str, common_name_fallback: bool) -> boo
     resumed again and again brings the same certificate every time, and
     reading it costs more than a tenth of a resumed handshake."""
     certificate, extensions = _load(der)
-    dns_names, addresses, common_names = _names(certificate, extensions)
-    return _names_host(certificate, host, dns_names, addresses, common_names if common_name_fallback else [])
+    return _names_host(certificate, extensions, host, common_name_fallback)
 
 
 def _load(der: bytes | None) -> tuple[x509.Certificate, x509.Extensions]:
@@ -229,19 +228,16 @@ def _names(certificate: x509.Certificate, extensions: x509.Extensions) -> tuple[
 
 
 def _names_host(
-    certificate: x509.Certificate,
-    host: str,
-    dns_names: list[str],
-    addresses: list[_Address],
-    common_names: list[str],
+    certificate: x509.Certificate, extensions: x509.Extensions, host: str, common_name_fallback: bool
 ) -> bool:
     """Whether *certificate* names *host*, as OpenSSL decides (X509_check_ip,
     X509_check_host): service_identity's public API, and OpenSSL's fallbacks
     where that API declines (see the module's header).
 
     An address matches only the iPAddress entries.  A name matches the DNS
-    entries or, in a certificate without any, *common_names* (pass none to
-    turn the fallback off).
+    entries or, in a certificate without any, the subject's common names
+    (with *common_name_fallback*).  The names are read here only when the
+    API declines: a certificate it matches costs nothing more.
     """
     try:
         address = ipaddress.ip_address(host)
@@ -253,7 +249,7 @@ def _names_host(
         except VerificationError:
             return False
         except (CertificateError, ValueError):  # an entry it cannot read, or none
-            return address in addresses
+            return address in _names(certificate, extensions)[1]
         return True
     try:
         # The name as Python's ssl hands it to OpenSSL (IDNA 2003).
@@ -263,13 +259,15 @@ def _names_host(
     try:
         verify_certificate_hostname(certificate, name)
     except VerificationError:
-        if dns_names:
-            return False  # every DNS name was compared
+        compared = True  # every DNS name the certificate has, if any
     except (CertificateError, ValueError):  # an entry it cannot read, no entries, or a name it refuses
-        pass
+        compared = False
     else:
         return True
-    return _one_by_one(name, dns_names or common_names)
+    dns_names, _, common_names = _names(certificate, extensions)
+    if dns_names and compared:
+        return False
+    return _one_by_one(name, dns_names or (common_names if common_name_fallback else []))
 
 
 def _one_by_one(name: str, patterns: list[str]) -> bool:

@@ -329,6 +329,40 @@ async def test_key_defaults_to_the_certificate_file(
         assert await round_trip(client) == b"ping"
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param(lambda chain: chain, id="leaf-and-intermediate"),
+        pytest.param(lambda chain: b"# the server's chain\n" + chain + b"trailing words\n", id="text-around"),
+        pytest.param(lambda chain: "# le certificat de l'hôte\n".encode() + chain, id="non-ascii-comment"),
+    ],
+)
+async def test_a_certificate_file_is_read_as_openssl_reads_it(ca: trustme.CA, layout: Callable[[bytes], bytes]) -> None:
+    # The server sends the intermediate from the same file, or the client,
+    # which trusts only the root, refuses the handshake.
+    leaf = ca.create_child_ca().issue_cert("localhost")
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+
+    def configure(listener: RSocket) -> None:
+        listener.set_certs(key=leaf.private_key_pem.bytes(), cert=layout(chain))
+
+    async with serving_port(configure) as port, RSocket() as client:
+        trusting(ca)(client)
+        await client.connect("localhost", port)
+        assert await round_trip(client) == b"ping"
+
+
+async def test_a_certificate_file_cut_short_is_the_certificates_fault(server_cert: trustme.LeafCert) -> None:
+    # cryptography skips a last block cut short; OpenSSL fails the chain, and
+    # would say so as if the key were at fault.
+    whole = server_cert.cert_chain_pems[0].bytes()
+    sock = RSocket()
+    sock.set_certs(key=server_cert.private_key_pem.bytes(), cert=whole + whole[: len(whole) // 2])
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(TLSError, match=r"^Unable to load certificate \(cert given as PEM bytes\)$"):
+            await sock.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
+
+
 async def test_client_verifies_with_the_default_authority(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     set_default_certs(authority=ca.cert_pem.bytes())
     async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
@@ -1035,7 +1069,7 @@ async def test_openssl_s_client_talks_to_the_listener(
 
 
 # ----------------------------------------------------------------------------
-# The names check of verify_issuer=False (the DER reader in _tls)
+# The names check of verify_issuer=False (_tls_leaf)
 
 
 def _leaf_der(*names: x509.GeneralName, common_name: str | None = None) -> bytes:
@@ -1087,11 +1121,32 @@ def test_an_unreadable_peer_certificate_is_a_tls_error() -> None:
         _tls.check_peer(None, "localhost")
 
 
+def _ssl_error(message: str, library: str, reason: str | None) -> ssl.SSLError:
+    """An SSLError as Python's ssl makes it: OpenSSL's library and reason
+    by name (None where Python's table has no name), and the message."""
+    error = ssl.SSLError(1, message)
+    error.library, error.reason = library, reason  # type: ignore[assignment]
+    return error
+
+
 def test_alerts_python_has_no_reason_for_are_still_said_in_words() -> None:
-    # Python's ssl leaves `reason` None for some alerts (no_application_protocol
-    # from an ALPN mismatch, as openssl s_server sends it) and keeps only
-    # OpenSSL's text.
-    error = ssl.SSLError(1, "[SSL] tlsv1 alert no application protocol (_ssl.c:1006)")
+    # Python 3.11's ssl has no name for some OpenSSL 3 alerts
+    # (no_application_protocol from an ALPN mismatch, as a server may send
+    # it): `reason` is None and only OpenSSL's text is left.
+    error = _ssl_error("[SSL] tlsv1 alert no application protocol (_ssl.c:1006)", "SSL", None)
     broken = trio.BrokenResourceError("handshake")
     broken.__cause__ = error
     assert str(_tls.handshake_error(broken)) == "TLS handshake failed: No shared ALPN protocol"
+    error = _ssl_error("[SSL] tlsv1 alert unknown psk identity (_ssl.c:1006)", "SSL", None)
+    assert str(_tls.handshake_error(error)) == "TLS handshake failed: tlsv1 alert unknown psk identity"
+
+
+def test_the_words_come_from_the_reason_python_names() -> None:
+    # What went wrong is read from `reason`, whatever the message says.
+    error = _ssl_error("[SSL: NO_SHARED_CIPHER] tlsv1 alert no application protocol", "SSL", "NO_SHARED_CIPHER")
+    assert str(_tls.handshake_error(error)) == "TLS handshake failed: No shared cipher"
+    error = _ssl_error("[SSL: SOME_NEW_REASON] some new reason (_ssl.c:1006)", "SSL", "SOME_NEW_REASON")
+    assert str(_tls.broken_error(error)) == "TLS connection broken: some new reason"
+    # Another library's text is not read as an SSL alert.
+    error = _ssl_error("[PEM] tlsv1 alert no application protocol (_ssl.c:1006)", "PEM", None)
+    assert "No shared ALPN protocol" not in str(_tls.handshake_error(error))

@@ -321,7 +321,7 @@ class Options:
     ) -> None:
         """Keep the session of a client handshake that just ended, with
         *host* checked under *tls*, after offering *offered* (see :class:`KeptSession`)."""
-        checked = tls.context.check_hostname or tls.check_peer
+        checked = tls.context.check_hostname or tls.forgives_issuer
         peer = (host, port, tls.context) if checked and host is not None and port is not None else None
         self._session = KeptSession(offered if offered is not None and layer.session_reused else layer, peer)
 

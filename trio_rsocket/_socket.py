@@ -384,7 +384,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         tls = _tls.client_context(settings)
         if host is None and self._peer is not None:
             host = self._peer[0]
-        if host is None and (tls.context.check_hostname or tls.check_peer):
+        if host is None and (tls.context.check_hostname or tls.forgives_issuer):
             raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
         return tls, host
 

@@ -266,3 +266,22 @@ def test_unknown_workload_is_a_usage_error() -> None:
     result = run_bench("--only", "nonsense")
     assert result.returncode == 2
     assert "nonsense" in result.stderr
+
+
+def test_the_server_process_imports_the_same_trio_rsocket_as_the_bench(tmp_path: Path) -> None:
+    # A folder holding another package of the same name (an older checkout,
+    # say): the server must not import it from its working directory.
+    decoy = tmp_path / "trio_rsocket"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit('the decoy trio_rsocket was imported')\n")
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", "trio_rsocket._bench", "--quick", "--only", "accept", "--repeat", "1", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "decoy" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert "sequential accepts" in result.stdout

@@ -372,14 +372,23 @@ def _server_main(argv: list[str]) -> int:
     return 0
 
 
+#: The folder this trio_rsocket was imported from (what the server imports).
+_PACKAGE_HOME: Final = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 class ServerProcess:
     """A server in its own process; it stops when its standard input closes."""
 
     def __init__(self, impl: str, kind: str, tls: TLSFiles | None, cpu: int | None, target: int = 0) -> None:
-        args = [sys.executable, "-c", _SERVER_ENTRY, impl, kind, str(target), str(-1 if cpu is None else cpu)]
+        # -P and PYTHONPATH: the server imports this very trio_rsocket, not
+        # whatever package of that name sits in the working directory.
+        args = [sys.executable, "-P", "-c", _SERVER_ENTRY, impl, kind, str(target), str(-1 if cpu is None else cpu)]
         if tls is not None:
             args += [tls.ca, tls.cert, tls.key, tls.max_version]
-        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        environment = dict(
+            os.environ, PYTHONPATH=os.pathsep.join(filter(None, (_PACKAGE_HOME, os.environ.get("PYTHONPATH"))))
+        )
+        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment)
         self._pending = b""
         try:
             words = self.expect("READY", 60.0)

@@ -106,13 +106,16 @@ async def test_a_peer_reset_sets_eof_as_ioto_does() -> None:
 
 
 def test_every_state_can_close_and_only_closed_states_reset() -> None:
-    from trio_rsocket._state import MOVES, State, check_move
+    from trio_rsocket._state import Event, State, next_state
 
     for state in State:
-        check_move(state, State.CLOSED)
-    assert State.FRESH in MOVES[State.CLOSED]
-    with pytest.raises(AssertionError, match="cannot move from OPEN to LISTENING"):
-        check_move(State.OPEN, State.LISTENING)
+        assert next_state(state, Event.CLOSE) is State.CLOSED
+    assert next_state(State.CLOSED, Event.RESET) is State.FRESH
+    for state in set(State) - {State.CLOSED}:
+        with pytest.raises(AssertionError, match=f"cannot take RESET when {state.name}"):
+            next_state(state, Event.RESET)
+    with pytest.raises(AssertionError, match="cannot take LISTEN when OPEN"):
+        next_state(State.OPEN, Event.LISTEN)
 
 
 async def test_a_second_connect_or_listen_while_connecting_is_busy(full_backlog: int) -> None:

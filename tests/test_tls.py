@@ -170,9 +170,9 @@ async def tls_rsocket_pair(ca: trustme.CA, cert: trustme.LeafCert) -> tuple[RSoc
         trusting(ca)(client)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client.connect, "localhost", port)
-            server = RSocket.from_socket(await listener.accept())
+            server = RSocket.from_socket(await listener.accept(), server_side=True)
             with_cert(cert)(server)
-            await server._server_handshake()
+            await server.upgrade_tls()
     finally:
         await listener.aclose()
     return client, server
@@ -793,10 +793,10 @@ async def test_server_handshake_failure_is_a_tls_error_in_words(
                 await client.connect("localhost", listener.socket.getsockname()[1])
 
         nursery.start_soon(connect)
-        server = RSocket.from_socket(await listener.accept())
+        server = RSocket.from_socket(await listener.accept(), server_side=True)
         _mutual(ca, server_cert)(server)
         with pytest.raises(TLSError) as caught:
-            await server._server_handshake()
+            await server.upgrade_tls()
         assert str(caught.value) == words
         assert server.is_closed()
         assert server.get_error() == words
@@ -901,11 +901,11 @@ async def test_tls_read_deadline_keeps_half_a_record(
             handshakes.start_soon(client.connect, "localhost", relay_side.socket.getsockname()[1])
             downstream = await relay_side.accept()
             upstream = await trio.open_tcp_stream("127.0.0.1", server_side.socket.getsockname()[1])
-            server = RSocket.from_socket(await server_side.accept())
+            server = RSocket.from_socket(await server_side.accept(), server_side=True)
             with_cert(server_cert)(server)
             relay.start_soon(pump, downstream, upstream, to_server)
             relay.start_soon(pump, upstream, downstream, to_client)
-            await server._server_handshake()
+            await server.upgrade_tls()
         try:
             # Both handshakes are done and the relay is idle in receive_some:
             # stopping it there loses nothing.

@@ -101,7 +101,7 @@ async def test_a_short_read_leaves_the_rest_of_the_record_readable_without_a_wai
 
 async def test_read_into_decrypts_into_the_callers_buffer_record_by_record(pair: tuple[RSocket, RSocket]) -> None:
     client, server = pair
-    data = os.urandom(3 * _tls.RECORD_SIZE + 100)
+    data = os.urandom(3 * _secure.RECORD_SIZE + 100)
     await server.write(data)
     buffer = bytearray(len(data) + 10)
     view = memoryview(buffer)
@@ -358,11 +358,11 @@ def test_set_tls_takes_its_settings_by_keyword_and_checks_them() -> None:
     sock.set_tls()
     assert sock.is_secure()
     sock.set_tls(ragged_eof=True)
-    assert sock._ragged_eof()
+    assert sock._settings.ragged_eof
     sock.set_tls()  # Ioto's rSetTls: changes nothing
-    assert sock._ragged_eof()
+    assert sock._settings.ragged_eof
     sock.set_tls(ragged_eof=False)
-    assert not sock._ragged_eof()
+    assert not sock._settings.ragged_eof
     with pytest.raises(TypeError, match="ragged_eof"):
         sock.set_tls(ragged_eof="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ktls"):

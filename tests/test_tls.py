@@ -34,6 +34,7 @@ from trio_rsocket import (
     DeadlineError,
     RSocket,
     TLSError,
+    _secure,
     _tls,
     set_default_certs,
     set_default_ciphers,
@@ -943,7 +944,7 @@ async def test_tls_write_deadline_counts_exactly_what_the_peer_can_decrypt(
             await client.write(data, deadline=trio.current_time() + 5)
     written = caught.value.bytes_written
     assert 0 < written < len(data)
-    assert written % _tls.RECORD_SIZE == 0
+    assert written % _secure.RECORD_SIZE == 0
     # The deadline stopped a record half-way: the stream is broken for good.
     with pytest.raises(trio.BrokenResourceError):
         await client.write(b"more")
@@ -991,7 +992,7 @@ async def test_a_tls_write_cancelled_from_outside_counts_the_whole_records_the_p
     assert outer.cancelled_caught
     written = client.statistics().bytes_written - len(b"first")
     assert 0 < written < len(data)
-    assert written % _tls.RECORD_SIZE == 0
+    assert written % _secure.RECORD_SIZE == 0
     with pytest.raises(trio.BrokenResourceError, match="broken earlier"):
         await client.write(b"more")
     client.close()

@@ -196,7 +196,7 @@ class WriteGuard(Guard):
 
 
 class SetupGuard(Guard):
-    """Making the connection: ``connect``, ``listen``, ``upgrade_tls``, a server handshake."""
+    """Making the connection: ``connect``, ``listen``, ``upgrade_tls``."""
 
     __slots__ = ()
     busy_message = "another fiber is already connecting or listening on this socket"

@@ -152,7 +152,7 @@ async def test_a_fiber_that_needs_the_direction_the_other_waits_on_parks_and_bot
     client, server = pair
     await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
     assert await client.read() == b"warm"
-    conn = client._conn
+    conn = client._part
     assert isinstance(conn, _secure.TLSConnection)
     woken: list[str] = []
 
@@ -175,7 +175,7 @@ async def test_a_parked_fiber_wakes_when_the_waiting_one_is_cancelled(pair: tupl
     client, server = pair
     await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
     assert await client.read() == b"warm"
-    conn = client._conn
+    conn = client._part
     assert isinstance(conn, _secure.TLSConnection)
     woken: list[str] = []
 
@@ -497,7 +497,7 @@ async def test_send_file_over_ktls_goes_by_the_kernel_and_counts_exactly(
     path.write_bytes(data)
     client, server = await make_pair(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
     try:
-        conn = server._conn
+        conn = server._part
         assert isinstance(conn, _secure.TLSConnection)
         if not conn.uses_ktls:
             pytest.skip("OpenSSL did not hand the keys to the kernel (cipher or kernel support)")
@@ -527,7 +527,7 @@ async def test_send_file_without_ktls_goes_by_chunks_through_tls(
     path.write_bytes(data)
     client, server = await make_pair(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
     try:
-        conn = server._conn
+        conn = server._part
         assert isinstance(conn, _secure.TLSConnection)
         if _ktls_unavailable() is None and conn.uses_ktls:
             pytest.skip("the kernel holds the keys here: see the kTLS test")

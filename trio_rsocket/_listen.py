@@ -423,7 +423,7 @@ class Listener(Generic[SocketT]):
                         self._in_handler += 1
                     self.active += 1
                     _sockets_alive += 1
-                    start(self._connection, part, address, name=self._task_name)
+                    start(self._serve_connection, part, address, name=self._task_name)
             in_a_row += 1
             if in_a_row >= ACCEPT_BATCH:
                 in_a_row = 0
@@ -463,7 +463,7 @@ class Listener(Generic[SocketT]):
         else:
             raise ListenError(f"Cannot accept connections: {exc.strerror or exc}", exc.errno) from exc
 
-    async def _connection(self, part: Part | None, address: Any) -> None:
+    async def _serve_connection(self, part: Part | None, address: Any) -> None:
         """One connection's fiber: handshake, the socket, handler, close."""
         global _sockets_alive
         sock = None

@@ -103,6 +103,12 @@ _GUARD_SLOTS: Final[dict[type[Guard], str]] = {
 }
 
 
+# Where a fresh socket's ADOPT takes it (MOVES, looked up once: every accept makes this move).
+_ADOPTED: Final = next_state(State.FRESH, Event.ADOPT)
+# The settings of every from_socket(server_side=True) socket nobody set anything on.
+_SERVER_SIDE: Final = DEFAULT_SETTINGS.replace(server_side=True)
+
+
 @dataclass(frozen=True, slots=True)
 class SocketStatistics:
     """Counters returned by :meth:`RSocket.statistics`.
@@ -119,7 +125,7 @@ class SocketStatistics:
       active: handler fibers running now.
       rejected: connections closed at once because the socket limit was reached.
       handler_errors: handlers that ended with an exception (logged, never fatal).
-      handshakes_cancelled: TLS handshakes that :meth:`RSocket.shutdown`
+      handshakes_cancelled: TLS handshakes that :meth:`~trio_rsocket.RSocket.shutdown`
         cut short (their handlers never ran, so they are not in its result).
     """
 
@@ -146,9 +152,9 @@ class RSocket(trio.abc.HalfCloseableStream):
         "__weakref__",
         "_buffer",
         "_bytes_read",
-        "_conn",
         "_connector",
         "_listener",
+        "_part",
         "_peer",
         "_read_guard",
         "_sent_before",
@@ -165,7 +171,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         # The part for the state: a connection's (OPEN), the connect in
         # flight (CONNECTING), the listener (LISTENING; kept after close for
         # statistics()).
-        self._conn: Part | None = None
+        self._part: Part | None = None
         self._connector: Connector | None = None
         self._listener: Listener[Any] | None = None
         # The guards, and the buffer behind read_until/read_exactly, are made
@@ -198,8 +204,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         finished *part*, with the listener's *settings* (shared, not copied)."""
         sock = cls()
         sock._settings = settings
-        sock._move(Event.ADOPT)
-        sock._conn = part
+        sock._state = _ADOPTED  # a fresh socket's ADOPT move, looked up once
+        sock._part = part
         return sock
 
     def _new_guard(self, kind: type[_G]) -> _G:
@@ -214,11 +220,11 @@ class RSocket(trio.abc.HalfCloseableStream):
             self._buffer = ReadBuffer()
         return self._buffer
 
-    def _connection(self) -> Part:
+    def _open_part(self) -> Part:
         """The connection part, or the error that says why there is none."""
-        if self._conn is None:
+        if self._part is None:
             raise self._not_open()
-        return self._conn
+        return self._part
 
     def _not_open(self) -> trio.ClosedResourceError:
         """The error for I/O without a connection, saying why there is none."""
@@ -250,9 +256,9 @@ class RSocket(trio.abc.HalfCloseableStream):
         raw = check_stream_socket(sock)
         adopted = cls()
         if server_side:
-            adopted._settings = DEFAULT_SETTINGS.replace(server_side=True)
+            adopted._settings = _SERVER_SIDE
         adopted._move(Event.ADOPT)
-        adopted._conn = PlainConnection(raw)
+        adopted._part = PlainConnection(raw)
         return adopted
 
     # Connect and listen -----------------------------------------------
@@ -300,7 +306,7 @@ class RSocket(trio.abc.HalfCloseableStream):
             connector = self._connector = Connector()
             try:
                 with scope:
-                    conn = await _setup.connect(connector, host, port, happy_eyeballs_delay, settings, tls, sessions)
+                    part = await _setup.connect(connector, host, port, happy_eyeballs_delay, settings, tls, sessions)
             except Exception as exc:
                 if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
                     if isinstance(exc, trio.ClosedResourceError):
@@ -315,10 +321,10 @@ class RSocket(trio.abc.HalfCloseableStream):
             finally:
                 self._connector = None
             if self._state is not State.CONNECTING:  # close() or reset() came as the handshake ended
-                conn.close()
+                part.close()
                 raise trio.ClosedResourceError("this socket was closed while connecting")
             self._move(Event.CONNECTED)
-            self._conn = conn
+            self._part = part
 
     def _new_sessions(self) -> SessionCache:
         """The TLS session cache, made on first use."""
@@ -360,9 +366,9 @@ class RSocket(trio.abc.HalfCloseableStream):
             self._write_guard or self._new_guard(WriteGuard),
             self._setup_guard or self._new_guard(SetupGuard),
         ):
-            conn = self._conn
-            if not isinstance(conn, PlainConnection):
-                why = "is already TLS" if conn is not None else "is not connected"
+            part = self._part
+            if not isinstance(part, PlainConnection):
+                why = "is already TLS" if part is not None else "is not connected"
                 raise RSocketError(f"upgrade_tls needs a connected plain socket, and this one {why}")
             # Mistakes in the call come out before anything that cannot be undone.
             settings = self._settings
@@ -383,32 +389,32 @@ class RSocket(trio.abc.HalfCloseableStream):
                 )
             if settings.tls is None:
                 settings = self._settings = settings.replace(tls=tls_settings)
-            sent_in_plain = conn.bytes_sent  # the handshake's own bytes are not the program's
+            sent_in_plain = part.bytes_sent  # the handshake's own bytes are not the program's
             try:
                 with scope:
                     if server_side:
-                        upgraded = await _secure.server_handshake(conn, server, ragged_eof=settings.ragged_eof)
+                        upgraded = await _secure.server_handshake(part, server, ragged_eof=settings.ragged_eof)
                     else:
                         port = self._peer[1] if self._peer is not None else None
                         sessions = self._sessions or self._new_sessions()
-                        upgraded = await _setup.client_upgrade(conn, client, host, port, settings, sessions)
+                        upgraded = await _setup.client_upgrade(part, client, host, port, settings, sessions)
             except Exception as exc:
-                if self._conn is not conn:  # close() or reset() from another fiber: say that
+                if self._part is not part:  # close() or reset() from another fiber: say that
                     if isinstance(exc, trio.ClosedResourceError):
                         raise
                     raise trio.ClosedResourceError("this socket was closed during its TLS upgrade") from exc
                 self.close()
                 raise
             except BaseException:
-                if self._conn is conn:
+                if self._part is part:
                     self.close()
                 raise
-            if self._conn is not conn:  # close() or reset() came as the handshake ended
+            if self._part is not part:  # close() or reset() came as the handshake ended
                 upgraded.close()
                 raise trio.ClosedResourceError("this socket was closed during its TLS upgrade")
             self._sent_before += sent_in_plain
             self._move(Event.UPGRADE)
-            self._conn = upgraded
+            self._part = upgraded
             self._stream = None  # a plain one's: the descriptor moved into the TLS socket
 
     # Read -------------------------------------------------------------
@@ -442,9 +448,9 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise trio.BusyResourceError(guard.busy_message)
             guard.busy = True
             try:
-                if self._conn is None:
+                if self._part is None:
                     raise self._not_open()
-                data = await self._conn.receive(max_bytes)
+                data = await self._part.receive(max_bytes)
             except BaseException as exc:
                 guard.failed(exc)
                 raise
@@ -457,10 +463,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         """``read`` with a deadline, or from the buffer."""
         scope = deadline_scope(deadline, _read_expired)
         with self._read_guard or self._new_guard(ReadGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
                 buffer = self._buffer
-                return await (buffer.take(max_bytes) if buffer else conn.receive(max_bytes))
+                return await (buffer.take(max_bytes) if buffer else part.receive(max_bytes))
 
     async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
         """Read into *buffer* (any writable bytes-like object); return the count.
@@ -471,7 +477,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         view = writable_view(buffer)
         scope = deadline_scope(deadline, _read_expired)
         with self._read_guard or self._new_guard(ReadGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
                 kept = self._buffer
                 if kept:
@@ -479,7 +485,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                     count = len(data)
                     view[:count] = data
                 else:
-                    count = await conn.receive_into(view)
+                    count = await part.receive_into(view)
         self._bytes_read += count
         return count
 
@@ -542,7 +548,7 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     def _receive(self, max_bytes: int) -> Awaitable[bytes]:
         # Looked up at each receive: a close() from another fiber ends the fill.
-        return self._connection().receive(max_bytes)
+        return self._open_part().receive(max_bytes)
 
     # Write ------------------------------------------------------------
 
@@ -569,9 +575,9 @@ class RSocket(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError(guard.busy_message)
         guard.busy = True
         try:
-            if self._conn is None:
+            if self._part is None:
                 raise self._not_open()
-            await self._conn.send(view)
+            await self._part.send(view)
         except BaseException as exc:
             guard.failed(exc)
             raise
@@ -581,13 +587,13 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
         """``write`` with a deadline (``0``: none)."""
-        conn = self._conn
-        scope = _write_scope(conn, deadline, len(view))
+        part = self._part
+        scope = _write_scope(part, deadline, len(view))
         with self._write_guard or self._new_guard(WriteGuard):
-            if conn is None:
+            if part is None:
                 raise self._not_open()
             with scope:
-                await conn.send(view)
+                await part.send(view)
         return len(view)
 
     async def send_file(
@@ -619,14 +625,14 @@ class RSocket(trio.abc.HalfCloseableStream):
           trio.BusyResourceError: as for :meth:`write`.
         """
         fd, count = check_file(file, offset, count)
-        conn = self._conn
-        scope = _write_scope(conn, deadline, count)
+        part = self._part
+        scope = _write_scope(part, deadline, count)
         with self._write_guard or self._new_guard(WriteGuard):
-            if conn is None:
+            if part is None:
                 raise self._not_open()
             with scope:
                 try:
-                    return await conn.send_file(fd, offset, count)
+                    return await part.send_file(fd, offset, count)
                 except FileReadError as exc:
                     raise _naming(exc, file) from exc.__cause__
 
@@ -645,14 +651,14 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was readable"))
         with self._read_guard or self._new_guard(ReadGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
-                if self._buffer or conn.eof:
+                if self._buffer or part.eof:
                     # A checkpoint inside the deadline: one already passed
                     # wins over data that is there, as it does for read.
                     await checkpoint()
                     return
-                data = await conn.wait_readable()
+                data = await part.wait_readable()
                 if data:  # what TLS had to decrypt to tell, kept for the next read
                     self._read_buffer().extend(data)
 
@@ -666,9 +672,9 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was writable"))
         with self._write_guard or self._new_guard(WriteGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
-                await conn.wait_writable()
+                await part.wait_writable()
 
     # trio.abc.HalfCloseableStream -------------------------------------
 
@@ -691,7 +697,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         TLS has no half-close, so on a TLS socket this raises :class:`TLSError`.
         """
         with self._write_guard or self._new_guard(WriteGuard):
-            await self._connection().send_eof()
+            await self._open_part().send_eof()
 
     # Close ------------------------------------------------------------
 
@@ -704,14 +710,14 @@ class RSocket(trio.abc.HalfCloseableStream):
         use :meth:`aclose` for that.  On a listener it stops the accept loop
         and frees the port; handlers already running go on (see :meth:`shutdown`).
         """
-        conn, connector, listening = self._conn, self._connector, self._state is State.LISTENING
-        self._conn = self._connector = self._stream = None
+        part, connector, listening = self._part, self._connector, self._state is State.LISTENING
+        self._part = self._connector = self._stream = None
         self._move(Event.CLOSE)
         # What was received and not yet read goes with the connection.
         self._buffer = None
-        if conn is not None:
-            self._sent_before += conn.bytes_sent
-            conn.close()
+        if part is not None:
+            self._sent_before += part.bytes_sent
+            part.close()
         if connector is not None:
             connector.close()
         if listening and self._listener is not None:  # None: closed while it bound
@@ -722,16 +728,16 @@ class RSocket(trio.abc.HalfCloseableStream):
         is ``closing``: not connected, no handle).  Always closes, even when
         cancelled, and is a checkpoint.  A ``close`` or ``reset`` from another
         fiber meanwhile has the last word."""
-        conn = self._conn
+        part = self._part
         try:
-            if isinstance(conn, _secure.TLSConnection) and self._state is State.OPEN:
+            if isinstance(part, _secure.TLSConnection) and self._state is State.OPEN:
                 self._move(Event.CLOSE_NOTIFY)  # no longer connected while close_notify goes
-                await conn.aclose()
+                await part.aclose()
             else:
                 check_trio("aclose()")  # the checkpoint below would say "Task got bad yield"
                 await checkpoint()
         finally:
-            if self._conn is conn:  # not closed, or reset, by another fiber meanwhile
+            if self._part is part:  # not closed, or reset, by another fiber meanwhile
                 self.close()
 
     def disconnect(self) -> None:
@@ -740,8 +746,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         Reads then return end of file, writes fail; :meth:`close` still has to
         release the handle.
         """
-        if self._conn is not None:
-            self._conn.disconnect()
+        if self._part is not None:
+            self._part.disconnect()
 
     def reset(self) -> None:
         """Close and clear state, so the socket can connect again (``rResetSocket``).
@@ -790,8 +796,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         if not isinstance(enable, bool | int):
             raise TypeError(f"enable must be a bool, not {type(enable).__name__}")
         self._settings = self._settings.replace(no_delay=bool(enable))
-        if self._conn is not None and self._state is State.OPEN:
-            apply_options(self._conn.raw, self._settings.no_delay, None)
+        if self._part is not None and self._state is State.OPEN:
+            apply_options(self._part.raw, self._settings.no_delay, None)
 
     def set_linger(self, seconds: int) -> None:
         """Set SO_LINGER (``rSetSocketLinger``): close waits up to *seconds* to
@@ -801,8 +807,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         if not 0 <= seconds <= MAX_LINGER:
             raise ValueError(f"seconds must be in 0..{MAX_LINGER}, not {seconds}")
         self._settings = self._settings.replace(linger=seconds)
-        if self._conn is not None and self._state is State.OPEN:
-            apply_options(self._conn.raw, self._settings.no_delay, seconds)
+        if self._part is not None and self._state is State.OPEN:
+            apply_options(self._part.raw, self._settings.no_delay, seconds)
 
     # ------------------------------------------------------------------
     # TLS
@@ -913,7 +919,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         self._change_tls(context=context)
 
     def _ssl(self) -> _secure.TLSConnection | None:
-        return self._conn if isinstance(self._conn, _secure.TLSConnection) else None
+        return self._part if isinstance(self._part, _secure.TLSConnection) else None
 
     def get_alpn(self) -> str | None:
         """The ALPN protocol agreed in the handshake, or ``None``."""
@@ -1106,12 +1112,12 @@ class RSocket(trio.abc.HalfCloseableStream):
         """True once the peer's end of file was read, a read or write failed
         (a reset, say), :meth:`disconnect` ran, or after close
         (``rIsSocketEof``), on plain TCP and TLS alike."""
-        return self._now() is State.CLOSED or (self._conn is not None and self._conn.eof)
+        return self._now() is State.CLOSED or (self._part is not None and self._part.eof)
 
     def is_secure(self) -> bool:
         """True if the socket uses TLS (``rIsSocketSecure``): from the first
         TLS setting on (as in Ioto), before and after it connects."""
-        return self._settings.tls is not None or isinstance(self._conn, _secure.TLSConnection)
+        return self._settings.tls is not None or isinstance(self._part, _secure.TLSConnection)
 
     def is_connected(self) -> bool:
         """True while a connection is attached and not closed (``rIsSocketConnected``).
@@ -1122,8 +1128,8 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     def _socket(self) -> stdlib_socket.socket:
         """The OS socket: the connection's or the listening one."""
-        if self._conn is not None and self._state is State.OPEN:
-            return self._conn.raw
+        if self._part is not None and self._state is State.OPEN:
+            return self._part.raw
         if self._now() is State.LISTENING and self._listener is not None:
             return self._listener.socket
         raise self._not_open()
@@ -1168,20 +1174,20 @@ class RSocket(trio.abc.HalfCloseableStream):
         ``read_exactly`` are not in it, and it must not be used concurrently
         with this socket's own reads or writes.
         """
-        conn = self._conn
-        if isinstance(conn, _secure.TLSConnection):
+        part = self._part
+        if isinstance(part, _secure.TLSConnection):
             if self._stream is None:
-                self._stream = _secure.TLSStream(conn)
+                self._stream = _secure.TLSStream(part)
             return self._stream
-        if conn is not None and self._stream is None:
-            self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn.raw))
+        if part is not None and self._stream is None:
+            self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(part.raw))
             # SocketStream turns TCP_NODELAY on; keep what the user chose.
-            apply_options(conn.raw, self._settings.no_delay, None)
+            apply_options(part.raw, self._settings.no_delay, None)
         return self._stream
 
     def statistics(self) -> SocketStatistics:
         """Counters of this socket's traffic (and, for a listener, its connections)."""
-        written = self._sent_before + (self._conn.bytes_sent if self._conn is not None else 0)
+        written = self._sent_before + (self._part.bytes_sent if self._part is not None else 0)
         listener = self._listener
         if listener is None:
             return SocketStatistics(bytes_read=self._bytes_read, bytes_written=written)
@@ -1197,7 +1203,7 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     def __repr__(self) -> str:
         handle = f" fd={self.get_handle()}" if self._now() in (State.OPEN, State.LISTENING) else ""
-        tls = " tls" if isinstance(self._conn, _secure.TLSConnection) else ""
+        tls = " tls" if isinstance(self._part, _secure.TLSConnection) else ""
         return f"<RSocket {self._state.value}{handle}{tls}>"
 
 
@@ -1215,11 +1221,11 @@ def _naming(error: FileReadError, file: object) -> FileReadError:
     return file_error(repr(name), cause, error.bytes_written)
 
 
-def _write_scope(conn: Part | None, deadline: Deadline, total: int) -> AbstractContextManager[None]:
-    """The deadline scope of a write of *total* bytes through *conn*, whose
+def _write_scope(part: Part | None, deadline: Deadline, total: int) -> AbstractContextManager[None]:
+    """The deadline scope of a write of *total* bytes through *part*, whose
     DeadlineError says exactly how many went."""
-    start = conn.bytes_sent if conn is not None else 0
-    return deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, total))
+    start = part.bytes_sent if part is not None else 0
+    return deadline_scope(deadline, lambda: _write_expired(part.bytes_sent - start if part else 0, total))
 
 
 def _write_expired(sent: int, total: int) -> DeadlineError:

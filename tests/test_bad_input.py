@@ -17,8 +17,9 @@ import trio.testing
 
 import trio_rsocket
 from trio_rsocket import RSocket, deadline_after
+from trio_rsocket.testing import echo_handler
 
-from .conftest import has_ipv6
+from .conftest import has_ipv6, round_trip, serving
 
 NAN = float("nan")
 
@@ -164,37 +165,23 @@ def test_socket_options_need_a_socket() -> None:
 BEYOND_FLOATS = 10**400
 
 
-async def _echo(data: object, sock: RSocket) -> None:
-    while chunk := await sock.read():
-        await sock.write(chunk)
-
-
 async def test_a_happy_eyeballs_delay_past_float_range_is_for_ever(no_fd_leak: None) -> None:
-    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery)
+    async with serving() as listener, RSocket() as client:
         await client.connect("127.0.0.1", listener.get_addr()[1], happy_eyeballs_delay=BEYOND_FLOATS)
-        await client.write(b"ping")
-        assert await client.read_exactly(4) == b"ping"
-        nursery.cancel_scope.cancel()
+        assert await round_trip(client) == b"ping"
 
 
 @pytest.mark.parametrize("backlog", [2**31, 2**64])
 async def test_a_backlog_past_a_c_int_listens_as_long_as_the_os_allows(backlog: int, no_fd_leak: None) -> None:
-    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery, backlog=backlog)
+    async with serving(backlog=backlog) as listener, RSocket() as client:
         await client.connect("127.0.0.1", listener.get_addr()[1])
-        await client.write(b"ping")
-        assert await client.read_exactly(4) == b"ping"
-        nursery.cancel_scope.cancel()
+        assert await round_trip(client) == b"ping"
 
 
 async def test_a_handshake_timeout_past_float_range_is_for_ever(no_fd_leak: None) -> None:
-    async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("127.0.0.1", 0, _echo, nursery=nursery, handshake_timeout=BEYOND_FLOATS)
+    async with serving(handshake_timeout=BEYOND_FLOATS) as listener, RSocket() as client:
         await client.connect("127.0.0.1", listener.get_addr()[1])
-        await client.write(b"ping")
-        assert await client.read_exactly(4) == b"ping"
-        nursery.cancel_scope.cancel()
+        assert await round_trip(client) == b"ping"
 
 
 async def test_a_shutdown_grace_past_float_range_waits_for_the_handlers() -> None:
@@ -217,7 +204,7 @@ async def test_a_shutdown_grace_past_float_range_waits_for_the_handlers() -> Non
     ("call", "words"),
     [
         (lambda s: s.connect("127.0.0.1", 80, happy_eyeballs_delay=-BEYOND_FLOATS), "happy_eyeballs_delay"),
-        (lambda s: s.listen("127.0.0.1", 0, _echo, handshake_timeout=-BEYOND_FLOATS), "handshake_timeout"),
+        (lambda s: s.listen("127.0.0.1", 0, echo_handler, handshake_timeout=-BEYOND_FLOATS), "handshake_timeout"),
         (lambda s: s.shutdown(-BEYOND_FLOATS), "grace"),
     ],
     ids=["happy_eyeballs_delay", "handshake_timeout", "grace"],
@@ -266,7 +253,7 @@ async def test_a_file_descriptor_past_a_c_int_is_a_value_error_naming_the_file(p
 @pytest.mark.skipif(not has_ipv6(), reason="no IPv6 loopback")
 async def test_connect_and_listen_take_an_ipv6_address_in_brackets(no_fd_leak: None) -> None:
     async with trio.open_nursery() as nursery, RSocket() as listener, RSocket() as client:
-        await listener.listen("[::1]", 0, _echo, nursery=nursery)
+        await listener.listen("[::1]", 0, echo_handler, nursery=nursery)
         host, port = listener.get_addr()
         assert host == "::1"
         await client.connect("[::1]", port)
@@ -295,5 +282,5 @@ async def test_brackets_around_anything_but_an_ipv6_address_are_a_value_error(ho
         with pytest.raises(ValueError, match="host must be a name or an address; brackets go around an IPv6"):
             await sock.connect(host, 80)
         with pytest.raises(ValueError, match="host must be a name or an address; brackets go around an IPv6"):
-            await sock.listen(host, 0, _echo)
+            await sock.listen(host, 0, echo_handler)
         assert sock.get_handle() == -1

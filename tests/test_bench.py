@@ -13,17 +13,13 @@ from typing import Any
 import pytest
 import trio
 
-from trio_rsocket import _bench as bench
-from trio_rsocket._bench import (
-    IMPLEMENTATIONS,
-    BenchError,
-    Row,
-    TLSFiles,
-    _Backend,
-    _reconnects,
-    format_table,
-)
+from trio_rsocket._bench import cli as bench_cli
+from trio_rsocket._bench.backends import Backend
+from trio_rsocket._bench.clients import _reconnects
+from trio_rsocket._bench.report import Row, format_table
+from trio_rsocket._bench.workloads import IMPLEMENTATIONS, BenchError, TLSFiles
 from trio_rsocket._cli import main as cli_main
+from trio_rsocket._command import EXIT_OK, EXIT_USAGE
 
 # Far more than the smoke run takes; only a hang should ever reach it.
 TIMEOUT = 180
@@ -97,7 +93,7 @@ def test_quick_run_measures_tls_echo_and_idle_tls_pairs(tmp_path: Path) -> None:
 
 
 def test_reconnects_fail_loudly_when_a_session_is_not_resumed() -> None:
-    class NeverResumes(_Backend):
+    class NeverResumes(Backend):
         name = "never"
 
         def reconnector(self, port: int, tls: TLSFiles, resume: bool) -> Callable[[], Awaitable[bool]]:
@@ -217,7 +213,7 @@ def test_an_output_file_that_cannot_be_written_is_refused_before_measuring(
     def measure(*_: object) -> None:
         raise AssertionError("the benchmark ran before the output file was checked")
 
-    monkeypatch.setattr(bench, "_run", measure)
+    monkeypatch.setattr(bench_cli, "run", measure)
     path = str(tmp_path / where)
     assert cli_main(["bench", "--quick", "--only", "echo", option, path]) == 2
     errors = capsys.readouterr().err
@@ -231,7 +227,7 @@ def test_a_chart_without_matplotlib_is_refused_before_measuring(
     def measure(*_: object) -> None:
         raise AssertionError("the benchmark ran before matplotlib was looked for")
 
-    monkeypatch.setattr(bench, "_run", measure)
+    monkeypatch.setattr(bench_cli, "run", measure)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
     assert cli_main(["bench", "--quick", "--chart", str(tmp_path / "chart.png")]) == 5
     assert "--chart needs matplotlib: pip install" in capsys.readouterr().err
@@ -243,11 +239,21 @@ def test_a_json_file_made_for_a_run_that_failed_is_removed(
     def fail(*_: object) -> None:
         raise BenchError("a server died")
 
-    monkeypatch.setattr(bench, "_run", fail)
+    monkeypatch.setattr(bench_cli, "run", fail)
     results = tmp_path / "results.json"
     assert cli_main(["bench", "--quick", "--json", str(results)]) == 1
     assert "a server died" in capsys.readouterr().err
     assert not results.exists()
+
+
+def test_the_bench_names_itself_as_the_command_line_calls_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "missing.json")
+    assert cli_main(["bench", "--load", missing], prog="rs") == EXIT_USAGE
+    assert capsys.readouterr().err.startswith(f"rs bench: --load {missing}: ")
+    assert cli_main(["bench", "--help"], prog="rs") == EXIT_OK
+    assert capsys.readouterr().out.startswith("usage: rs bench ")
 
 
 def test_memory_ratio_counts_less_as_better() -> None:

@@ -16,7 +16,8 @@ from typing import IO
 
 import pytest
 
-from trio_rsocket._cli import (
+from trio_rsocket._cli import main
+from trio_rsocket._command import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_MISSING_PACKAGE,
@@ -24,7 +25,6 @@ from trio_rsocket._cli import (
     EXIT_TIMEOUT,
     EXIT_TLS,
     EXIT_USAGE,
-    main,
 )
 from trio_rsocket.testing import CertFiles
 

@@ -5,7 +5,8 @@ has no half-close), made the way a user makes them: a listener with a
 certificate and a client that connects to it and verifies it (the clogged
 ones over a Unix socket pair: see :func:`clogged_tls_pair`).  Each TLS check
 runs with the pair in both orders (the client as the first stream and as the
-second), and on ``sock.stream`` too.
+second), and on ``sock.stream`` too.  TLS pairs handshaken by hand, with no
+listener (:func:`~tests.conftest.tls_pair_by_hand`), pass the checks too.
 """
 
 from __future__ import annotations
@@ -18,18 +19,19 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trustme
 from trio.testing import check_half_closeable_stream, check_two_way_stream
 
-from trio_rsocket import RSocket
+from trio_rsocket import RSocket, TLSStream
 from trio_rsocket.testing import LOOPBACK, CertFiles
 
-from .conftest import clogged_rsocket_pair, rsocket_pair
+from .conftest import clogged_plain_pair, plain_pair, tls_pair_by_hand
 
 PairMaker = Callable[[], Awaitable[tuple[RSocket, RSocket]]]
 
 
 async def test_plain_pair_is_a_half_closeable_stream() -> None:
-    await check_half_closeable_stream(rsocket_pair, clogged_rsocket_pair)
+    await check_half_closeable_stream(plain_pair, clogged_plain_pair)
 
 
 @asynccontextmanager
@@ -146,3 +148,18 @@ async def test_tls_stream_attribute_is_a_two_way_stream(rsocket_cert_files: Cert
     async with tls_pairs(rsocket_cert_files) as make:
         clogged = functools.partial(clogged_tls_pair, rsocket_cert_files)
         await check_two_way_stream(streams(ordered(make, client_first)), streams(ordered(clogged, client_first)))
+
+
+async def test_a_tls_pair_handshaken_by_hand_is_a_two_way_stream(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
+    await check_two_way_stream(functools.partial(tls_pair_by_hand, ca, server_cert), None)
+
+
+async def test_tls_streams_pass_trios_two_way_stream_checks(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
+    async def streams() -> tuple[TLSStream, TLSStream]:
+        client, server = await tls_pair_by_hand(ca, server_cert)
+        client_stream, server_stream = client.stream, server.stream
+        assert isinstance(client_stream, TLSStream)
+        assert isinstance(server_stream, TLSStream)
+        return client_stream, server_stream
+
+    await check_two_way_stream(streams, None)

@@ -7,6 +7,7 @@ soon as every task is blocked: no test waits for real time.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -15,16 +16,17 @@ import trio.testing
 from trio_rsocket import DeadlineError, RSocket, RSocketError, deadline_after
 from trio_rsocket._deadline import check_deadline
 
-from .conftest import rsocket_pair
+from .conftest import plain_pair
 
 
-async def test_read_deadline_raises_deadline_error_at_that_time(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
+async def test_a_read_or_wait_deadline_raises_deadline_error_at_that_time(
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], call: str
 ) -> None:
     _, server = pair
     deadline = deadline_after(5)
     with pytest.raises(DeadlineError) as caught:
-        await server.read(deadline=deadline)
+        await getattr(server, call)(deadline=deadline)
     assert trio.current_time() == deadline
     assert caught.value.bytes_written == 0
     assert server.get_error() == str(caught.value)
@@ -37,13 +39,15 @@ async def test_deadline_error_is_timeout_and_too_slow() -> None:
     assert isinstance(error, RSocketError)
 
 
-async def test_read_after_a_deadline_loses_nothing(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
+async def test_after_a_read_or_wait_deadline_the_data_is_still_read(
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], call: str
 ) -> None:
     client, server = pair
     with pytest.raises(DeadlineError):
-        await server.read(deadline=deadline_after(1))
+        await getattr(server, call)(deadline=deadline_after(1))
     await client.write(b"late data")
+    await server.wait_readable(deadline=deadline_after(5))
     assert await server.read_exactly(9) == b"late data"
 
 
@@ -56,32 +60,32 @@ async def test_read_into_deadline(autojump_clock: trio.testing.MockClock, pair: 
     assert await server.read_into(target) == 1
 
 
-async def test_read_exactly_deadline_keeps_partial_data_buffered(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+@pytest.mark.parametrize(
+    ("read", "first", "rest"),
+    [
+        pytest.param(lambda sock, **when: sock.read_exactly(10, **when), b"abc", b"defghij", id="read_exactly"),
+        pytest.param(lambda sock, **when: sock.read_until(b"\n", **when), b"partial ", b"line\n", id="read_until"),
+    ],
+)
+async def test_a_read_deadline_keeps_partial_data_buffered(
+    autojump_clock: trio.testing.MockClock,
+    pair: tuple[RSocket, RSocket],
+    read: Callable[..., Awaitable[bytes]],
+    first: bytes,
+    rest: bytes,
 ) -> None:
     client, server = pair
-    await client.write(b"abc")
+    await client.write(first)
     with pytest.raises(DeadlineError):
-        await server.read_exactly(10, deadline=deadline_after(2))
-    await client.write(b"defghij")
-    assert await server.read_exactly(10) == b"abcdefghij"
-
-
-async def test_read_until_deadline_keeps_partial_data_buffered(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
-) -> None:
-    client, server = pair
-    await client.write(b"partial ")
-    with pytest.raises(DeadlineError):
-        await server.read_until(b"\n", deadline=deadline_after(2))
-    await client.write(b"line\n")
-    assert await server.read_until(b"\n") == b"partial line\n"
+        await read(server, deadline=deadline_after(2))
+    await client.write(rest)
+    assert await read(server) == first + rest
 
 
 async def test_write_deadline_reports_exactly_the_bytes_the_peer_can_drain(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     async with client, server:
         data = bytes(range(256)) * (64 * 1024 * 1024 // 256)  # more than the kernel buffers hold
         with pytest.raises(DeadlineError) as caught:
@@ -104,7 +108,7 @@ async def test_write_deadline_reports_exactly_the_bytes_the_peer_can_drain(
 async def test_write_of_memoryview_slices_reports_progress(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     async with client, server:
         payload = memoryview(bytearray(32 * 1024 * 1024))
         with pytest.raises(DeadlineError) as caught:
@@ -122,12 +126,13 @@ async def test_connect_deadline(autojump_clock: trio.testing.MockClock, full_bac
     assert sock.get_handle() == -1
 
 
+@pytest.mark.parametrize("call", ["read", "wait_readable"])
 async def test_outer_cancellation_passes_through_untouched(
-    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket]
+    autojump_clock: trio.testing.MockClock, pair: tuple[RSocket, RSocket], call: str
 ) -> None:
     _, server = pair
     with trio.move_on_after(1) as outer:
-        await server.read(deadline=deadline_after(10))
+        await getattr(server, call)(deadline=deadline_after(10))
     assert outer.cancelled_caught
     assert server.get_error() == ""
 

@@ -44,12 +44,24 @@ async def stdlib_connection(host: str = "127.0.0.1") -> AsyncIterator[tuple[sock
         await peer.aclose()
 
 
-async def round_trip(adopted: RSocket, peer: trio.SocketStream) -> tuple[bytes, bytes]:
+async def talk_both_ways(adopted: RSocket, peer: trio.SocketStream) -> tuple[bytes, bytes]:
     """Send a message each way; return ``(what the peer got, what the adopted socket got)``."""
     await adopted.write(b"from the adopted socket")
     at_peer = await peer.receive_some()
     await peer.send_all(b"from the peer")
     return at_peer, await adopted.read_exactly(len(b"from the peer"))
+
+
+def unix_connection(name: str) -> tuple[socket.socket, socket.socket]:
+    """A connected ``(client, accepted)`` pair of Unix sockets, through a
+    listener bound to *name* (a path, or an abstract name) and closed again."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
+        listening.bind(name)
+        listening.listen()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.connect(name)
+        accepted, _ = listening.accept()
+    return client, accepted
 
 
 def assert_descriptor_closed(fd: int) -> None:
@@ -66,14 +78,14 @@ async def test_adopts_a_connected_stdlib_socket() -> None:
     async with stdlib_connection() as (mine, peer):
         adopted = RSocket.from_socket(mine)
         async with adopted:
-            assert await round_trip(adopted, peer) == (b"from the adopted socket", b"from the peer")
+            assert await talk_both_ways(adopted, peer) == (b"from the adopted socket", b"from the peer")
 
 
 async def test_adopts_a_connected_trio_socket() -> None:
     async with stdlib_connection() as (mine, peer):
         adopted = RSocket.from_socket(trio.socket.from_stdlib_socket(mine))
         async with adopted:
-            assert await round_trip(adopted, peer) == (b"from the adopted socket", b"from the peer")
+            assert await talk_both_ways(adopted, peer) == (b"from the adopted socket", b"from the peer")
 
 
 async def test_adopts_a_trio_socket_stream() -> None:
@@ -84,7 +96,7 @@ async def test_adopts_a_trio_socket_stream() -> None:
     async with peer:
         adopted = RSocket.from_socket(stream)
         async with adopted:
-            assert await round_trip(adopted, peer) == (b"from the adopted socket", b"from the peer")
+            assert await talk_both_ways(adopted, peer) == (b"from the adopted socket", b"from the peer")
 
 
 async def test_an_adopted_socket_is_connected_and_plain() -> None:
@@ -116,7 +128,7 @@ async def test_an_adopted_ipv6_socket_knows_its_peer() -> None:
         adopted = RSocket.from_socket(mine)
         async with adopted:
             assert adopted.get_peer_addr() == ("::1", peer.socket.getsockname()[1])
-            assert await round_trip(adopted, peer) == (b"from the adopted socket", b"from the peer")
+            assert await talk_both_ways(adopted, peer) == (b"from the adopted socket", b"from the peer")
 
 
 async def test_an_adopted_unix_socket_pair_has_unnamed_addresses() -> None:
@@ -131,12 +143,7 @@ async def test_an_adopted_unix_socket_pair_has_unnamed_addresses() -> None:
 
 async def test_an_adopted_unix_socket_gives_its_path_and_port_0(tmp_path: Path) -> None:
     path = str(tmp_path / "server.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
-        listening.bind(path)
-        listening.listen()
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        client.connect(path)
-        accepted, _ = listening.accept()
+    client, accepted = unix_connection(path)
     async with RSocket.from_socket(client) as near, RSocket.from_socket(accepted) as far:
         assert near.get_addr() == ("", 0)  # a client's socket has no name of its own
         assert near.get_peer_addr() == (path, 0)
@@ -149,12 +156,7 @@ async def test_an_adopted_unix_socket_gives_its_path_and_port_0(tmp_path: Path) 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="abstract Unix socket names are Linux's")
 async def test_an_adopted_abstract_unix_socket_keeps_the_leading_nul_in_a_str() -> None:
     name = f"\0trio-rsocket-test-{os.getpid()}-{id(object())}"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listening:
-        listening.bind(name)
-        listening.listen()
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        client.connect(name)
-        accepted, _ = listening.accept()
+    client, accepted = unix_connection(name)
     async with RSocket.from_socket(client) as near, RSocket.from_socket(accepted) as far:
         assert near.get_peer_addr() == (name, 0)
         assert far.get_addr() == (name, 0)

@@ -84,7 +84,7 @@ from trio_rsocket.ioto import (
 )
 from trio_rsocket.testing import CertFiles, open_rsocket_pair
 
-from .conftest import clogged_rsocket_pair, connected_pair, has_ipv6, rsocket_pair
+from .conftest import clogged_plain_pair, connected_pair, has_ipv6, plain_pair
 
 Handler = Callable[[Any, RSocket], Awaitable[object]]
 
@@ -745,7 +745,7 @@ async def test_read_past_its_deadline_is_timeout_and_loses_nothing(autojump_cloc
 
 
 async def test_write_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock) -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         deadline = rGetTicks() + 3000
         assert await rWriteSocket(client, b"x" * 65536, 65536, deadline) == R_ERR_TIMEOUT
@@ -1127,7 +1127,7 @@ async def drain(sock: RSocket) -> None:
 async def quiet_clogged_pair() -> tuple[RSocket, RSocket]:
     """A pair whose client can neither write (its path to the server is full)
     nor read (what the server had sent is drained).  Under the autojump clock."""
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     await drain(client)
     return client, server
 
@@ -1200,7 +1200,7 @@ async def test_send_file_after_close_is_cant_write(payload_fd: int) -> None:
 
 
 async def test_send_file_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock, payload_fd: int) -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         deadline = rGetTicks() + 2000
         assert await rSendFile(client, payload_fd, 0, len(PAYLOAD), deadline) == R_ERR_TIMEOUT
@@ -1251,7 +1251,7 @@ async def test_wait_mask_readable_past_its_deadline_is_timeout(autojump_clock: t
 
 
 async def test_wait_mask_writable_past_its_deadline_is_timeout(autojump_clock: trio.testing.MockClock) -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         deadline = rGetTicks() + 5000
         assert await rSetSocketWaitMask(client, R_WRITABLE, deadline) == R_ERR_TIMEOUT
@@ -1263,7 +1263,7 @@ async def test_wait_mask_writable_past_its_deadline_is_timeout(autojump_clock: t
 
 
 async def test_wait_mask_with_both_bits_returns_on_the_first_event(autojump_clock: trio.testing.MockClock) -> None:
-    client, server = await clogged_rsocket_pair()
+    client, server = await clogged_plain_pair()
     try:
         # The client cannot write, but what the server sent is there to read.
         assert await rSetSocketWaitMask(client, R_WRITABLE, rGetTicks() + 1000) == R_ERR_TIMEOUT
@@ -1634,7 +1634,7 @@ async def given(state: str, fd: int, tmp_path: Path) -> AsyncIterator[Given]:
             finally:
                 rFreeSocket(sock)
             return
-        client, server = await (clogged_rsocket_pair() if state == "writing" else rsocket_pair())
+        client, server = await (clogged_plain_pair() if state == "writing" else plain_pair())
         try:
             async with trio.open_nursery() as nursery:
                 if state == "closed":

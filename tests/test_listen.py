@@ -12,8 +12,8 @@ import os
 import resource
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -31,13 +31,11 @@ from trio_rsocket import (
     open_runtime,
     set_socket_limit,
 )
-from trio_rsocket.testing import CertFiles
+from trio_rsocket.testing import CertFiles, echo_handler
 
-from .conftest import has_ipv6, open_fds
+from .conftest import Handler, has_ipv6, open_fds, serving, with_cert_files
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6(), reason="this machine has no IPv6 loopback")
-
-Handler = Callable[[Any, RSocket], Awaitable[object]]
 
 
 @pytest.fixture(autouse=True)
@@ -50,31 +48,17 @@ def every_server_socket_is_released() -> Iterator[None]:
     assert _listen._sockets_alive == 0
 
 
-@asynccontextmanager
-async def serving(handler: Handler, host: str | None = "127.0.0.1", **options: Any) -> AsyncIterator[RSocket]:
-    """A listener on an ephemeral port in a nursery of its own; shut down
-    (remaining handlers cancelled) on exit."""
-    listener = RSocket()
-    async with trio.open_nursery() as nursery:
-        await listener.listen(host, 0, handler, nursery=nursery, **options)
-        try:
-            yield listener
-        finally:
-            await listener.shutdown(grace=0)
+def serving_tls(
+    files: CertFiles, handler: Handler, handshake_timeout: float = 30
+) -> AbstractAsyncContextManager[RSocket]:
+    """:func:`~tests.conftest.serving` presenting the server certificate of *files*."""
+    return serving(handler, configure=with_cert_files(files), handshake_timeout=handshake_timeout)
 
 
 async def connect(port: int, host: str = "127.0.0.1") -> RSocket:
     client = RSocket()
     await client.connect(host, port)
     return client
-
-
-async def echo(data: object, sock: RSocket) -> None:
-    while True:
-        received = await sock.read()
-        if not received:
-            return
-        await sock.write(received)
 
 
 async def hold_until_eof(data: object, sock: RSocket) -> None:
@@ -89,7 +73,7 @@ async def hold_until_eof(data: object, sock: RSocket) -> None:
 
 
 async def test_port_zero_listens_on_a_free_port_that_get_addr_tells() -> None:
-    async with serving(echo) as listener:
+    async with serving(echo_handler) as listener:
         host, port = listener.get_addr()
         assert (host, port != 0) == ("127.0.0.1", True)
         client = await connect(port)
@@ -118,7 +102,7 @@ async def test_all_interfaces_is_one_dual_stack_port_for_ipv4_and_ipv6(host: str
 
 
 async def test_localhost_listens_on_ipv4_loopback_only() -> None:
-    async with serving(echo, "localhost") as listener:
+    async with serving(echo_handler, "localhost") as listener:
         host, port = listener.get_addr()
         assert host == "127.0.0.1"
         if has_ipv6():
@@ -128,7 +112,7 @@ async def test_localhost_listens_on_ipv4_loopback_only() -> None:
 
 @needs_ipv6
 async def test_an_ipv6_address_listens_on_ipv6() -> None:
-    async with serving(echo, "::1") as listener:
+    async with serving(echo_handler, "::1") as listener:
         host, port = listener.get_addr()
         assert host == "::1"
         client = await connect(port, "::1")
@@ -154,12 +138,12 @@ async def test_reuse_port_lets_two_listeners_share_one_port() -> None:
 
 
 async def test_a_port_in_use_raises_listen_error_with_errno() -> None:
-    async with serving(echo) as first:
+    async with serving(echo_handler) as first:
         port = first.get_addr()[1]
         second = RSocket()
         async with trio.open_nursery() as nursery:
             with pytest.raises(ListenError, match=f"Cannot bind/listen on 127.0.0.1:{port}") as caught:
-                await second.listen("127.0.0.1", port, echo, nursery=nursery)
+                await second.listen("127.0.0.1", port, echo_handler, nursery=nursery)
         assert caught.value.errno == errno.EADDRINUSE
         assert second.get_handle() == -1
         assert second.get_error() == str(caught.value)
@@ -189,7 +173,7 @@ async def test_a_port_in_use_raises_listen_error_with_errno() -> None:
 async def test_bad_listen_arguments_fail_before_any_io(
     arguments: dict[str, Any], error: type[Exception], message: str, no_fd_leak: None
 ) -> None:
-    listen: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "handler": echo}
+    listen: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "handler": echo_handler}
     listen.update(arguments)
     listener = RSocket()
     async with open_runtime():
@@ -200,13 +184,13 @@ async def test_bad_listen_arguments_fail_before_any_io(
 
 async def test_listen_without_nursery_outside_a_runtime_says_how_to_fix_it() -> None:
     with pytest.raises(RuntimeError, match=r"open_runtime\(\).*trio_rsocket\.run.*nursery="):
-        await RSocket().listen("127.0.0.1", 0, echo)
+        await RSocket().listen("127.0.0.1", 0, echo_handler)
 
 
 async def test_listen_inside_open_runtime_needs_no_nursery() -> None:
     listener = RSocket()
     async with open_runtime():
-        await listener.listen("127.0.0.1", 0, echo)
+        await listener.listen("127.0.0.1", 0, echo_handler)
         client = await connect(listener.get_addr()[1])
         await client.write(b"runtime")
         assert await client.read() == b"runtime"
@@ -219,7 +203,7 @@ async def test_listen_into_a_closed_nursery_leaves_no_socket_open(no_fd_leak: No
         pass
     listener = RSocket()
     with pytest.raises(RuntimeError, match="closed"):
-        await listener.listen("127.0.0.1", 0, echo, nursery=finished)
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=finished)
     assert listener.get_handle() == -1
 
 
@@ -366,29 +350,12 @@ async def test_an_exception_group_from_a_handler_is_logged_not_raised(caplog: py
 # TLS listeners: the handshake runs in the connection's fiber
 
 
-def tls_listener(files: CertFiles) -> RSocket:
-    listener = RSocket()
-    listener.set_certs(key=str(files.server_key), cert=str(files.server_cert))
-    return listener
-
-
-@asynccontextmanager
-async def serving_tls(files: CertFiles, handler: Handler, handshake_timeout: float = 30) -> AsyncIterator[RSocket]:
-    listener = tls_listener(files)
-    async with trio.open_nursery() as nursery:
-        await listener.listen("127.0.0.1", 0, handler, nursery=nursery, handshake_timeout=handshake_timeout)
-        try:
-            yield listener
-        finally:
-            await listener.shutdown(grace=0)
-
-
 async def test_a_tls_listener_hands_handlers_secure_sockets(rsocket_cert_files: CertFiles) -> None:
     secure: list[bool] = []
 
     async def tls_echo(data: object, sock: RSocket) -> None:
         secure.append(sock.is_secure())
-        await echo(data, sock)
+        await echo_handler(data, sock)
 
     async with serving_tls(rsocket_cert_files, tls_echo) as listener:
         client = RSocket()
@@ -453,7 +420,7 @@ async def test_a_tls_handshake_that_does_not_finish_in_time_is_dropped(
 async def test_close_stops_accepting_and_frees_the_port(no_fd_leak: None) -> None:
     listener = RSocket()
     async with trio.open_nursery() as nursery:
-        await listener.listen("127.0.0.1", 0, echo, nursery=nursery)
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
         port = listener.get_addr()[1]
         listener.close()
         assert listener.is_closed()
@@ -466,7 +433,7 @@ async def test_close_stops_accepting_and_frees_the_port(no_fd_leak: None) -> Non
 
 
 async def test_close_lets_running_handlers_go_on() -> None:
-    async with serving(echo) as listener:
+    async with serving(echo_handler) as listener:
         client = await connect(listener.get_addr()[1])
         await client.write(b"before")
         assert await client.read() == b"before"
@@ -477,7 +444,7 @@ async def test_close_lets_running_handlers_go_on() -> None:
 
 
 async def test_a_listener_is_not_connected() -> None:
-    async with serving(echo) as listener:
+    async with serving(echo_handler) as listener:
         assert not listener.is_connected()
         assert listener.get_handle() >= 0
     assert listener.is_closed()
@@ -486,7 +453,7 @@ async def test_a_listener_is_not_connected() -> None:
 async def test_cancelling_the_nursery_closes_the_listener() -> None:
     listener = RSocket()
     async with trio.open_nursery() as nursery:
-        await listener.listen("127.0.0.1", 0, echo, nursery=nursery)
+        await listener.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
         nursery.cancel_scope.cancel()
     assert listener.is_closed()
 
@@ -559,7 +526,7 @@ async def test_shutdown_of_a_socket_that_never_listened_raises_runtime_error() -
 
 @pytest.mark.parametrize(("grace", "error"), [(-1, ValueError), (math.nan, ValueError), ("5", TypeError)])
 async def test_shutdown_rejects_a_bad_grace(grace: object, error: type[Exception]) -> None:
-    async with serving(echo) as listener:
+    async with serving(echo_handler) as listener:
         with pytest.raises(error, match="grace"):
             await listener.shutdown(grace)  # type: ignore[arg-type]
 
@@ -729,7 +696,7 @@ async def test_load_500_concurrent_clients_x_20_echo_round_trips(no_fd_leak: Non
 
     before = len(open_fds())
     begin = time.perf_counter()
-    async with serving(echo) as listener:
+    async with serving(echo_handler) as listener:
         port = listener.get_addr()[1]
         async with trio.open_nursery() as nursery:
             for number in range(clients):
@@ -798,7 +765,7 @@ async def test_ioto_socket_test_server_receives_every_byte(host: str) -> None:
 async def test_a_name_no_dns_label_can_hold_is_a_listen_error() -> None:
     async with trio_rsocket.open_runtime():
         with pytest.raises(trio_rsocket.ListenError, match="Cannot find address of"):
-            await RSocket().listen("a" * 70 + ".invalid", 0, echo)
+            await RSocket().listen("a" * 70 + ".invalid", 0, echo_handler)
 
 
 async def test_a_peer_breaking_the_connection_is_one_warning_not_a_handler_error(
@@ -833,7 +800,7 @@ async def test_a_peer_breaking_the_connection_is_one_warning_not_a_handler_error
 async def test_an_object_with_an_async_call_is_a_handler() -> None:
     class Echo:
         async def __call__(self, data: object, sock: RSocket) -> None:
-            await echo(data, sock)
+            await echo_handler(data, sock)
 
     async with open_runtime():
         listener = RSocket()

@@ -604,10 +604,6 @@ def test_run_refuses_a_plain_function_with_a_type_error() -> None:
 TRIO_ONLY = r"trio_rsocket runs under trio only, and {what} was called outside trio"
 
 
-async def _echo(data: object, sock: trio_rsocket.RSocket) -> None:
-    await trio.lowlevel.checkpoint()
-
-
 async def _in_runtime() -> None:
     async with open_runtime():
         pass
@@ -624,7 +620,7 @@ async def _deadline_after() -> None:
 
 ASYNCIO_FIRST_CALLS: list[Any] = [
     pytest.param(lambda: trio_rsocket.RSocket().connect("127.0.0.1", 9), "connect()", id="connect"),
-    pytest.param(lambda: trio_rsocket.RSocket().listen("127.0.0.1", 0, _echo), "listen()", id="listen"),
+    pytest.param(lambda: trio_rsocket.RSocket().listen("127.0.0.1", 0, echo_nothing), "listen()", id="listen"),
     pytest.param(_in_runtime, "open_runtime()", id="open_runtime"),
     pytest.param(_deadline_after, "deadline_after()", id="deadline_after"),
     pytest.param(_in_a_pair, "open_rsocket_pair()", id="open_rsocket_pair"),

@@ -14,7 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,15 +24,17 @@ import trustme
 
 from trio_rsocket import RSocket, TLSStream, _secure, _tls
 
-from .conftest import read_line_containing, rsocket_pair
-from .test_tls import OPENSSL, fix_buffers, jump_when_blocked, needs_openssl, trusting, with_cert
-
-Setup = Callable[[RSocket], None]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
+from .conftest import (
+    OPENSSL,
+    fix_buffers,
+    jump_when_blocked,
+    needs_openssl,
+    plain_pair,
+    read_line_containing,
+    tls_pair_by_hand,
+    trusting,
+    with_cert,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,36 +42,10 @@ def server_cert(ca: trustme.CA) -> trustme.LeafCert:
     return ca.issue_cert("localhost", "127.0.0.1")
 
 
-async def make_pair(
-    ca: trustme.CA, cert: trustme.LeafCert, client_setup: Setup | None = None, server_setup: Setup | None = None
-) -> tuple[RSocket, RSocket]:
-    """A connected TLS ``(client, server)`` pair, each side set up first."""
-    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    try:
-        client = RSocket()
-        trusting(ca)(client)
-        if client_setup is not None:
-            client_setup(client)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.connect, "localhost", listener.socket.getsockname()[1])
-            server = RSocket.from_socket(await listener.accept(), server_side=True)
-            with_cert(cert)(server)
-            if server_setup is not None:
-                server_setup(server)
-            await server.upgrade_tls()
-    finally:
-        await listener.aclose()
-    return client, server
-
-
 @pytest.fixture
-async def pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> AsyncIterator[tuple[RSocket, RSocket]]:
-    client, server = await make_pair(ca, server_cert)
-    try:
-        yield client, server
-    finally:
-        client.close()
-        server.close()
+async def pair(tls_pair: tuple[RSocket, RSocket]) -> tuple[RSocket, RSocket]:
+    """Every pair here is a TLS pair (``tls_pair``, with this module's certificate)."""
+    return tls_pair
 
 
 def kernel_holds_nothing(sock: RSocket) -> bool:
@@ -282,7 +258,7 @@ async def test_wait_writable_racing_close_never_hands_trio_a_closed_descriptor(
 ) -> None:
     # Issue 16 item 6: with trio's SSLStream, a close at the right scheduling
     # point passed fd -1 to trio (ValueError, and a registration left behind).
-    client, server = await make_pair(ca, server_cert)
+    client, server = await tls_pair_by_hand(ca, server_cert)
     outcomes: list[object] = []
 
     async def wait() -> None:
@@ -335,7 +311,7 @@ async def test_wait_readable_returns_on_a_ragged_close_and_the_next_read_reports
 async def test_ragged_eof_true_reads_a_ragged_close_as_end_of_file(
     ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
-    client, server = await make_pair(ca, server_cert, client_setup=lambda sock: sock.set_tls(ragged_eof=True))
+    client, server = await tls_pair_by_hand(ca, server_cert, client_setup=lambda sock: sock.set_tls(ragged_eof=True))
     try:
         await server.write(b"last words")
         server.close()
@@ -405,7 +381,7 @@ async def test_a_reset_during_a_write_sets_eof_on_plain_tcp_and_tls_alike(
     ca: trustme.CA, server_cert: trustme.LeafCert, tls: bool
 ) -> None:
     # Ioto sets R_SOCKET_EOF on a socket error, a write's included.
-    client, server = await (make_pair(ca, server_cert) if tls else rsocket_pair())
+    client, server = await (tls_pair_by_hand(ca, server_cert) if tls else plain_pair())
     try:
         server.set_linger(0)
         server.close()  # a reset (RST)
@@ -441,17 +417,6 @@ async def test_the_stream_of_a_tls_socket_is_a_tls_stream_with_the_tls_details(
     assert stream.getpeercert()["subjectAltName"] == (("DNS", "localhost"), ("IP Address", "127.0.0.1"))
     await stream.send_all(b"through the stream")
     assert await server.read_exactly(18) == b"through the stream"
-
-
-async def test_tls_streams_pass_trios_two_way_stream_checks(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
-    async def streams() -> tuple[TLSStream, TLSStream]:
-        client, server = await make_pair(ca, server_cert)
-        client_stream, server_stream = client.stream, server.stream
-        assert isinstance(client_stream, TLSStream)
-        assert isinstance(server_stream, TLSStream)
-        return client_stream, server_stream
-
-    await trio.testing.check_two_way_stream(streams, None)
 
 
 # ----------------------------------------------------------------------------
@@ -495,7 +460,7 @@ async def test_send_file_over_ktls_goes_by_the_kernel_and_counts_exactly(
     path = tmp_path / "file"
     data = os.urandom(1 << 20)
     path.write_bytes(data)
-    client, server = await make_pair(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
+    client, server = await tls_pair_by_hand(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
     try:
         conn = server._part
         assert isinstance(conn, _secure.TLSConnection)
@@ -525,7 +490,7 @@ async def test_send_file_without_ktls_goes_by_chunks_through_tls(
     path = tmp_path / "file"
     data = os.urandom(300_000)
     path.write_bytes(data)
-    client, server = await make_pair(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
+    client, server = await tls_pair_by_hand(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
     try:
         conn = server._part
         assert isinstance(conn, _secure.TLSConnection)

@@ -9,11 +9,12 @@ connection run over a plain and a TLS pair (the ``either_pair`` fixture).
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +24,20 @@ import trio.testing
 
 import trio_rsocket
 from trio_rsocket import DeadlineError, FileReadError, RSocket
-from trio_rsocket.testing import CertFiles, open_rsocket_pair
+from trio_rsocket.testing import CertFiles
+
+from .conftest import assert_busy_while, fix_buffers, jump_when_blocked, read_at_least
 
 MiB = 1 << 20
+
+#: Real time every task must stay blocked before the clock jumps: enough for
+#: a worker thread reading the file to finish, so that the jump catches the
+#: sender waiting for the socket.
+FILE_READ_CUSHION = 0.05
 
 
 # ----------------------------------------------------------------------------
 # Helpers
-
-
-@pytest.fixture(params=["plain", "tls"])
-async def either_pair(
-    request: pytest.FixtureRequest, rsocket_cert_files: CertFiles
-) -> AsyncIterator[tuple[RSocket, RSocket]]:
-    """A connected ``(client, server)`` pair, plain TCP or TLS."""
-    async with open_rsocket_pair(tls=request.param == "tls", cert_files=rsocket_cert_files) as pair:
-        yield pair
 
 
 def make_file(directory: Path, size: int, name: str = "data.bin") -> tuple[Path, bytes]:
@@ -92,26 +91,18 @@ async def send_file_and_receive(
     return sent, received
 
 
+async def assert_sends(sender: RSocket, receiver: RSocket, file: Any, expected: bytes, **arguments: Any) -> None:
+    """``sender.send_file(file, **arguments)`` says it sent as many bytes as
+    *expected* has, and *receiver* gets exactly *expected*."""
+    sent, received = await send_file_and_receive(sender, receiver, len(expected), file, **arguments)
+    assert (sent, received) == (len(expected), expected)
+
+
 async def assert_nothing_more_came(sender: RSocket, receiver: RSocket) -> None:
     """The next bytes *receiver* reads are the ones *sender* writes now: the
     stream held nothing else (no byte sent twice, past the end, or before)."""
     await sender.write(b"<next>")
     assert await receiver.read_exactly(6) == b"<next>"
-
-
-def fix_buffers(*socks: RSocket) -> None:
-    """Fixed 64 KiB kernel buffers (no autotuning), so a few MiB always block."""
-    for sock in socks:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-
-
-async def jump_when_stuck(clock: trio.testing.MockClock, seconds: float) -> None:
-    """Jump the clock once every task has been blocked for a while: the
-    cushion (real time) lets a worker thread reading the file finish, so the
-    jump catches the sender waiting for the socket."""
-    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-    clock.jump(seconds)
 
 
 # ----------------------------------------------------------------------------
@@ -123,11 +114,9 @@ async def test_a_big_file_arrives_whole_by_descriptor(either_pair: tuple[RSocket
     path, data = make_file(tmp_path, 16 * MiB)
     fd = os.open(path, os.O_RDONLY)
     try:
-        sent, received = await send_file_and_receive(client, server, len(data), fd)
+        await assert_sends(client, server, fd, data)
     finally:
         os.close(fd)
-    assert sent == len(data)
-    assert received == data
     await assert_nothing_more_came(client, server)
 
 
@@ -137,9 +126,7 @@ async def test_a_32_mib_file_arrives_whole_over_plain_tcp(
     client, server = rsocket_pair
     path, data = make_file(tmp_path, 32 * MiB)
     with path.open("rb") as file:
-        sent, received = await send_file_and_receive(client, server, len(data), file)
-    assert sent == len(data)
-    assert received == data
+        await assert_sends(client, server, file, data)
 
 
 async def test_a_binary_file_object_is_sent_from_its_descriptor(
@@ -148,16 +135,14 @@ async def test_a_binary_file_object_is_sent_from_its_descriptor(
     client, server = either_pair
     path, data = make_file(tmp_path, 3 * MiB + 5)
     with path.open("rb") as file:
-        sent, received = await send_file_and_receive(client, server, len(data), file)
-    assert (sent, received) == (len(data), data)
+        await assert_sends(client, server, file, data)
 
 
 async def test_an_unbuffered_file_object_is_sent_too(either_pair: tuple[RSocket, RSocket], tmp_path: Path) -> None:
     client, server = either_pair
     path, data = make_file(tmp_path, 100_000)
     with path.open("rb", buffering=0) as file:
-        sent, received = await send_file_and_receive(client, server, len(data), file)
-    assert (sent, received) == (len(data), data)
+        await assert_sends(client, server, file, data)
 
 
 async def test_an_empty_file_sends_nothing_and_returns_zero(
@@ -201,9 +186,7 @@ async def test_send_file_sends_that_slice_of_the_file_and_says_how_much(
 ) -> None:
     client, server = either_pair
     fd, data = descriptor
-    sent, received = await send_file_and_receive(client, server, stop - start, fd, offset=offset, count=count)
-    assert sent == stop - start
-    assert received == data[start:stop]
+    await assert_sends(client, server, fd, data[start:stop], offset=offset, count=count)
     await assert_nothing_more_came(client, server)
 
 
@@ -254,10 +237,7 @@ async def test_a_deadline_that_does_not_pass_sends_the_whole_file(
 ) -> None:
     client, server = either_pair
     fd, data = descriptor
-    sent, received = await send_file_and_receive(
-        client, server, len(data) - 3, fd, offset=3, deadline=trio.current_time() + 60
-    )
-    assert (sent, received) == (len(data) - 3, data[3:])
+    await assert_sends(client, server, fd, data[3:], offset=3, deadline=trio.current_time() + 60)
     await assert_nothing_more_came(client, server)
 
 
@@ -272,10 +252,9 @@ async def test_the_position_of_a_file_object_is_neither_used_nor_moved(
     path, data = make_file(tmp_path, 2 * MiB)
     with path.open("rb") as file:
         assert file.read(10) == data[:10]  # buffered: the OS position is further on still
-        sent, received = await send_file_and_receive(client, server, len(data), file)
+        await assert_sends(client, server, file, data)
         assert file.tell() == 10
         assert file.read(10) == data[10:20]
-    assert (sent, received) == (len(data), data)
 
 
 async def test_the_position_of_a_descriptor_is_neither_used_nor_moved(
@@ -284,8 +263,7 @@ async def test_the_position_of_a_descriptor_is_neither_used_nor_moved(
     client, server = either_pair
     fd, data = descriptor
     os.lseek(fd, 777, os.SEEK_SET)
-    sent, received = await send_file_and_receive(client, server, 1000, fd, offset=5, count=1000)
-    assert (sent, received) == (1000, data[5:1005])
+    await assert_sends(client, server, fd, data[5:1005], offset=5, count=1000)
     assert os.lseek(fd, 0, os.SEEK_CUR) == 777
 
 
@@ -542,12 +520,9 @@ async def test_a_write_while_send_file_runs_is_busy(either_pair: tuple[RSocket, 
     fix_buffers(client, server)
     path, _ = make_file(tmp_path, 8 * MiB)
     with path.open("rb") as file:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.send_file, file)
-            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
-            with pytest.raises(trio.BusyResourceError):
-                await client.write(b"x")
-            nursery.cancel_scope.cancel()
+        await assert_busy_while(
+            functools.partial(client.send_file, file), functools.partial(client.write, b"x"), cushion=FILE_READ_CUSHION
+        )
 
 
 async def test_send_file_while_a_write_runs_is_busy(
@@ -556,12 +531,7 @@ async def test_send_file_while_a_write_runs_is_busy(
     client, server = either_pair
     fix_buffers(client, server)
     fd, _ = descriptor
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.write, b"x" * (8 * MiB))
-        await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.BusyResourceError):
-            await client.send_file(fd)
-        nursery.cancel_scope.cancel()
+    await assert_busy_while(functools.partial(client.write, b"x" * (8 * MiB)), functools.partial(client.send_file, fd))
 
 
 async def test_reading_while_send_file_runs_is_fine(
@@ -588,16 +558,18 @@ async def test_reading_while_send_file_runs_is_fine(
 
 
 @pytest.mark.usefixtures("no_fd_leak")
-async def test_a_plain_send_file_stopped_by_its_deadline_says_exactly_what_the_peer_receives(
-    mock_clock: trio.testing.MockClock, rsocket_pair: tuple[RSocket, RSocket], tmp_path: Path
+async def test_a_send_file_stopped_by_its_deadline_counts_exactly_what_the_peer_can_read(
+    mock_clock: trio.testing.MockClock, either_pair: tuple[RSocket, RSocket], tmp_path: Path
 ) -> None:
-    client, server = rsocket_pair
+    """Plain TCP: what the kernel took, all of which arrives.  TLS: what went
+    out in whole records, all of which the peer can decrypt."""
+    client, server = either_pair
     fix_buffers(client, server)
     path, data = make_file(tmp_path, 8 * MiB)
     offset = 1001
     with path.open("rb") as file:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(jump_when_stuck, mock_clock, 5)
+            nursery.start_soon(jump_when_blocked, mock_clock, 5, FILE_READ_CUSHION)
             deadline = trio.current_time() + 5
             with pytest.raises(DeadlineError) as caught:
                 await client.send_file(file, offset=offset, deadline=deadline)
@@ -605,8 +577,15 @@ async def test_a_plain_send_file_stopped_by_its_deadline_says_exactly_what_the_p
     written = caught.value.bytes_written
     assert 0 < written < len(data) - offset
     assert client.statistics().bytes_written == written
-    await client.send_eof()
-    assert await receive(server, len(data)) == data[offset : offset + written]
+    if not client.is_secure():
+        await client.send_eof()
+        assert await receive(server, len(data)) == data[offset : offset + written]
+        return
+    client.close()  # TLS has no half-close
+    assert await read_at_least(server, written) == data[offset : offset + written]
+    # Past that: at most half a record, then the end of the connection.
+    with pytest.raises(trio.BrokenResourceError):
+        await server.read()
 
 
 async def test_a_plain_send_file_stopped_by_its_deadline_resumes_where_it_stopped(
@@ -617,7 +596,7 @@ async def test_a_plain_send_file_stopped_by_its_deadline_resumes_where_it_stoppe
     path, data = make_file(tmp_path, 8 * MiB)
     with path.open("rb") as file:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(jump_when_stuck, mock_clock, 5)
+            nursery.start_soon(jump_when_blocked, mock_clock, 5, FILE_READ_CUSHION)
             with pytest.raises(DeadlineError) as caught:
                 await client.send_file(file, deadline=trio.current_time() + 5)
         written = caught.value.bytes_written
@@ -628,32 +607,6 @@ async def test_a_plain_send_file_stopped_by_its_deadline_resumes_where_it_stoppe
     await assert_nothing_more_came(client, server)
 
 
-@pytest.mark.usefixtures("no_fd_leak")
-async def test_a_tls_send_file_stopped_by_its_deadline_counts_what_the_peer_can_decrypt(
-    mock_clock: trio.testing.MockClock, rsocket_tls_pair: tuple[RSocket, RSocket], tmp_path: Path
-) -> None:
-    client, server = rsocket_tls_pair
-    fix_buffers(client, server)
-    path, data = make_file(tmp_path, 8 * MiB)
-    offset = 333
-    with path.open("rb") as file:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(jump_when_stuck, mock_clock, 5)
-            with pytest.raises(DeadlineError) as caught:
-                await client.send_file(file, offset=offset, deadline=trio.current_time() + 5)
-    written = caught.value.bytes_written
-    assert 0 < written < len(data) - offset
-    assert client.statistics().bytes_written == written
-    client.close()
-    received = bytearray()
-    while len(received) < written:  # bounded: every read returns at least a byte
-        received += await server.read()
-    assert received == data[offset : offset + written]
-    # Past that: at most half a record, then the end of the connection.
-    with pytest.raises(trio.BrokenResourceError):
-        await server.read()
-
-
 async def test_a_send_file_cancelled_from_outside_raises_cancelled_not_deadline_error(
     mock_clock: trio.testing.MockClock, rsocket_pair: tuple[RSocket, RSocket], tmp_path: Path
 ) -> None:
@@ -662,7 +615,7 @@ async def test_a_send_file_cancelled_from_outside_raises_cancelled_not_deadline_
     path, _ = make_file(tmp_path, 8 * MiB)
     with path.open("rb") as file:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(jump_when_stuck, mock_clock, 5)
+            nursery.start_soon(jump_when_blocked, mock_clock, 5, FILE_READ_CUSHION)
             with trio.move_on_after(5) as outer:
                 await client.send_file(file, deadline=trio.current_time() + 10)
     assert outer.cancelled_caught

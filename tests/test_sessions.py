@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -28,16 +27,15 @@ import trustme
 from trio_rsocket import RSocket, TLSError
 from trio_rsocket.testing import CertFiles
 
-from .conftest import read_line_containing
-
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
+from .conftest import OPENSSL, needs_openssl, read_line_containing
 
 VERSIONS = [
     pytest.param(ssl.TLSVersion.TLSv1_3, id="TLSv1.3"),
     pytest.param(ssl.TLSVersion.TLSv1_2, id="TLSv1.2"),
 ]
 VERSION_NAMES = {ssl.TLSVersion.TLSv1_3: "TLSv1.3", ssl.TLSVersion.TLSv1_2: "TLSv1.2"}
+#: The ``openssl s_server`` option that holds it to a TLS version.
+OPENSSL_VERSION = {ssl.TLSVersion.TLSv1_3: "-tls1_3", ssl.TLSVersion.TLSv1_2: "-tls1_2"}
 
 Close = Callable[[RSocket], Awaitable[None]]
 
@@ -236,8 +234,10 @@ async def test_a_socket_that_reconnects_to_a_python_ssl_server_resumes(
 async def test_a_socket_that_reconnects_to_openssl_s_server_resumes(
     rsocket_cert_files: CertFiles, version: ssl.TLSVersion, close: Close
 ) -> None:
-    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
-    async with openssl_server(rsocket_cert_files, *options) as port, trusting(rsocket_cert_files) as client:
+    async with (
+        openssl_server(rsocket_cert_files, OPENSSL_VERSION[version]) as port,
+        trusting(rsocket_cert_files) as client,
+    ):
         assert not await connect_and_talk(client, port)
         assert client.get_tls_version() == VERSION_NAMES[version]
         await close(client)
@@ -308,14 +308,8 @@ async def test_a_session_set_on_another_socket_is_resumed(
 ) -> None:
     context = python_server_context(rsocket_cert_files, version)
     async with python_server(context) as ([port], reused):
-        async with trusting(rsocket_cert_files) as first:
-            await connect_and_talk(first, port)
-            session = first.get_tls_session()
-            await first.aclose()
-        async with trusting(rsocket_cert_files) as second:
-            second.set_tls_session(session)
-            assert await connect_and_talk(second, port)
-            await second.aclose()
+        session = await session_for(rsocket_cert_files, port, "localhost", trusting)
+        assert await resumed_with(rsocket_cert_files, port, session)
     assert reused == [False, True]
 
 
@@ -324,14 +318,8 @@ async def test_a_session_set_by_hand_is_offered_to_any_peer(rsocket_cert_files: 
     set_tls_session goes to the next connect, whatever its port."""
     context = python_server_context(rsocket_cert_files)
     async with python_server(context, ports=2) as ([first_port, second_port], reused):
-        async with trusting(rsocket_cert_files) as first:
-            await connect_and_talk(first, first_port)
-            session = first.get_tls_session()
-            await first.aclose()
-        async with trusting(rsocket_cert_files) as second:
-            second.set_tls_session(session)
-            assert await connect_and_talk(second, second_port)
-            await second.aclose()
+        session = await session_for(rsocket_cert_files, first_port, "localhost", trusting)
+        assert await resumed_with(rsocket_cert_files, second_port, session)
     assert reused == [False, True]
 
 
@@ -482,6 +470,16 @@ async def session_for(files: CertFiles, port: int, name: str, client: Callable[[
     return session
 
 
+async def resumed_with(files: CertFiles, port: int, session: ssl.SSLSession) -> bool:
+    """Whether a fresh socket trusting *files*, given *session*, resumes it
+    when it connects to localhost:*port* (and talks)."""
+    async with trusting(files) as sock:
+        sock.set_tls_session(session)
+        resumed = await connect_and_talk(sock, port)
+        await sock.aclose()
+    return resumed
+
+
 @pytest.mark.parametrize(("name", "other"), NAME_PAIRS)
 @pytest.mark.parametrize("version", VERSIONS)
 async def test_a_session_resumed_for_another_name_fails_as_a_full_handshake_does(
@@ -527,8 +525,7 @@ async def test_a_session_resumed_with_openssl_s_server_for_another_name_fails(
     naming: Callable[[str], CertFiles], version: ssl.TLSVersion
 ) -> None:
     files = naming("127.0.0.1")
-    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
-    async with openssl_server(files, *options) as port:
+    async with openssl_server(files, OPENSSL_VERSION[version]) as port:
         session = await session_for(files, port, "127.0.0.1", trusting)
         async with trusting(files) as resuming:
             resuming.set_tls_session(session)
@@ -545,42 +542,46 @@ def default_context_client(files: CertFiles) -> RSocket:
     return sock
 
 
-async def test_a_resumed_session_is_checked_under_a_context_of_the_programs_own(
-    naming: Callable[[str], CertFiles],
-) -> None:
-    files = naming("127.0.0.1")
+def one_context(files: CertFiles) -> Callable[[CertFiles], RSocket]:
+    """A maker of clients through the escape hatch, all with one default
+    context of the program's own (a session resumes only within its context)."""
     context = ssl.create_default_context(cafile=str(files.authority))
-    async with python_server(python_server_context(files), connections=2) as ([port], reused):
-        async with RSocket() as first:
-            first.set_ssl_context(context)
-            assert not await connect_and_talk(first, port, "127.0.0.1")
-            session = first.get_tls_session()
-            await first.aclose()
-        async with RSocket() as resuming:
-            resuming.set_ssl_context(context)
-            resuming.set_tls_session(session)
-            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}$"):
-                await resuming.connect("localhost", port)
-    assert reused == [False, True]
 
-
-async def test_a_resumed_session_is_checked_when_the_issuer_is_forgiven(
-    naming: Callable[[str], CertFiles],
-) -> None:
-    """``verify_issuer=False`` checks the certificate itself after every
-    handshake, resumed or not, and says which names it holds."""
-
-    def forgiving(files: CertFiles) -> RSocket:
+    def client(_files: CertFiles) -> RSocket:
         sock = RSocket()
-        sock.set_verify(True, False)
+        sock.set_ssl_context(context)
         return sock
 
+    return client
+
+
+def forgiving(_files: CertFiles) -> RSocket:
+    """A client that verifies the peer but forgives its issuer."""
+    sock = RSocket()
+    sock.set_verify(True, False)
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("clients", "words"),
+    [
+        pytest.param(one_context, "", id="under-a-context-of-the-programs-own"),
+        pytest.param(lambda _files: forgiving, " got 127.0.0.1", id="when-the-issuer-is-forgiven"),
+    ],
+)
+async def test_a_resumed_session_is_checked(
+    naming: Callable[[str], CertFiles], clients: Callable[[CertFiles], Callable[[CertFiles], RSocket]], words: str
+) -> None:
+    """Under a context of the program's own, and with ``verify_issuer=False``,
+    which checks the certificate itself after every handshake, resumed or
+    not, and says which names it holds."""
     files = naming("127.0.0.1")
+    client = clients(files)
     async with python_server(python_server_context(files), connections=2) as ([port], reused):
-        session = await session_for(files, port, "127.0.0.1", forgiving)
-        async with forgiving(files) as resuming:
+        session = await session_for(files, port, "127.0.0.1", client)
+        async with client(files) as resuming:
             resuming.set_tls_session(session)
-            with pytest.raises(TLSError, match=f"^{mismatch('localhost')} got 127.0.0.1$"):
+            with pytest.raises(TLSError, match=f"^{mismatch('localhost')}{words}$"):
                 await resuming.connect("localhost", port)
     assert reused == [False, True]
 
@@ -699,8 +700,7 @@ async def test_one_session_resumes_again_and_again_with_openssl_s_server(
     naming: Callable[[str], CertFiles], version: ssl.TLSVersion
 ) -> None:
     files = naming("127.0.0.1")
-    options = ["-tls1_2"] if version is ssl.TLSVersion.TLSv1_2 else ["-tls1_3"]
-    async with openssl_server(files, *options) as port, trusting(files) as client:
+    async with openssl_server(files, OPENSSL_VERSION[version]) as port, trusting(files) as client:
         says = []
         for _ in range(5):
             says.append(await connect_and_talk(client, port, "127.0.0.1"))

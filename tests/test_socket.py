@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import errno
+import functools
 import os
 import resource
 import socket
@@ -23,7 +24,7 @@ from trio_rsocket import (
     deadline_after,
 )
 
-from .conftest import connected_pair, has_ipv6, rsocket_pair
+from .conftest import assert_busy_while, closing, connect_and_accept, connected_pair, has_ipv6, plain_pair
 
 
 def free_port() -> int:
@@ -111,30 +112,20 @@ async def test_failed_connect_leaves_socket_reusable() -> None:
     with pytest.raises(ConnectError):
         await sock.connect("127.0.0.1", free_port())
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    async with listeners[0] as listener:
-        port = listener.socket.getsockname()[1]
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sock.connect, "127.0.0.1", port)
-            accepted = await listener.accept()
-        async with accepted:
-            assert sock.is_connected()
-            assert sock.get_error() == ""
-            await sock.write(b"ok")
-            assert await accepted.receive_some() == b"ok"
+    async with listeners[0] as listener, await connect_and_accept(sock, listener) as accepted:
+        assert sock.is_connected()
+        assert sock.get_error() == ""
+        await sock.write(b"ok")
+        assert await accepted.receive_some() == b"ok"
     sock.close()
 
 
 async def test_reconnect_closes_the_old_connection() -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with listeners[0] as listener:
-        port = listener.socket.getsockname()[1]
         sock = RSocket()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sock.connect, "127.0.0.1", port)
-            first = await listener.accept()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sock.connect, "127.0.0.1", port)
-            second = await listener.accept()
+        first = await connect_and_accept(sock, listener)
+        second = await connect_and_accept(sock, listener)
         async with first, second:
             assert await first.receive_some() == b""
             await sock.write(b"2")
@@ -354,18 +345,13 @@ async def test_two_readers_at_once_is_busy_resource_error(pair: tuple[RSocket, R
 
 
 async def test_two_writers_at_once_is_busy_resource_error() -> None:
-    client, server = await rsocket_pair()
-    try:
-        async with trio.open_nursery() as nursery:
-            # The first writer blocks: nobody reads 64 MiB.
-            nursery.start_soon(client.write, bytes(64 * 1024 * 1024))
-            await trio.testing.wait_all_tasks_blocked()
-            with pytest.raises(trio.BusyResourceError, match="already writing"):
-                await client.write(b"x")
-            nursery.cancel_scope.cancel()
-    finally:
-        client.close()
-        server.close()
+    async with closing(plain_pair()) as (client, _):
+        # The first writer blocks: nobody reads 64 MiB.
+        await assert_busy_while(
+            functools.partial(client.write, bytes(64 * 1024 * 1024)),
+            functools.partial(client.write, b"x"),
+            match="already writing",
+        )
 
 
 async def test_one_reader_and_one_writer_at_once_is_fine(pair: tuple[RSocket, RSocket]) -> None:
@@ -398,20 +384,15 @@ async def test_close_from_another_fiber_wakes_the_reader(pair: tuple[RSocket, RS
 
 
 async def test_close_wakes_a_blocked_writer() -> None:
-    client, server = await rsocket_pair()
-    try:
-        async with trio.open_nursery() as nursery:
+    async with closing(plain_pair()) as (client, _), trio.open_nursery() as nursery:
 
-            async def close_soon() -> None:
-                await trio.testing.wait_all_tasks_blocked()
-                client.close()
+        async def close_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            client.close()
 
-            nursery.start_soon(close_soon)
-            with pytest.raises(trio.ClosedResourceError):
-                await client.write(bytes(64 * 1024 * 1024))
-    finally:
-        client.close()
-        server.close()
+        nursery.start_soon(close_soon)
+        with pytest.raises(trio.ClosedResourceError):
+            await client.write(bytes(64 * 1024 * 1024))
 
 
 async def test_io_after_close_is_closed_resource_error(pair: tuple[RSocket, RSocket]) -> None:
@@ -449,7 +430,7 @@ async def test_aclose_closes_and_is_idempotent(pair: tuple[RSocket, RSocket]) ->
 
 
 async def test_async_with_closes() -> None:
-    client, server = await rsocket_pair()
+    client, server = await plain_pair()
     async with client, server:
         await client.write(b"x")
     assert client.is_closed()
@@ -624,7 +605,7 @@ async def test_a_bad_happy_eyeballs_delay_is_refused_before_any_io(delay: object
 
 def test_close_works_outside_trio() -> None:
     async def connected() -> tuple[RSocket, RSocket]:
-        return await rsocket_pair()
+        return await plain_pair()
 
     client, server = trio.run(connected)
     assert client.get_handle() >= 0
@@ -636,11 +617,18 @@ def test_close_works_outside_trio() -> None:
 
 
 @pytest.mark.parametrize("close", ["close", "aclose"])
-async def test_reads_after_close_raise_even_with_buffered_bytes(pair: tuple[RSocket, RSocket], close: str) -> None:
-    client, server = pair
+async def test_reads_after_close_raise_even_with_bytes_waiting(
+    either_pair: tuple[RSocket, RSocket], close: str
+) -> None:
+    """Plain TCP: bytes left in the socket's read buffer.  TLS: the rest of a
+    record, decrypted and waiting inside the TLS layer."""
+    client, server = either_pair
     await server.write(b"line1\nline2 and more\n")
-    await trio.testing.wait_all_tasks_blocked()
-    assert await client.read_until(b"\n") == b"line1\n"  # the rest stays buffered
+    if client.is_secure():
+        assert await client.read(3) == b"lin"  # the rest of the record waits inside the TLS layer
+    else:
+        await trio.testing.wait_all_tasks_blocked()
+        assert await client.read_until(b"\n") == b"line1\n"  # the rest stays buffered
     if close == "close":
         client.close()
     else:
@@ -651,6 +639,8 @@ async def test_reads_after_close_raise_even_with_buffered_bytes(pair: tuple[RSoc
         await client.read_into(bytearray(4))
     with pytest.raises(trio.ClosedResourceError):
         await client.read_exactly(2)
+    with pytest.raises(trio.ClosedResourceError):
+        await client.read_until(b"\n")
 
 
 async def test_a_name_no_dns_label_can_hold_is_a_connect_error() -> None:

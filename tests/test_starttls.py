@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ import trustme
 from trio_rsocket import DeadlineError, RSocket, RSocketError, TLSError, TLSStream, set_default_certs
 from trio_rsocket.testing import CertFiles
 
-Handler = Callable[[Any, RSocket], Awaitable[None]]
+from .conftest import Handler, round_trip, serving_port
 
 STARTTLS = b"STARTTLS\r\n"
 GO_AHEAD = b"220 go ahead\r\n"
@@ -37,18 +37,6 @@ GO_AHEAD = b"220 go ahead\r\n"
 def key_and_chain(cert: trustme.LeafCert) -> dict[str, bytes]:
     """``set_certs`` arguments for *cert*: its key and its chain as PEM bytes."""
     return {"key": cert.private_key_pem.bytes(), "cert": b"".join(blob.bytes() for blob in cert.cert_chain_pems)}
-
-
-@asynccontextmanager
-async def serving(handler: Handler) -> AsyncIterator[int]:
-    """A plain RSocket listener on loopback running *handler*; yields its port."""
-    async with trio.open_nursery() as nursery:
-        listener = RSocket()
-        await listener.listen("127.0.0.1", 0, handler, nursery=nursery)
-        try:
-            yield listener.get_addr()[1]
-        finally:
-            await listener.shutdown(0)
 
 
 def starttls_echo(outcomes: list[object], **certs: Any) -> Handler:
@@ -75,6 +63,12 @@ def starttls_echo(outcomes: list[object], **certs: Any) -> Handler:
     return handler
 
 
+def serving_starttls(outcomes: list[object], files: CertFiles) -> AbstractAsyncContextManager[int]:
+    """A listener running :func:`starttls_echo` with the server certificate
+    of *files*; yields its port."""
+    return serving_port(handler=starttls_echo(outcomes, key=str(files.server_key), cert=str(files.server_cert)))
+
+
 async def start_tls(sock: RSocket, trust: CertFiles | trustme.CA | None, host: str | None = None) -> None:
     """The client's half of the exchange, then ``upgrade_tls(host)``
     trusting *trust* (the CA of cert files, or a CA), if given."""
@@ -85,11 +79,6 @@ async def start_tls(sock: RSocket, trust: CertFiles | trustme.CA | None, host: s
     elif trust is not None:
         sock.set_certs(authority=trust.cert_pem.bytes())
     await sock.upgrade_tls(host)
-
-
-async def round_trip(sock: RSocket, message: bytes = b"ping") -> bytes:
-    await sock.write(message)
-    return await sock.read_exactly(len(message))
 
 
 def read_line(sock: socket.socket) -> bytes:
@@ -171,8 +160,7 @@ async def test_a_client_upgrades_to_tls_with_a_python_ssl_server(rsocket_cert_fi
 
 async def test_after_an_upgrade_the_socket_is_a_tls_socket(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         assert isinstance(client.stream, trio.SocketStream)
         await start_tls(client, rsocket_cert_files)
@@ -215,7 +203,7 @@ async def test_the_host_argument_is_the_name_sent_and_checked(
 async def test_the_upgrade_checks_the_hostname_given_to_connect(rsocket_ca: trustme.CA) -> None:
     outcomes: list[object] = []
     other = rsocket_ca.issue_cert("other.example")
-    async with serving(starttls_echo(outcomes, **key_and_chain(other))) as port, RSocket() as client:
+    async with serving_port(handler=starttls_echo(outcomes, **key_and_chain(other))) as port, RSocket() as client:
         await client.connect("127.0.0.1", port)
         with pytest.raises(TLSError, match="Certificate hostname mismatch"):
             await start_tls(client, rsocket_ca)
@@ -225,8 +213,7 @@ async def test_the_host_argument_is_checked_instead_of_the_connect_host(
     rsocket_ca: trustme.CA, rsocket_cert_files: CertFiles
 ) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         with pytest.raises(TLSError, match="Certificate hostname mismatch"):
             await start_tls(client, rsocket_ca, host="other.example")
@@ -264,8 +251,7 @@ async def test_the_sockets_own_verify_setting_applies_to_the_upgrade(rsocket_cer
 
 async def test_statistics_count_the_bytes_written_before_and_after_the_upgrade(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         await start_tls(client, rsocket_cert_files)
         await round_trip(client, b"12345")
@@ -279,8 +265,7 @@ async def test_statistics_count_the_bytes_written_before_and_after_the_upgrade(r
 
 async def test_rsocket_on_both_ends_upgrade_and_talk(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         await start_tls(client, rsocket_cert_files)
         assert await round_trip(client, b"over tls") == b"over tls"
@@ -306,8 +291,7 @@ async def test_an_accepted_socket_upgrades_as_the_server_for_a_python_ssl_client
     rsocket_cert_files: CertFiles,
 ) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port:
         answer = await trio.to_thread.run_sync(python_starttls_client, port, str(rsocket_cert_files.authority))
     assert answer == b"hello"
     assert outcomes == [True]
@@ -315,7 +299,7 @@ async def test_an_accepted_socket_upgrades_as_the_server_for_a_python_ssl_client
 
 async def test_an_accepted_socket_without_a_certificate_cannot_upgrade(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    async with serving(starttls_echo(outcomes)) as port, RSocket() as client:
+    async with serving_port(handler=starttls_echo(outcomes)) as port, RSocket() as client:
         await client.connect("localhost", port)
         with pytest.raises((TLSError, trio.BrokenResourceError)):
             await start_tls(client, rsocket_cert_files)
@@ -342,8 +326,7 @@ async def test_an_adopted_socket_upgrades_as_the_server_when_told(rsocket_cert_f
 
 async def test_an_adopted_socket_upgrades_as_a_client_for_the_host_given(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port:
         client = RSocket.from_socket(await trio.open_tcp_stream("127.0.0.1", port))
         async with client:
             await start_tls(client, rsocket_cert_files, host="localhost")
@@ -372,7 +355,7 @@ async def test_plaintext_sent_with_starttls_makes_the_server_upgrade_fail_and_cl
             outcomes.append(exc)
         closed.append(sock.is_closed())
 
-    async with serving(handler) as port, RSocket() as client:
+    async with serving_port(handler=handler) as port, RSocket() as client:
         await client.connect("localhost", port)
         await client.write(STARTTLS + b"INJECTED\r\n")
         client.set_certs(authority=str(rsocket_cert_files.authority))
@@ -451,8 +434,7 @@ async def test_upgrading_a_tls_socket_is_an_rsocket_error_and_leaves_it_usable(
 
 async def test_upgrading_twice_is_an_rsocket_error_and_leaves_the_socket_usable(rsocket_cert_files: CertFiles) -> None:
     outcomes: list[object] = []
-    handler = starttls_echo(outcomes, key=str(rsocket_cert_files.server_key), cert=str(rsocket_cert_files.server_cert))
-    async with serving(handler) as port, RSocket() as client:
+    async with serving_starttls(outcomes, rsocket_cert_files) as port, RSocket() as client:
         await client.connect("localhost", port)
         await start_tls(client, rsocket_cert_files)
         with pytest.raises(RSocketError, match="TLS"):
@@ -523,7 +505,7 @@ async def test_a_server_upgrade_the_client_never_starts_raises_deadline_error(
         except DeadlineError as exc:
             outcomes.append(exc)
 
-    async with serving(handler) as port:
+    async with serving_port(handler=handler) as port:
         silent = await trio.open_tcp_stream("127.0.0.1", port)
         async with silent:
             await trio.testing.wait_all_tasks_blocked()
@@ -541,7 +523,7 @@ async def test_a_plain_listener_ends_an_upgraded_connection_with_close_notify(rs
         await sock.upgrade_tls()
         await sock.write(b"bye")  # and return: the listener closes the socket
 
-    async with serving(upgrade_and_leave) as port, RSocket() as client:
+    async with serving_port(handler=upgrade_and_leave) as port, RSocket() as client:
         await client.connect("127.0.0.1", port)
         await start_tls(client, rsocket_cert_files)
         assert await client.read_exactly(3) == b"bye"

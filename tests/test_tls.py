@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import ipaddress
-import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
@@ -40,52 +36,33 @@ from trio_rsocket import (
     set_default_ciphers,
     set_default_verify,
 )
+from trio_rsocket.testing import echo_handler
 
-from .conftest import read_line_containing
-
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not installed")
+from .conftest import (
+    OPENSSL,
+    Configure,
+    fix_buffers,
+    jump_when_blocked,
+    needs_openssl,
+    read_at_least,
+    read_line_containing,
+    round_trip,
+    serving_port,
+    trusting,
+    with_cert,
+)
 
 NOW = datetime.datetime.now(datetime.UTC)
 YESTERDAY = NOW - datetime.timedelta(days=1)
 TOMORROW = NOW + datetime.timedelta(days=1)
-
-Configure = Callable[[RSocket], None]
-
 
 # ----------------------------------------------------------------------------
 # Certificates
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_cert(ca: trustme.CA) -> trustme.LeafCert:
-    return ca.issue_cert("localhost", "127.0.0.1", "::1")
-
-
-@pytest.fixture(scope="module")
 def client_cert(ca: trustme.CA) -> trustme.LeafCert:
     return ca.issue_cert("client@example.org")
-
-
-def with_cert(cert: trustme.LeafCert) -> Configure:
-    """A listener presenting *cert* (key and chain as PEM bytes)."""
-
-    def configure(sock: RSocket) -> None:
-        sock.set_certs(key=cert.private_key_pem.bytes(), cert=b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-
-    return configure
-
-
-def trusting(ca: trustme.CA) -> Configure:
-    def configure(sock: RSocket) -> None:
-        sock.set_certs(authority=ca.cert_pem.bytes())
-
-    return configure
 
 
 def self_signed(host: str, not_after: datetime.datetime = TOMORROW) -> tuple[bytes, bytes]:
@@ -130,75 +107,6 @@ def revocation_list(ca: trustme.CA, *revoked: trustme.LeafCert) -> bytes:
 
 def der(cert: trustme.LeafCert) -> bytes:
     return ssl.PEM_cert_to_DER_cert(cert.cert_chain_pems[0].bytes().decode("ascii"))
-
-
-# ----------------------------------------------------------------------------
-# Servers and clients
-
-
-async def echo(_data: object, sock: RSocket) -> None:
-    while data := await sock.read():
-        await sock.write(data)
-
-
-@asynccontextmanager
-async def serving(
-    configure: Configure, handler: Callable[[Any, RSocket], Any] = echo, **options: Any
-) -> AsyncIterator[int]:
-    """A TLS listener on loopback configured by *configure*; yields its port."""
-    async with trio.open_nursery() as nursery:
-        listener = RSocket()
-        configure(listener)
-        await listener.listen("127.0.0.1", 0, handler, nursery=nursery, **options)
-        try:
-            yield listener.get_addr()[1]
-        finally:
-            await listener.shutdown(0)
-
-
-async def round_trip(sock: RSocket, message: bytes = b"ping") -> bytes:
-    await sock.write(message)
-    return await sock.read_exactly(len(message))
-
-
-async def tls_rsocket_pair(ca: trustme.CA, cert: trustme.LeafCert) -> tuple[RSocket, RSocket]:
-    """A connected TLS ``(client, server)`` pair, without a listener's fibers:
-    the server side is accepted by trio and handshaken by hand."""
-    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
-    try:
-        port = listener.socket.getsockname()[1]
-        client = RSocket()
-        trusting(ca)(client)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client.connect, "localhost", port)
-            server = RSocket.from_socket(await listener.accept(), server_side=True)
-            with_cert(cert)(server)
-            await server.upgrade_tls()
-    finally:
-        await listener.aclose()
-    return client, server
-
-
-@pytest.fixture
-async def tls_pair(ca: trustme.CA, server_cert: trustme.LeafCert) -> AsyncIterator[tuple[RSocket, RSocket]]:
-    client, server = await tls_rsocket_pair(ca, server_cert)
-    try:
-        yield client, server
-    finally:
-        client.close()
-        server.close()
-
-
-def fix_buffers(*socks: RSocket) -> None:
-    """Fixed 64 KiB kernel buffers (no autotuning), so a few MiB always block."""
-    for sock in socks:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-
-
-async def jump_when_blocked(clock: trio.testing.MockClock, seconds: float) -> None:
-    await trio.testing.wait_all_tasks_blocked()
-    clock.jump(seconds)
 
 
 # ----------------------------------------------------------------------------
@@ -376,7 +284,7 @@ async def test_listener_configuration_error_comes_before_binding(
     configure(tmp_path, server_cert)(sock)
     async with trio.open_nursery() as nursery:
         with pytest.raises(TLSError, match=words):
-            await sock.listen("127.0.0.1", 0, echo, nursery=nursery)
+            await sock.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
     assert sock.get_handle() == -1
     assert sock.get_error()
 
@@ -388,7 +296,7 @@ async def test_listener_configuration_error_comes_before_binding(
 async def test_client_verifies_the_server_against_an_authority_in_pem_bytes(
     ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes())
         await client.connect("localhost", port)
         assert client.is_secure()
@@ -406,7 +314,7 @@ async def test_certificates_and_authority_load_from_paths(
     def configure(listener: RSocket) -> None:
         listener.set_certs(key=str(tmp_path / "server.key"), cert=tmp_path / "server.pem")
 
-    async with serving(configure) as port, RSocket() as client:
+    async with serving_port(configure) as port, RSocket() as client:
         client.set_certs(authority=tmp_path / "ca.pem")
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -416,15 +324,49 @@ async def test_key_defaults_to_the_certificate_file(
     tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
     server_cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "both.pem"))
-    async with serving(lambda s: s.set_certs(cert=str(tmp_path / "both.pem"))) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_certs(cert=str(tmp_path / "both.pem"))) as port, RSocket() as client:
         trusting(ca)(client)
         await client.connect("127.0.0.1", port)
         assert await round_trip(client) == b"ping"
 
 
+@pytest.mark.parametrize(
+    "layout",
+    [
+        pytest.param(lambda chain: chain, id="leaf-and-intermediate"),
+        pytest.param(lambda chain: b"# the server's chain\n" + chain + b"trailing words\n", id="text-around"),
+        pytest.param(lambda chain: "# le certificat de l'hôte\n".encode() + chain, id="non-ascii-comment"),
+    ],
+)
+async def test_a_certificate_file_is_read_as_openssl_reads_it(ca: trustme.CA, layout: Callable[[bytes], bytes]) -> None:
+    # The server sends the intermediate from the same file, or the client,
+    # which trusts only the root, refuses the handshake.
+    leaf = ca.create_child_ca().issue_cert("localhost")
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+
+    def configure(listener: RSocket) -> None:
+        listener.set_certs(key=leaf.private_key_pem.bytes(), cert=layout(chain))
+
+    async with serving_port(configure) as port, RSocket() as client:
+        trusting(ca)(client)
+        await client.connect("localhost", port)
+        assert await round_trip(client) == b"ping"
+
+
+async def test_a_certificate_file_cut_short_is_the_certificates_fault(server_cert: trustme.LeafCert) -> None:
+    # cryptography skips a last block cut short; OpenSSL fails the chain, and
+    # would say so as if the key were at fault.
+    whole = server_cert.cert_chain_pems[0].bytes()
+    sock = RSocket()
+    sock.set_certs(key=server_cert.private_key_pem.bytes(), cert=whole + whole[: len(whole) // 2])
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(TLSError, match=r"^Unable to load certificate \(cert given as PEM bytes\)$"):
+            await sock.listen("127.0.0.1", 0, echo_handler, nursery=nursery)
+
+
 async def test_client_verifies_with_the_default_authority(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     set_default_certs(authority=ca.cert_pem.bytes())
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_tls()
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -465,7 +407,7 @@ FAILURES = [
 async def test_client_verification_failure_says_why(
     ca: trustme.CA, server: Callable[[trustme.CA], Configure], words: str
 ) -> None:
-    async with serving(server(ca)) as port:
+    async with serving_port(server(ca)) as port:
         client = RSocket()
         trusting(ca)(client)
         with pytest.raises(TLSError) as caught:
@@ -476,7 +418,7 @@ async def test_client_verification_failure_says_why(
 
 async def test_client_rejects_a_revoked_certificate(ca: trustme.CA) -> None:
     revoked = ca.issue_cert("localhost")
-    async with serving(with_cert(revoked)) as port:
+    async with serving_port(with_cert(revoked)) as port:
         client = RSocket()
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=revocation_list(ca, revoked))
         with pytest.raises(TLSError, match=r"^Certificate revoked$"):
@@ -487,7 +429,7 @@ async def test_a_revocation_list_accepts_certificates_it_does_not_name(
     tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert
 ) -> None:
     (tmp_path / "ca.crl").write_bytes(revocation_list(ca, ca.issue_cert("localhost")))
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=str(tmp_path / "ca.crl"))
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -495,7 +437,7 @@ async def test_a_revocation_list_accepts_certificates_it_does_not_name(
 
 async def test_a_revocation_list_from_another_issuer_is_refused(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     stranger = trustme.CA()
-    async with serving(with_cert(server_cert)) as port:
+    async with serving_port(with_cert(server_cert)) as port:
         client = RSocket()
         client.set_certs(authority=ca.cert_pem.bytes(), revoke=revocation_list(stranger, stranger.issue_cert("x")))
         with pytest.raises(TLSError, match=r"^Certificate revocation list not found for the issuer$"):
@@ -508,14 +450,14 @@ async def test_failed_handshake_leaves_the_socket_unconnected_and_reusable(
 ) -> None:
     client = RSocket()
     trusting(ca)(client)
-    async with serving(_unknown_issuer(ca)) as bad_port:
+    async with serving_port(_unknown_issuer(ca)) as bad_port:
         with pytest.raises(TLSError):
             await client.connect("localhost", bad_port)
     assert not client.is_connected()
     assert not client.is_closed()
     assert client.get_handle() == -1
     assert client.is_secure()
-    async with serving(with_cert(server_cert)) as good_port:
+    async with serving_port(with_cert(server_cert)) as good_port:
         await client.connect("localhost", good_port)
         assert await round_trip(client) == b"ping"
         assert client.get_error() == ""
@@ -523,14 +465,14 @@ async def test_failed_handshake_leaves_the_socket_unconnected_and_reusable(
 
 
 async def test_verify_issuer_off_accepts_a_self_signed_certificate(ca: trustme.CA) -> None:
-    async with serving(_self_signed(ca)) as port, RSocket() as client:
+    async with serving_port(_self_signed(ca)) as port, RSocket() as client:
         client.set_verify(True, False)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
 
 
 async def test_verify_issuer_off_accepts_an_unknown_issuer(ca: trustme.CA) -> None:
-    async with serving(_unknown_issuer(ca)) as port, RSocket() as client:
+    async with serving_port(_unknown_issuer(ca)) as port, RSocket() as client:
         client.set_verify(True, False)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -559,7 +501,7 @@ async def test_verify_issuer_off_accepts_an_unknown_issuer(ca: trustme.CA) -> No
     ],
 )
 async def test_verify_issuer_off_still_rejects(server: Callable[[], Configure], words: str) -> None:
-    async with serving(server()) as port:
+    async with serving_port(server()) as port:
         client = RSocket()
         client.set_verify(True, False)
         with pytest.raises(TLSError) as caught:
@@ -570,7 +512,7 @@ async def test_verify_issuer_off_still_rejects(server: Callable[[], Configure], 
 
 async def test_verify_peer_off_checks_nothing() -> None:
     key, cert = self_signed("example.org", not_after=YESTERDAY)
-    async with serving(lambda s: s.set_certs(key=key, cert=cert)) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_certs(key=key, cert=cert)) as port, RSocket() as client:
         client.set_verify(False, False)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -578,7 +520,7 @@ async def test_verify_peer_off_checks_nothing() -> None:
 
 async def test_default_verify_applies_to_sockets_that_set_none(ca: trustme.CA) -> None:
     set_default_verify(False, False)
-    async with serving(_unknown_issuer(ca)) as port, RSocket() as client:
+    async with serving_port(_unknown_issuer(ca)) as port, RSocket() as client:
         client.set_tls()
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
@@ -586,7 +528,7 @@ async def test_default_verify_applies_to_sockets_that_set_none(ca: trustme.CA) -
 
 async def test_socket_verify_overrides_the_default(ca: trustme.CA) -> None:
     set_default_verify(False, False)
-    async with serving(_unknown_issuer(ca)) as port:
+    async with serving_port(_unknown_issuer(ca)) as port:
         client = RSocket()
         client.set_verify(True, True)
         with pytest.raises(TLSError, match="Certificate not trusted"):
@@ -594,7 +536,7 @@ async def test_socket_verify_overrides_the_default(ca: trustme.CA) -> None:
 
 
 async def test_client_checks_ip_address_hosts(ca: trustme.CA) -> None:
-    async with serving(with_cert(ca.issue_cert("localhost"))) as port:
+    async with serving_port(with_cert(ca.issue_cert("localhost"))) as port:
         client = RSocket()
         trusting(ca)(client)
         with pytest.raises(TLSError, match=r"Certificate hostname mismatch\. Expecting 127\.0\.0\.1"):
@@ -604,14 +546,14 @@ async def test_client_checks_ip_address_hosts(ca: trustme.CA) -> None:
 async def test_escape_hatch_context_is_used_as_it_is(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
     context = ssl.create_default_context()
     ca.configure_trust(context)
-    async with serving(with_cert(server_cert)) as port, RSocket() as client:
+    async with serving_port(with_cert(server_cert)) as port, RSocket() as client:
         client.set_ssl_context(context)
         await client.connect("localhost", port)
         assert await round_trip(client) == b"ping"
 
 
 async def test_escape_hatch_context_errors_are_in_words(server_cert: trustme.LeafCert) -> None:
-    async with serving(with_cert(server_cert)) as port:
+    async with serving_port(with_cert(server_cert)) as port:
         client = RSocket()
         client.set_ssl_context(ssl.create_default_context(cadata=trustme.CA().cert_pem.bytes().decode()))
         with pytest.raises(TLSError, match=r"^Certificate not trusted$"):
@@ -641,13 +583,13 @@ async def test_alpn_is_negotiated(ca: trustme.CA, server_cert: trustme.LeafCert)
 
     async def report(_data: object, sock: RSocket) -> None:
         seen.append(sock.get_alpn())
-        await echo(_data, sock)
+        await echo_handler(_data, sock)
 
     def configure(listener: RSocket) -> None:
         with_cert(server_cert)(listener)
         listener.set_alpn(["h2", "http/1.1"])
 
-    async with serving(configure, report) as port, RSocket() as client:
+    async with serving_port(configure, report) as port, RSocket() as client:
         trusting(ca)(client)
         client.set_alpn(["spdy/1", "http/1.1"])
         await client.connect("localhost", port)
@@ -661,7 +603,7 @@ async def test_alpn_without_a_shared_protocol_is_none(ca: trustme.CA, server_cer
         with_cert(server_cert)(listener)
         listener.set_alpn("h2")
 
-    async with serving(configure) as port, RSocket() as client:
+    async with serving_port(configure) as port, RSocket() as client:
         trusting(ca)(client)
         client.set_alpn("http/1.1")
         await client.connect("localhost", port)
@@ -679,7 +621,7 @@ async def test_ciphers_choose_the_tls12_cipher(ca: trustme.CA, server_cert: trus
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     server_cert.configure_cert(context)
-    async with serving(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
         trusting(ca)(client)
         client.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-RSA-AES128-GCM-SHA256")
         await client.connect("localhost", port)
@@ -692,7 +634,7 @@ async def test_default_ciphers_apply_to_sockets_that_set_none(ca: trustme.CA, se
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.maximum_version = ssl.TLSVersion.TLSv1_2
     server_cert.configure_cert(context)
-    async with serving(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
+    async with serving_port(lambda s: s.set_ssl_context(context)) as port, RSocket() as client:
         trusting(ca)(client)
         await client.connect("localhost", port)
         assert client.get_cipher() == "ECDHE-ECDSA-AES256-GCM-SHA384"
@@ -718,9 +660,9 @@ async def test_mutual_tls_accepts_a_client_certificate_from_the_authority(
 
     async def report(_data: object, sock: RSocket) -> None:
         seen.append(sock.get_peer_certificate())
-        await echo(_data, sock)
+        await echo_handler(_data, sock)
 
-    async with serving(_mutual(ca, server_cert), report) as port, RSocket() as client:
+    async with serving_port(_mutual(ca, server_cert), report) as port, RSocket() as client:
         with_cert(client_cert)(client)
         trusting(ca)(client)
         await client.connect("localhost", port)
@@ -749,7 +691,7 @@ async def test_mutual_tls_rejects_a_client_and_keeps_serving(
     server_words: str,
     client_words: str,
 ) -> None:
-    async with serving(_mutual(ca, server_cert)) as port:
+    async with serving_port(_mutual(ca, server_cert)) as port:
         async with RSocket() as rejected:
             trusting(ca)(rejected)
             cert = client_setup()
@@ -805,10 +747,6 @@ async def test_server_handshake_failure_is_a_tls_error_in_words(
 
 # ----------------------------------------------------------------------------
 # Stream behaviour, deadlines and cancellation
-
-
-async def test_tls_pair_is_a_two_way_stream(ca: trustme.CA, server_cert: trustme.LeafCert) -> None:
-    await trio.testing.check_two_way_stream(functools.partial(tls_rsocket_pair, ca, server_cert), None)
 
 
 async def test_aclose_sends_close_notify_so_the_peer_reads_end_of_file(tls_pair: tuple[RSocket, RSocket]) -> None:
@@ -931,28 +869,34 @@ async def test_tls_read_deadline_keeps_half_a_record(
             await downstream.aclose()
 
 
+async def write_past_its_deadline(
+    clock: trio.testing.MockClock, client: RSocket, server: RSocket, data: bytes
+) -> DeadlineError:
+    """The :exc:`DeadlineError` of ``client.write(data)`` with a deadline 5
+    seconds ahead, which passes (the clock jumps) once the write waits for
+    *server* to read: the buffers are fixed at 64 KiB, so a few MiB wait."""
+    fix_buffers(client, server)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(jump_when_blocked, clock, 5)
+        with pytest.raises(DeadlineError) as caught:
+            await client.write(data, deadline=trio.current_time() + 5)
+    return caught.value
+
+
 @pytest.mark.usefixtures("no_fd_leak")
 async def test_tls_write_deadline_counts_exactly_what_the_peer_can_decrypt(
     mock_clock: trio.testing.MockClock, tls_pair: tuple[RSocket, RSocket]
 ) -> None:
     client, server = tls_pair
-    fix_buffers(client, server)
     data = bytes(range(256)) * (1 << 14)  # 4 MiB: far more than the buffers hold
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(jump_when_blocked, mock_clock, 5)
-        with pytest.raises(DeadlineError) as caught:
-            await client.write(data, deadline=trio.current_time() + 5)
-    written = caught.value.bytes_written
+    written = (await write_past_its_deadline(mock_clock, client, server, data)).bytes_written
     assert 0 < written < len(data)
     assert written % _secure.RECORD_SIZE == 0
     # The deadline stopped a record half-way: the stream is broken for good.
     with pytest.raises(trio.BrokenResourceError):
         await client.write(b"more")
     client.close()
-    received = bytearray()
-    while len(received) < written:  # bounded: every read returns at least a byte
-        received += await server.read()
-    assert received == data[:written]
+    assert await read_at_least(server, written) == data[:written]
     # What is left is half a record and the end of the connection.
     with pytest.raises(trio.BrokenResourceError):
         await server.read()
@@ -963,11 +907,7 @@ async def test_after_a_tls_write_stopped_mid_record_later_calls_say_why_it_broke
     mock_clock: trio.testing.MockClock, tls_pair: tuple[RSocket, RSocket]
 ) -> None:
     client, server = tls_pair
-    fix_buffers(client, server)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(jump_when_blocked, mock_clock, 5)
-        with pytest.raises(DeadlineError):
-            await client.write(b"x" * (4 << 20), deadline=trio.current_time() + 5)
+    await write_past_its_deadline(mock_clock, client, server, b"x" * (4 << 20))
     for _ in range(2):  # and it stays said
         with pytest.raises(trio.BrokenResourceError) as later:
             await client.write(b"more")
@@ -997,10 +937,7 @@ async def test_a_tls_write_cancelled_from_outside_counts_the_whole_records_the_p
         await client.write(b"more")
     client.close()
     assert await server.read_exactly(len(b"first")) == b"first"
-    received = bytearray()
-    while len(received) < written:  # bounded: every read returns at least a byte
-        received += await server.read()
-    assert received == data[:written]
+    assert await read_at_least(server, written) == data[:written]
 
 
 # ----------------------------------------------------------------------------
@@ -1014,7 +951,7 @@ async def test_listener_drops_a_client_that_never_finishes_its_handshake(
     server_cert: trustme.LeafCert,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with serving(with_cert(server_cert), handshake_timeout=10) as port:
+    async with serving_port(with_cert(server_cert), handshake_timeout=10) as port:
         silent = await trio.open_tcp_stream("127.0.0.1", port)
         async with RSocket() as served:
             trusting(ca)(served)
@@ -1077,7 +1014,7 @@ async def test_pythons_blocking_ssl_client_talks_to_the_listener(
             tls.unwrap()
             return answer
 
-    async with serving(_mutual(ca, server_cert)) as port:
+    async with serving_port(_mutual(ca, server_cert)) as port:
         assert await trio.to_thread.run_sync(client, port) == b"hello"
 
 
@@ -1116,7 +1053,7 @@ async def test_openssl_s_client_talks_to_the_listener(
         with_cert(server_cert)(listener)
         listener.set_alpn("h2")
 
-    async with serving(configure) as port:
+    async with serving_port(configure) as port:
         command = [OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost"]
         command += ["-CAfile", str(tmp_path / "ca.pem"), "-verify_return_error", "-quiet", "-no_ign_eof", "-alpn", "h2"]
         process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
@@ -1133,7 +1070,7 @@ async def test_openssl_s_client_talks_to_the_listener(
 
 
 # ----------------------------------------------------------------------------
-# The names check of verify_issuer=False (the DER reader in _tls)
+# The names check of verify_issuer=False (_tls_leaf)
 
 
 def _leaf_der(*names: x509.GeneralName, common_name: str | None = None) -> bytes:
@@ -1185,30 +1122,32 @@ def test_an_unreadable_peer_certificate_is_a_tls_error() -> None:
         _tls.check_peer(None, "localhost")
 
 
-@pytest.mark.parametrize("close", ["close", "aclose"])
-async def test_reads_after_close_raise_even_with_decrypted_bytes_waiting(
-    tls_pair: tuple[RSocket, RSocket], close: str
-) -> None:
-    client, server = tls_pair
-    await server.write(b"line1\nline2 and more\n")
-    assert await client.read(3) == b"lin"  # the rest of the record waits inside the TLS layer
-    if close == "close":
-        client.close()
-    else:
-        await client.aclose()
-    with pytest.raises(trio.ClosedResourceError):
-        await client.read()
-    with pytest.raises(trio.ClosedResourceError):
-        await client.read_into(bytearray(4))
-    with pytest.raises(trio.ClosedResourceError):
-        await client.read_until(b"\n")
+def _ssl_error(message: str, library: str, reason: str | None) -> ssl.SSLError:
+    """An SSLError as Python's ssl makes it: OpenSSL's library and reason
+    by name (None where Python's table has no name), and the message."""
+    error = ssl.SSLError(1, message)
+    error.library, error.reason = library, reason  # type: ignore[assignment]
+    return error
 
 
 def test_alerts_python_has_no_reason_for_are_still_said_in_words() -> None:
-    # Python's ssl leaves `reason` None for some alerts (no_application_protocol
-    # from an ALPN mismatch, as openssl s_server sends it) and keeps only
-    # OpenSSL's text.
-    error = ssl.SSLError(1, "[SSL] tlsv1 alert no application protocol (_ssl.c:1006)")
+    # Python 3.11's ssl has no name for some OpenSSL 3 alerts
+    # (no_application_protocol from an ALPN mismatch, as a server may send
+    # it): `reason` is None and only OpenSSL's text is left.
+    error = _ssl_error("[SSL] tlsv1 alert no application protocol (_ssl.c:1006)", "SSL", None)
     broken = trio.BrokenResourceError("handshake")
     broken.__cause__ = error
     assert str(_tls.handshake_error(broken)) == "TLS handshake failed: No shared ALPN protocol"
+    error = _ssl_error("[SSL] tlsv1 alert unknown psk identity (_ssl.c:1006)", "SSL", None)
+    assert str(_tls.handshake_error(error)) == "TLS handshake failed: tlsv1 alert unknown psk identity"
+
+
+def test_the_words_come_from_the_reason_python_names() -> None:
+    # What went wrong is read from `reason`, whatever the message says.
+    error = _ssl_error("[SSL: NO_SHARED_CIPHER] tlsv1 alert no application protocol", "SSL", "NO_SHARED_CIPHER")
+    assert str(_tls.handshake_error(error)) == "TLS handshake failed: No shared cipher"
+    error = _ssl_error("[SSL: SOME_NEW_REASON] some new reason (_ssl.c:1006)", "SSL", "SOME_NEW_REASON")
+    assert str(_tls.broken_error(error)) == "TLS connection broken: some new reason"
+    # Another library's text is not read as an SSL alert.
+    error = _ssl_error("[PEM] tlsv1 alert no application protocol (_ssl.c:1006)", "PEM", None)
+    assert "No shared ALPN protocol" not in str(_tls.handshake_error(error))

@@ -22,12 +22,11 @@ Every wait is bounded (:data:`BOUND`) so that a hang fails the test.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -36,8 +35,7 @@ import trio
 from trio_rsocket import IncompleteReadError, RSocket, TLSError
 from trio_rsocket.testing import LOOPBACK, CertFiles
 
-OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is not on PATH")
+from .conftest import OPENSSL, Handler, needs_openssl, serving_port, with_cert_files
 
 #: Seconds any exchange may take before the test fails as a hang (each takes
 #: a fraction of a second).
@@ -153,23 +151,14 @@ async def test_blocking_ssl_client_and_rsocket_listener(rsocket_cert_files: Cert
 # openssl s_client and s_server
 
 
-@asynccontextmanager
-async def serving(
-    files: CertFiles, handler: Callable[[Any, RSocket], Any], context: ssl.SSLContext | None = None
-) -> AsyncIterator[int]:
-    """An RSocket listener on loopback with the server certificate (or
-    *context*) and *handler*; yields its port."""
-    async with trio.open_nursery() as nursery:
-        listener = RSocket()
-        if context is None:
-            listener.set_certs(key=str(files.server_key), cert=str(files.server_cert))
-        else:
-            listener.set_ssl_context(context)
-        await listener.listen(LOOPBACK, 0, handler, nursery=nursery)
-        try:
-            yield listener.get_addr()[1]
-        finally:
-            await listener.shutdown(0)
+def serving(
+    files: CertFiles, handler: Handler, context: ssl.SSLContext | None = None
+) -> AbstractAsyncContextManager[int]:
+    """:func:`~tests.conftest.serving_port` with the server certificate of
+    *files*, or with *context* (the escape hatch)."""
+    if context is None:
+        return serving_port(with_cert_files(files), handler)
+    return serving_port(lambda sock: sock.set_ssl_context(context), handler)
 
 
 class Output:

@@ -13,9 +13,10 @@ Subcommands:
 ``bench``
     The benchmark (:mod:`trio_rsocket._bench`), given the remaining arguments.
 
-Exit status: 0 success, 1 the connection (or listen) failed, 2 bad
-arguments, 3 TLS failed or a certificate file cannot be used, 4 timed out,
-5 a package the command needs is not installed, 130 interrupted by Ctrl-C.
+Exit status (:mod:`trio_rsocket._command`, shared with the benchmark): 0
+success, 1 the connection (or listen) failed, 2 bad arguments, 3 TLS failed
+or a certificate file cannot be used, 4 timed out, 5 a package the command
+needs is not installed, 130 interrupted by Ctrl-C.
 
 Only the public API is used here, as a user would, with the helpers of
 :mod:`trio_rsocket.testing` (throwaway certificates, the echo handler) and
@@ -51,29 +52,28 @@ from trio_rsocket import (
 )
 
 from ._address import host_port, unbracket
+from ._command import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING_PACKAGE,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_TLS,
+    EXIT_USAGE,
+    PROG,
+    exit_status_help,
+)
 from .testing import SERVER_NAMES, TRUSTME_HINT, CertFiles, echo_handler, make_cert_files, new_ca
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_TLS: Final = 3
-EXIT_TIMEOUT: Final = 4
-EXIT_MISSING_PACKAGE: Final = 5
-EXIT_INTERRUPTED: Final = 130
-
-PROG: Final = "trio-rsocket"
-
-_EXIT_STATUS_HELP = """\
-exit status:
-  0    success
-  1    the connection or listen failed (refused, unknown host, reset, port in use)
-  2    bad arguments
-  3    TLS failed (certificate not trusted, expired, wrong host name), or a
-       certificate, key or CA file cannot be used (missing, unreadable, not PEM)
-  4    timed out
-  5    a package the command needs is not installed (the message says which)
-  130  interrupted (Ctrl-C)
-"""
+_EXIT_STATUS_HELP: Final = exit_status_help(
+    {
+        EXIT_FAILED: "the connection or listen failed (refused, unknown host, reset, port in use)",
+        EXIT_TLS: "TLS failed (certificate not trusted, expired, wrong host name), or a\n"
+        "certificate, key or CA file cannot be used (missing, unreadable, not PEM)",
+        EXIT_TIMEOUT: "timed out",
+        EXIT_MISSING_PACKAGE: "a package the command needs is not installed (the message says which)",
+    }
+)
 
 # How much each copy step moves at most: trio's default receive size.
 _CHUNK: Final = 65536
@@ -321,7 +321,7 @@ def _bench(argv: list[str], prog: str) -> int:
     from . import _bench
 
     try:
-        return _bench.main(argv)
+        return _bench.main(argv, f"{prog} bench")
     except SystemExit as exc:  # its --help, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except KeyboardInterrupt:

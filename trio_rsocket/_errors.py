@@ -156,8 +156,9 @@ class DelimiterNotFoundError(RSocketError, ValueError):
     """:meth:`RSocket.read_until` found no delimiter within ``max_bytes``.
 
     Nothing was consumed: the bytes stay buffered for the next read.  It is a
-    :class:`ValueError` too, as anyio's ``DelimiterNotFound`` is, so code that
-    caught the ``ValueError`` raised before keeps working.
+    :class:`ValueError` too, so code that caught the ``ValueError`` raised
+    before keeps working.  (anyio's ``DelimiterNotFound``, raised in the same
+    case, is a plain :class:`Exception`: code that catches that catches this.)
 
     Attributes:
       max_bytes: the bound that was reached.

@@ -141,6 +141,6 @@ class SessionCache:
     ) -> None:
         """Keep the session of a client handshake that just ended, with *host*
         checked under *tls*, after offering *offered*."""
-        checked = tls.context.check_hostname or tls.check_peer
+        checked = tls.context.check_hostname or tls.forgives_issuer
         self._peer = (host, port, tls.context) if checked and host is not None and port is not None else None
         self._source = offered if offered is not None and layer.session_reused else layer

@@ -629,7 +629,7 @@ async def client_handshake(
         await _handshake(sock)
     except OSError as exc:
         raise _tls.handshake_error(exc, host) from exc
-    if tls.check_peer:
+    if tls.forgives_issuer:
         assert host is not None  # a name to check: upgrade_tls makes sure
         _tls.check_peer(sock.getpeercert(binary_form=True), host)
     elif tls.context.check_hostname and sock.session_reused:

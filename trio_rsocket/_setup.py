@@ -62,7 +62,7 @@ def client_tls(settings: _tls.TLSSettings, host: str | None) -> _tls.TLSContext:
     (no name to check, a setting that cannot be used) come out here, before
     anything is sent."""
     tls = _tls.client_context(settings)
-    if host is None and (tls.context.check_hostname or tls.check_peer):
+    if host is None and (tls.context.check_hostname or tls.forgives_issuer):
         raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
     return tls
 

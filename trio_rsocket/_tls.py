@@ -1,5 +1,4 @@
-"""TLS: Ioto's settings turned into an :class:`ssl.SSLContext`, and TLS errors
-turned into Ioto's words.
+"""TLS: Ioto's settings turned into an :class:`ssl.SSLContext`.
 
 Theory of operation
 -------------------
@@ -22,50 +21,35 @@ connect or listen.
 Verification follows Ioto's ``rSetSocketVerify(sock, verifyPeer,
 verifyIssuer)``.  Both true is OpenSSL's full verification (chain, dates,
 purpose, critical extensions, hostname, and the revocation list when one is
-given).  ``verify_issuer=False`` forgives the issuer and nothing else: Ioto's
-verify callback ignores only the unknown-issuer and self-signed errors.
-Python's :mod:`ssl` has no verify callback, and OpenSSL stops at the first
-error (an unknown issuer hides an expiry), so that mode handshakes without
-OpenSSL's verification and then asks of the peer's own certificate what
-OpenSSL's ``X509_verify_cert`` asks of a chain's leaf, in the same order and
-with the same words (:func:`check_peer`): critical extensions OpenSSL does not
-understand, the purpose (key usage, extended key usage, Netscape type), the
-host name, then the validity dates.  ``cryptography`` reads the certificate
-and ``service_identity`` matches the names (RFC 6125), each pattern on its
-own, with OpenSSL's common-name fallback for certificates without DNS names.
-The leaf's own signature belongs to the issuer and is not checked.  The tests
-compare both modes on the same certificates.
+given).  ``verify_issuer=False`` forgives the issuer and nothing else: its
+context verifies nothing (:attr:`TLSContext.forgives_issuer`), and
+``_tls_leaf.check_peer`` decides about the server's certificate after the
+handshake as full verification would, issuer aside.
 
-A resumed session skips all of that: OpenSSL verifies no certificate when it
-resumes one, so it checks no name either, and a session made for one name
-would pass for another.  After a handshake that resumed a session under a
-context that checks host names, :func:`check_name` asks the session's
-certificate for the name, in full verification's words (``verify_issuer=False``
-runs :func:`check_peer` after every handshake anyway); full handshakes pay
-nothing for it.
-
-A revocation list only ever adds CRLs: OpenSSL's loader would also take
-``CERTIFICATE``, ``X509 CERTIFICATE`` and ``TRUSTED CERTIFICATE`` blocks from
-the same file as trust anchors, so the file is parsed with ``cryptography``
-and OpenSSL is handed nothing but the CRLs, written out again.
+The certificates are read by ``cryptography`` before OpenSSL loads the chain
+(:func:`cryptography.x509.load_pem_x509_certificates`), so that a bad
+certificate is reported as the certificate, not as the key
+(``load_cert_chain`` says "PEM lib" for both).  A revocation list only ever
+adds CRLs: OpenSSL's loader would also take ``CERTIFICATE``, ``X509
+CERTIFICATE`` and ``TRUSTED CERTIFICATE`` blocks from the same file as trust
+anchors, so the file is parsed with ``cryptography`` and OpenSSL is handed
+nothing but the CRLs, written out again.
 
 A private key's password is always handed to OpenSSL as a function, so OpenSSL
 never prompts on the terminal (which would stop the event loop): without a
 password an encrypted key is a :class:`TLSError` naming the file.
 
-:func:`handshake_error` and :func:`broken_error` are the one place where
-:mod:`ssl` errors become the library's: verification codes become Ioto's words
-("Certificate has expired", ...), alerts and protocol failures plain
-sentences.
+Two rooms beside this one: ``_tls_words`` turns :mod:`ssl`'s errors into
+Ioto's words (:func:`handshake_error`, :func:`broken_error`), and
+``_tls_leaf`` holds the issuer-free check and the name check after a resumed
+handshake (:func:`check_peer`, :func:`check_name`).  Both are re-exported
+here, where the parts have always found them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
-import functools
-import ipaddress
 import os
 import re
 import ssl
@@ -74,14 +58,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
-from service_identity import CertificateError as PatternError
-from service_identity.hazmat import DNS_ID, DNSPattern
 
 from ._errors import TLSError
+from ._tls_leaf import check_name as check_name
+from ._tls_leaf import check_peer as check_peer
+from ._tls_words import broken_error as broken_error
+from ._tls_words import handshake_error as handshake_error
 
 __all__ = [
     "KTLS_OPTION",
@@ -303,11 +287,12 @@ def reset_defaults() -> None:
 
 @dataclass(frozen=True, slots=True)
 class TLSContext:
-    """A built context, and whether :func:`check_peer` must run after a
-    client's handshake (the ``verify_issuer=False`` mode)."""
+    """A built context, and whether it forgives the issuer
+    (``verify_issuer=False``): OpenSSL then verifies nothing, and
+    :func:`check_peer` must decide after a client's handshake."""
 
     context: ssl.SSLContext
-    check_peer: bool
+    forgives_issuer: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +390,7 @@ def client_context(settings: TLSSettings) -> TLSContext:
     if settings.context is not None:
         if settings.context.protocol == ssl.PROTOCOL_TLS_SERVER:
             raise TLSError("set_ssl_context gave a server context (PROTOCOL_TLS_SERVER) to a client socket")
-        return TLSContext(settings.context, check_peer=False)
+        return TLSContext(settings.context, forgives_issuer=False)
     return _cached(_resolve(settings, server=False))
 
 
@@ -451,7 +436,7 @@ def _build(resolved: _Resolved) -> TLSContext:
     # asking for a client certificate, say), as trio's SSLStream does.
     if server:
         context.options |= ssl.OP_NO_RENEGOTIATION
-    check_peer = False
+    forgives_issuer = False
     if resolved.cert is not None:
         _load_chain(context, resolved.cert, resolved.key, resolved.password)
     elif resolved.key is not None:
@@ -487,8 +472,8 @@ def _build(resolved: _Resolved) -> TLSContext:
         # verify_peer=False: nothing at all.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        check_peer = resolved.verify_peer
-    return TLSContext(context, check_peer)
+        forgives_issuer = resolved.verify_peer
+    return TLSContext(context, forgives_issuer)
 
 
 def _name(source: CertSource, what: str) -> str:
@@ -526,6 +511,27 @@ def _as_files(*sources: CertSource) -> Iterator[list[str]]:
         yield paths
 
 
+# The PEM labels OpenSSL reads a certificate chain from (PEM_read_bio_X509);
+# cryptography reads the same two.
+_CERTIFICATE_BEGINS: Final = (b"-----BEGIN CERTIFICATE-----", b"-----BEGIN X509 CERTIFICATE-----")
+
+
+def _check_certificates(data: bytes, cert_name: str) -> None:
+    """Read the certificates on their own, before OpenSSL loads them with
+    the key, so that a bad certificate is not reported as a bad key.
+
+    cryptography skips a block it cannot frame (one cut short at the end of
+    the file, say) where OpenSSL fails the whole chain, so a file must give
+    it as many certificates as it has certificate blocks.
+    """
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise TLSError(f"Unable to load certificate {cert_name}") from None
+    if len(certificates) != sum(data.count(begin) for begin in _CERTIFICATE_BEGINS):
+        raise TLSError(f"Unable to load certificate {cert_name}")
+
+
 class _NoPassword(Exception):
     """OpenSSL asked for the password of a key that came without one."""
 
@@ -534,13 +540,7 @@ def _load_chain(
     context: ssl.SSLContext, cert: CertSource, key: CertSource | None, password: str | bytes | _Identity | None
 ) -> None:
     cert_name = _name(cert, "cert")
-    # Parse the certificates on their own first, so that a bad certificate is
-    # not reported as a bad key (load_cert_chain says "PEM lib" for both).
-    cert_data = _read(cert, "certificate")
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=cert_data.decode("ascii"))
-    except (ssl.SSLError, UnicodeDecodeError, ValueError):
-        raise TLSError(f"Unable to load certificate {cert_name}") from None
+    _check_certificates(_read(cert, "certificate"), cert_name)
     key_name = cert_name if key is None else _name(key, "key")
     if key is not None:
         _read(key, "key")
@@ -639,297 +639,3 @@ def _set_ciphers(context: ssl.SSLContext, ciphers: str) -> None:
             context.set_ciphers(":".join(legacy))
         except ssl.SSLError:
             raise TLSError(f'Unable to define ciphers "{ciphers}"') from None
-
-
-# ----------------------------------------------------------------------
-# Errors in words: the one place ssl's errors become the library's
-# ----------------------------------------------------------------------
-
-# OpenSSL X509_V_ERR_* codes, in Ioto's words (its verifyPeerCertificate),
-# and in words of our own where Ioto has none.
-_NOT_YET_VALID: Final = 9
-_EXPIRED: Final = 10
-_INVALID_PURPOSE: Final = 26
-_UNHANDLED_CRITICAL_EXTENSION: Final = 34
-_VERIFY_WORDS: Final = {
-    2: "Certificate not trusted",  # UNABLE_TO_GET_ISSUER_CERT
-    3: "Certificate revocation list not found for the issuer",  # UNABLE_TO_GET_CRL
-    _NOT_YET_VALID: "Certificate is not yet valid",  # CERT_NOT_YET_VALID
-    _EXPIRED: "Certificate has expired",  # CERT_HAS_EXPIRED
-    12: "Certificate revocation list has expired",  # CRL_HAS_EXPIRED
-    18: "Self-signed certificate",  # DEPTH_ZERO_SELF_SIGNED_CERT
-    19: "Self-signed certificate",  # SELF_SIGNED_CERT_IN_CHAIN
-    20: "Certificate not trusted",  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
-    21: "Certificate not trusted",  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
-    23: "Certificate revoked",  # CERT_REVOKED
-    _INVALID_PURPOSE: "Certificate is not for this purpose (key usage)",  # INVALID_PURPOSE
-    27: "Certificate not trusted",  # CERT_UNTRUSTED
-    _UNHANDLED_CRITICAL_EXTENSION: "Certificate has an unknown critical extension",  # UNHANDLED_CRITICAL_EXTENSION
-}
-_HOSTNAME_CODES: Final = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
-
-# OpenSSL reason codes of handshake and alert failures, in words.
-_REASON_WORDS: Final = {
-    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "No certificate provided",
-    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "The peer requires a certificate",
-    "TLSV1_ALERT_UNKNOWN_CA": "The peer does not trust the certificate's issuer",
-    "SSLV3_ALERT_BAD_CERTIFICATE": "The peer rejected the certificate",
-    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "The peer rejected the certificate as expired",
-    "SSLV3_ALERT_CERTIFICATE_REVOKED": "The peer rejected the certificate as revoked",
-    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "The peer rejected the certificate",
-    "NO_SHARED_CIPHER": "No shared cipher",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE": "The peer ended the handshake (no shared cipher or protocol?)",
-    "WRONG_VERSION_NUMBER": "The peer is not speaking TLS",
-    "UNSUPPORTED_PROTOCOL": "No shared TLS version",
-    "TLSV1_ALERT_PROTOCOL_VERSION": "No shared TLS version",
-    "NO_APPLICATION_PROTOCOL": "No shared ALPN protocol",
-    "TLSV1_ALERT_NO_APPLICATION_PROTOCOL": "No shared ALPN protocol",
-    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": "A TLS record failed its integrity check",
-    "UNEXPECTED_EOF_WHILE_READING": "The peer closed the connection without close_notify",
-}
-
-
-def _ssl_words(error: ssl.SSLError) -> str:
-    reason: str | None = getattr(error, "reason", None)
-    if reason is None:
-        # Python knows no reason code for some alerts (no_application_protocol,
-        # say) and leaves only OpenSSL's text: "tlsv1 alert no application protocol".
-        text = str(error).split("] ", 1)[-1].split(" (_ssl.c", 1)[0]
-        reason = text.upper().replace(" ", "_") if text.startswith(("tlsv1", "sslv3", "tlsv13")) else None
-    if reason is not None and reason in _REASON_WORDS:
-        return _REASON_WORDS[reason]
-    if isinstance(error, ssl.SSLEOFError | ssl.SSLSyscallError | ssl.SSLZeroReturnError):
-        return "The peer closed the connection"
-    return reason.replace("_", " ").lower() if reason else str(error)
-
-
-def handshake_error(exc: BaseException, host: str | None = None) -> TLSError:
-    """The :class:`TLSError` for a failed handshake, in Ioto's words.
-
-    *exc* is what the handshake raised: the :class:`ssl.SSLError` or
-    :class:`OSError` itself (or a :class:`trio.BrokenResourceError` whose
-    ``__cause__`` it is); *host* is the name the client asked for.
-    """
-    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        code = cause.verify_code
-        if code in _HOSTNAME_CODES:
-            return TLSError(f"Certificate hostname mismatch. Expecting {host}")
-        words = _VERIFY_WORDS.get(code)
-        if words is None:
-            return TLSError(f"Certificate verification error {code}: {cause.verify_message}")
-        return TLSError(words)
-    if isinstance(cause, ssl.SSLError):
-        return TLSError(f"TLS handshake failed: {_ssl_words(cause)}")
-    if isinstance(cause, OSError):
-        return TLSError(f"TLS handshake failed: the connection broke ({cause.strerror or cause})", cause.errno)
-    return TLSError("TLS handshake failed: the peer closed the connection")
-
-
-def broken_error(exc: ssl.SSLError) -> trio.BrokenResourceError:
-    """A TLS connection broke after the handshake: say why, in words, keeping trio's type."""
-    return trio.BrokenResourceError(f"TLS connection broken: {_ssl_words(exc)}")
-
-
-# ----------------------------------------------------------------------
-# verify_issuer=False: what full verification asks of the leaf, asked here
-# ----------------------------------------------------------------------
-
-# The extensions OpenSSL understands (X509_supported_extension in
-# crypto/x509/v3_purp.c).  Any other extension marked critical fails full
-# verification with X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, whether or not
-# cryptography can read it; the tests check this table against the linked
-# OpenSSL.
-_OPENSSL_EXTENSIONS: Final = frozenset(
-    {
-        x509.ObjectIdentifier("2.16.840.1.113730.1.1"),  # Netscape certificate type
-        ExtensionOID.KEY_USAGE,
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-        ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.CERTIFICATE_POLICIES,
-        ExtensionOID.CRL_DISTRIBUTION_POINTS,
-        ExtensionOID.EXTENDED_KEY_USAGE,
-        x509.ObjectIdentifier("1.3.6.1.5.5.7.1.7"),  # RFC 3779 IP address blocks
-        x509.ObjectIdentifier("1.3.6.1.5.5.7.1.8"),  # RFC 3779 AS identifiers
-        ExtensionOID.OCSP_NO_CHECK,
-        ExtensionOID.POLICY_CONSTRAINTS,
-        x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14"),  # proxy certificate information
-        ExtensionOID.NAME_CONSTRAINTS,
-        ExtensionOID.POLICY_MAPPINGS,
-        ExtensionOID.INHIBIT_ANY_POLICY,
-    }
-)
-_NETSCAPE_CERT_TYPE: Final = x509.ObjectIdentifier("2.16.840.1.113730.1.1")
-_NETSCAPE_SSL_SERVER: Final = 0x40  # the second bit of the BIT STRING's first byte
-# What an extended key usage must name for a TLS server (check_purpose_ssl_server:
-# serverAuth, or one of the old Server Gated Cryptography purposes).
-_SERVER_PURPOSES: Final = frozenset(
-    {
-        ExtendedKeyUsageOID.SERVER_AUTH,
-        x509.ObjectIdentifier("2.16.840.1.113730.4.1"),  # Netscape SGC
-        x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),  # Microsoft SGC
-    }
-)
-
-
-def check_peer(der: bytes | None, host: str) -> None:
-    """Decide about a server's certificate as full verification would, its
-    issuer aside (``verify_issuer=False``).
-
-    The questions are those OpenSSL's ``X509_verify_cert`` asks of a leaf,
-    in its order, so that the first failure is the one full verification
-    reports, in the same words: an unhandled critical extension, a purpose
-    that is not a TLS server's, the host name, then the validity dates (the
-    wall clock, not trio's).
-
-    Raises:
-      TLSError: with Ioto's words.
-    """
-    certificate, extensions = _load(der)
-    for extension in extensions:
-        if extension.critical and extension.oid not in _OPENSSL_EXTENSIONS:
-            raise TLSError(_VERIFY_WORDS[_UNHANDLED_CRITICAL_EXTENSION])
-    if not _serves_tls(extensions):
-        raise TLSError(_VERIFY_WORDS[_INVALID_PURPOSE])
-    dns_names, ip_addresses, common_names = _names(certificate, extensions)
-    if not _names_match(host, dns_names, ip_addresses, common_names):
-        names = ", ".join(dns_names + [str(ip) for ip in ip_addresses]) or ", ".join(common_names)
-        raise TLSError(f"Certificate hostname mismatch. Expecting {host} got {names}")
-    now = datetime.datetime.now(datetime.UTC)
-    # X509_cmp_time: valid from notBefore, expired at notAfter.
-    if certificate.not_valid_before_utc > now:
-        raise TLSError(_VERIFY_WORDS[_NOT_YET_VALID])
-    if certificate.not_valid_after_utc <= now:
-        raise TLSError(_VERIFY_WORDS[_EXPIRED])
-
-
-def check_name(der: bytes | None, host: str, context: ssl.SSLContext) -> None:
-    """Check the name a client asked for against the server's certificate,
-    after a handshake that resumed a session under a *context* that checks
-    host names.
-
-    OpenSSL checks the name only when it verifies a certificate, and a
-    resumed handshake verifies none: the certificate comes from the session,
-    verified when the session was made, for whatever name was asked then.
-    The name is compared as in :func:`check_peer` (what OpenSSL compares,
-    the common name only if *context* allows it) and a mismatch is told in
-    full verification's own words.
-
-    Raises:
-      TLSError: ``Certificate hostname mismatch. Expecting <host>``.
-    """
-    if der is None:
-        raise TLSError("No certificate provided")
-    if not _certificate_names(der, host, context.hostname_checks_common_name):
-        raise TLSError(f"Certificate hostname mismatch. Expecting {host}")
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _certificate_names(der: bytes, host: str, common_name_fallback: bool) -> bool:
-    """Whether the certificate *der* names *host*.  Cached: a session
-    resumed again and again brings the same certificate every time, and
-    reading it costs more than a tenth of a resumed handshake."""
-    certificate, extensions = _load(der)
-    dns_names, ip_addresses, common_names = _names(certificate, extensions)
-    return _names_match(host, dns_names, ip_addresses, common_names if common_name_fallback else [])
-
-
-def _load(der: bytes | None) -> tuple[x509.Certificate, x509.Extensions]:
-    """The peer's certificate and its extensions, read with ``cryptography``."""
-    if der is None:
-        raise TLSError("No certificate provided")
-    try:
-        certificate = x509.load_der_x509_certificate(der)
-        extensions = certificate.extensions  # read here: a bad extension fails here
-    except ValueError:
-        raise TLSError("Unable to parse the peer's certificate") from None
-    return certificate, extensions
-
-
-def _serves_tls(extensions: x509.Extensions) -> bool:
-    """OpenSSL's check_purpose_ssl_server for a leaf: what the key usage,
-    extended key usage and Netscape type allow, when present."""
-    for extension in extensions:
-        value = extension.value
-        if isinstance(value, x509.ExtendedKeyUsage):
-            if _SERVER_PURPOSES.isdisjoint(value):
-                return False
-        elif isinstance(value, x509.KeyUsage):
-            if not (value.digital_signature or value.key_encipherment or value.key_agreement):
-                return False
-        elif (
-            extension.oid == _NETSCAPE_CERT_TYPE
-            and isinstance(value, x509.UnrecognizedExtension)
-            and not _netscape_allows_server(value.value)
-        ):
-            return False
-    return True
-
-
-def _netscape_allows_server(der: bytes) -> bool:
-    # cryptography does not read this obsolete extension; its DER reader does.
-    from cryptography.hazmat import asn1
-
-    try:
-        bits = asn1.decode_der(asn1.BitString, der).as_bytes()
-    except ValueError:
-        raise TLSError("Unable to parse the peer's certificate") from None
-    return bool(bits) and bool(bits[0] & _NETSCAPE_SSL_SERVER)
-
-
-def _names(
-    certificate: x509.Certificate, extensions: x509.Extensions
-) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address], list[str]]:
-    """The subjectAltName DNS names and IP addresses, and the subject's common names."""
-    try:
-        alt_names = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        dns_names, ip_addresses = [], []
-    else:
-        dns_names = alt_names.get_values_for_type(x509.DNSName)
-        ip_addresses = [
-            ip
-            for ip in alt_names.get_values_for_type(x509.IPAddress)
-            if not isinstance(ip, ipaddress.IPv4Network | ipaddress.IPv6Network)
-        ]
-    common_names = [
-        value if isinstance(value, str) else value.decode("utf-8", "replace")
-        for value in (attribute.value for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
-    ]
-    return dns_names, ip_addresses, common_names
-
-
-def _names_match(
-    host: str,
-    dns_names: list[str],
-    ip_addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-    common_names: list[str],
-) -> bool:
-    """OpenSSL's choice of what to compare (X509_check_host, X509_check_ip),
-    service_identity's comparison (RFC 6125).
-
-    An IP address matches only iPAddress entries.  A name matches the DNS
-    entries or, in a certificate without any, the subject's common names (as
-    OpenSSL does with Python's default ``hostname_checks_common_name``).  A
-    pattern service_identity finds invalid (``*.org``, ``w*.example.org``)
-    matches nothing, and the other patterns are still tried, as in OpenSSL.
-    """
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return ip in ip_addresses
-    try:
-        # The name as Python's ssl hands it to OpenSSL (IDNA 2003).
-        wanted = DNS_ID(host.encode("idna").decode("ascii"))
-    except (UnicodeError, ValueError):
-        return False
-    for name in dns_names or common_names:
-        try:
-            pattern = DNSPattern.from_bytes(name.encode("utf-8"))
-        except PatternError:
-            continue
-        if wanted.verify(pattern):
-            return True
-    return False

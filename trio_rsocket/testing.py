@@ -240,7 +240,9 @@ async def echo_handler(data: object, sock: RSocket) -> None:
 
     *data* is the listener's handler data, unused.  A peer that resets the
     connection ends it with :exc:`trio.BrokenResourceError`, which the
-    listener logs as a handler error; wrap this handler to count or report
+    listener logs as a broken connection (a WARNING line, or DEBUG for a TLS
+    peer that left without ``close_notify``), not as a handler error: it is
+    not counted in ``handler_errors``.  Wrap this handler to count or report
     connections (the ``rsocket_echo_server`` fixture and ``trio-rsocket
     echo`` do).
     """

@@ -259,7 +259,7 @@ async def tls_pair_by_hand(
             with_cert(cert)(server)
             if server_setup is not None:
                 server_setup(server)
-            await server._server_handshake()
+            await server.upgrade_tls()
     finally:
         await listener.aclose()
     return client, server

@@ -21,7 +21,16 @@ import trio
 import trio.testing
 
 import trio_rsocket
-from trio_rsocket import ConnectError, ListenError, RSocket, _listen, get_socket_limit, open_runtime, set_socket_limit
+from trio_rsocket import (
+    ConnectError,
+    ListenError,
+    RSocket,
+    _listen,
+    _plain,
+    get_socket_limit,
+    open_runtime,
+    set_socket_limit,
+)
 from trio_rsocket.testing import CertFiles, echo_handler
 
 from .conftest import Handler, has_ipv6, open_fds, serving, with_cert_files
@@ -853,29 +862,8 @@ async def test_a_handler_that_returns_no_awaitable_is_a_logged_handler_error(
 # A connection that cannot be set up is dropped; the accept loop goes on
 
 
-class PlainConnection:
-    """The least a Listener needs of a socket (a Connection), over a stdlib socket."""
-
-    def __init__(self, raw: socket.socket) -> None:
-        self.raw = raw
-
-    def is_secure(self) -> bool:
-        return False
-
-    async def _server_handshake(self) -> None:
-        await trio.lowlevel.checkpoint()
-
-    def close(self) -> None:
-        self.raw.close()
-
-    async def aclose(self) -> None:
-        self.close()
-        await trio.lowlevel.checkpoint()
-
-
-async def greet_raw(data: object, conn: PlainConnection) -> None:
-    await trio.lowlevel.checkpoint()
-    conn.raw.send(b"hi")
+async def say_hi(data: object, sock: RSocket) -> None:
+    await sock.write(b"hi")
 
 
 @pytest.mark.parametrize(
@@ -888,23 +876,24 @@ async def greet_raw(data: object, conn: PlainConnection) -> None:
     ],
 )
 async def test_an_error_setting_up_a_connection_drops_it_and_the_loop_goes_on(
-    error: Exception, level: int, caplog: pytest.LogCaptureFixture
+    error: Exception, level: int, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="trio_rsocket")
-    raw = await _listen.open_listening_socket("127.0.0.1", 0, None, False)
-    port = raw.getsockname()[1]
     calls = 0
 
-    def make_socket(client: socket.socket) -> PlainConnection:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise error
-        return PlainConnection(client)
+    class FailingOnce(_plain.PlainConnection):
+        """The listener's part, whose first setting up fails with *error*."""
 
-    listener = _listen.Listener(raw, greet_raw, None, make_socket, raw.close, 30.0)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(listener.serve)
+        def __init__(self, raw: socket.socket, no_delay: bool | None = None, linger: int | None = None) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise error
+            super().__init__(raw, no_delay, linger)
+
+    monkeypatch.setattr(_listen, "PlainConnection", FailingOnce)
+    async with serving(say_hi) as listener:
+        port = listener.get_addr()[1]
         dropped = await trio.open_tcp_stream("127.0.0.1", port)
         assert await dropped.receive_some() == b""  # closed, not left hanging
         dropped_port = dropped.socket.getsockname()[1]
@@ -912,8 +901,9 @@ async def test_an_error_setting_up_a_connection_drops_it_and_the_loop_goes_on(
         served = await trio.open_tcp_stream("127.0.0.1", port)
         assert await served.receive_some() == b"hi"
         await served.aclose()
-        listener.close()
-    assert (listener.accepted, listener.active, listener.handler_errors) == (2, 0, 0)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = listener.statistics()
+    assert (stats.accepted, stats.active, stats.handler_errors) == (2, 0, 0)
     [record] = [record for record in caplog.records if str(error) in record.getMessage()]
     assert record.name == "trio_rsocket"
     assert record.levelno == level
@@ -944,8 +934,7 @@ async def test_shutdown_counts_handlers_cancelled_apart_from_handshakes(
         await trio.testing.wait_all_tasks_blocked()
         assert listener.statistics().active == 2
         assert await listener.shutdown(grace=0) == 1
-        assert listener._listener is not None
-        assert listener._listener.handshakes_cancelled == 1
+        assert listener.statistics().handshakes_cancelled == 1
         assert listener.statistics().active == 0
         await silent.aclose()
         client.close()

@@ -77,7 +77,7 @@ async def test_a_short_read_leaves_the_rest_of_the_record_readable_without_a_wai
 
 async def test_read_into_decrypts_into_the_callers_buffer_record_by_record(pair: tuple[RSocket, RSocket]) -> None:
     client, server = pair
-    data = os.urandom(3 * _tls.RECORD_SIZE + 100)
+    data = os.urandom(3 * _secure.RECORD_SIZE + 100)
     await server.write(data)
     buffer = bytearray(len(data) + 10)
     view = memoryview(buffer)
@@ -128,7 +128,7 @@ async def test_a_fiber_that_needs_the_direction_the_other_waits_on_parks_and_bot
     client, server = pair
     await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
     assert await client.read() == b"warm"
-    conn = client._conn
+    conn = client._part
     assert isinstance(conn, _secure.TLSConnection)
     woken: list[str] = []
 
@@ -151,7 +151,7 @@ async def test_a_parked_fiber_wakes_when_the_waiting_one_is_cancelled(pair: tupl
     client, server = pair
     await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
     assert await client.read() == b"warm"
-    conn = client._conn
+    conn = client._part
     assert isinstance(conn, _secure.TLSConnection)
     woken: list[str] = []
 
@@ -334,11 +334,11 @@ def test_set_tls_takes_its_settings_by_keyword_and_checks_them() -> None:
     sock.set_tls()
     assert sock.is_secure()
     sock.set_tls(ragged_eof=True)
-    assert sock._ragged_eof()
+    assert sock._settings.ragged_eof
     sock.set_tls()  # Ioto's rSetTls: changes nothing
-    assert sock._ragged_eof()
+    assert sock._settings.ragged_eof
     sock.set_tls(ragged_eof=False)
-    assert not sock._ragged_eof()
+    assert not sock._settings.ragged_eof
     with pytest.raises(TypeError, match="ragged_eof"):
         sock.set_tls(ragged_eof="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ktls"):
@@ -462,7 +462,7 @@ async def test_send_file_over_ktls_goes_by_the_kernel_and_counts_exactly(
     path.write_bytes(data)
     client, server = await tls_pair_by_hand(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
     try:
-        conn = server._conn
+        conn = server._part
         assert isinstance(conn, _secure.TLSConnection)
         if not conn.uses_ktls:
             pytest.skip("OpenSSL did not hand the keys to the kernel (cipher or kernel support)")
@@ -492,7 +492,7 @@ async def test_send_file_without_ktls_goes_by_chunks_through_tls(
     path.write_bytes(data)
     client, server = await tls_pair_by_hand(ca, server_cert, server_setup=lambda sock: sock.set_tls(ktls=True))
     try:
-        conn = server._conn
+        conn = server._part
         assert isinstance(conn, _secure.TLSConnection)
         if _ktls_unavailable() is None and conn.uses_ktls:
             pytest.skip("the kernel holds the keys here: see the kTLS test")

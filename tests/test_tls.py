@@ -30,6 +30,7 @@ from trio_rsocket import (
     DeadlineError,
     RSocket,
     TLSError,
+    _secure,
     _tls,
     set_default_certs,
     set_default_ciphers,
@@ -735,10 +736,10 @@ async def test_server_handshake_failure_is_a_tls_error_in_words(
                 await client.connect("localhost", listener.socket.getsockname()[1])
 
         nursery.start_soon(connect)
-        server = RSocket.from_socket(await listener.accept())
+        server = RSocket.from_socket(await listener.accept(), server_side=True)
         _mutual(ca, server_cert)(server)
         with pytest.raises(TLSError) as caught:
-            await server._server_handshake()
+            await server.upgrade_tls()
         assert str(caught.value) == words
         assert server.is_closed()
         assert server.get_error() == words
@@ -839,11 +840,11 @@ async def test_tls_read_deadline_keeps_half_a_record(
             handshakes.start_soon(client.connect, "localhost", relay_side.socket.getsockname()[1])
             downstream = await relay_side.accept()
             upstream = await trio.open_tcp_stream("127.0.0.1", server_side.socket.getsockname()[1])
-            server = RSocket.from_socket(await server_side.accept())
+            server = RSocket.from_socket(await server_side.accept(), server_side=True)
             with_cert(server_cert)(server)
             relay.start_soon(pump, downstream, upstream, to_server)
             relay.start_soon(pump, upstream, downstream, to_client)
-            await server._server_handshake()
+            await server.upgrade_tls()
         try:
             # Both handshakes are done and the relay is idle in receive_some:
             # stopping it there loses nothing.
@@ -890,7 +891,7 @@ async def test_tls_write_deadline_counts_exactly_what_the_peer_can_decrypt(
     data = bytes(range(256)) * (1 << 14)  # 4 MiB: far more than the buffers hold
     written = (await write_past_its_deadline(mock_clock, client, server, data)).bytes_written
     assert 0 < written < len(data)
-    assert written % _tls.RECORD_SIZE == 0
+    assert written % _secure.RECORD_SIZE == 0
     # The deadline stopped a record half-way: the stream is broken for good.
     with pytest.raises(trio.BrokenResourceError):
         await client.write(b"more")
@@ -931,7 +932,7 @@ async def test_a_tls_write_cancelled_from_outside_counts_the_whole_records_the_p
     assert outer.cancelled_caught
     written = client.statistics().bytes_written - len(b"first")
     assert 0 < written < len(data)
-    assert written % _tls.RECORD_SIZE == 0
+    assert written % _secure.RECORD_SIZE == 0
     with pytest.raises(trio.BrokenResourceError, match="broken earlier"):
         await client.write(b"more")
     client.close()

@@ -13,6 +13,7 @@ from typing import Final, Protocol
 import trio
 
 from ._address import unbracket
+from ._deadline import as_float
 
 __all__ = [
     "MAX_LINGER",
@@ -23,6 +24,7 @@ __all__ = [
     "check_file",
     "check_host",
     "check_port",
+    "check_seconds",
     "check_stream_socket",
     "data_view",
     "writable_view",
@@ -186,3 +188,17 @@ def check_stream_socket(sock: object) -> socket.socket:
     except OSError as exc:
         raise ValueError(f"sock must be connected ({exc.strerror or exc})") from None
     return sock if isinstance(sock, socket.socket) else socket.socket(fileno=sock.detach())
+
+
+def check_seconds(seconds: object, argument: str, *, allow_zero: bool = True) -> float:
+    """Validate a relative time in seconds and return it as a float; ``inf``
+    is allowed (no limit), and an int past float range is ``inf`` too, as a
+    deadline reads one (``_deadline.as_float``)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"{argument} must be a number of seconds, not {type(seconds).__name__}")
+    if seconds != seconds:
+        raise ValueError(f"{argument} must be a number of seconds, not NaN")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        bound = "0 or more" if allow_zero else "more than 0"
+        raise ValueError(f"{argument} must be {bound} seconds, not {seconds}")
+    return as_float(seconds)

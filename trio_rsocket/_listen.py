@@ -2,38 +2,42 @@
 
 Theory of operation
 -------------------
-:meth:`RSocket.listen` validates its arguments, opens the listening socket
-here (:func:`open_listening_socket`) and starts :meth:`Listener.serve` in the
-caller's nursery (or the current runtime's).  ``serve`` opens one nursery of
-its own for the connection fibers, so that :meth:`Listener.shutdown` can
-cancel every handler still running with a single cancel scope instead of one
-per connection, and runs the accept loop in it.
+:meth:`RSocket.listen` validates its arguments (:func:`check_listen_arguments`),
+opens the listening socket here (:func:`open_listening_socket`), hands it to a
+:class:`Listener` with the handler, the listener's shared settings and a
+function that makes a server-side ``RSocket`` from a finished connection
+part, and starts :meth:`Listener.serve` in the caller's nursery (or the
+current runtime's).  ``serve`` opens one nursery of its own for the
+connection fibers, so that :meth:`Listener.shutdown` can cancel every handler
+still running with a single cancel scope instead of one per connection, and
+runs the accept loop in it.
 
-The accept loop calls ``accept()`` on the non-blocking stdlib socket straight
-away and waits for readability only when nothing is queued; it takes up to
+The accept path runs one way, as anyio's ``TLSListener`` does: the accept
+loop calls ``accept()`` on the non-blocking stdlib socket straight away and
+waits for readability only when nothing is queued; it takes up to
 :data:`ACCEPT_BATCH` connections in a row before it yields, so a burst of
 connections is taken in at the speed of the kernel while the handlers it
-started still get to run.  Each connection becomes a server-side ``RSocket``
-through the listener's ``_accepted`` (which sets TCP_NODELAY and inherits the
-listener's options and TLS settings) and gets a fiber that runs the TLS
-handshake (bounded by the handshake timeout; TLS sockets only), then
-``await handler(data, sock)``, then closes the socket.
+started still get to run.  Each connection becomes a plain part
+(``_plain.PlainConnection``, the listener's options applied) and gets a
+fiber that runs the server TLS handshake on the part (TLS listeners only,
+bounded by the handshake timeout), makes the ``RSocket`` from the finished
+part, runs ``await handler(data, sock)``, and closes the socket.  The
+listener owns its listening socket and closes it itself, whether ``close``,
+``shutdown`` or the enclosing nursery's cancellation stops it; the listening
+``RSocket`` sees that in :attr:`Listener.closed` when next asked (nothing
+here calls back up).
 
-Nothing a connection does stops the listener: an error setting it up (an
-option, the TLS settings) is logged and the connection closed, a failed
-handshake is logged as a warning and dropped, a handler's exception (or a
-handler that returned no awaitable) is logged, and accept errors that mean
-"out of descriptors or memory" are logged and retried after
+Nothing a connection does stops the listener: an error setting its part up
+(an option) is logged and the connection closed, a failed handshake is
+logged as a warning and dropped, a handler's exception (or a handler that
+returned no awaitable) is logged, and accept errors that mean "out of
+descriptors or memory" are logged and retried after
 :data:`ACCEPT_RETRY_PAUSE` seconds (trio's ``serve_listeners`` does the same).
 :class:`trio.Cancelled` always passes through.
 
 Each connection is in one of two counts from accept on: in its TLS handshake,
 or in its handler (plain TCP goes straight there), so that ``shutdown`` can
 tell the handlers it cancels from the handshakes it cuts short.
-
-This module knows nothing of ``RSocket`` itself: the listener hands it a
-``make_socket`` callback, and it speaks to the sockets it gets through the
-small :class:`Connection` protocol.
 """
 
 from __future__ import annotations
@@ -44,30 +48,29 @@ import logging
 import os
 import reprlib
 import socket as stdlib_socket
-import ssl
 from collections.abc import Awaitable, Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, TypeAlias, TypeVar, overload
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 import trio
 from trio.lowlevel import checkpoint, wait_readable
 
-from . import _secure, _tls
+from . import _secure
 from ._address import display_address, host_port, peer_text, unbracket
-from ._deadline import as_float
+from ._arguments import check_seconds
 from ._errors import ListenError
-from ._options import Options
-from ._plain import PlainConnection
-from ._runtime import check_trio, current_nursery
-from ._state import SetupGuard, State
+from ._options import Settings
+from ._plain import PlainConnection, close_socket
+from ._runtime import current_nursery
+from ._setup import Part
 
 __all__ = [
     "ACCEPT_BATCH",
     "ACCEPT_RETRY_PAUSE",
     "DEFAULT_SOCKET_LIMIT",
     "MAX_BACKLOG",
-    "Connection",
     "Listener",
+    "ServerSocket",
     "check_listen_arguments",
     "get_socket_limit",
     "open_listening_socket",
@@ -148,12 +151,10 @@ def get_socket_limit() -> int:
     return _socket_limit
 
 
-class Connection(Protocol):
-    """What the accept loop needs of a server-side socket (an ``RSocket``)."""
+class ServerSocket(Protocol):
+    """What the listener needs of the server-side socket it makes (an ``RSocket``)."""
 
     def is_secure(self) -> bool: ...
-
-    async def _server_handshake(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -161,11 +162,11 @@ class Connection(Protocol):
 
 
 DataT = TypeVar("DataT")
-SocketT = TypeVar("SocketT")
+SocketT = TypeVar("SocketT", bound=ServerSocket)
 
 #: ``await handler(data, sock)`` for each connection: any callable that
 #: returns an awaitable, as trio takes it.  ``RSocket.listen`` fills in the
-#: types (``sock`` is an ``RSocket``; this module does not know the class).
+#: types (``sock`` is an ``RSocket``).
 Handler: TypeAlias = Callable[[DataT, SocketT], Awaitable[object]]
 
 
@@ -214,20 +215,6 @@ def check_listen_arguments(
     elif not isinstance(nursery, trio.Nursery):
         raise TypeError(f"nursery must be a trio.Nursery or None, not {type(nursery).__name__}")
     return host, nursery, DEFAULT_BACKLOG if backlog is None else backlog, timeout
-
-
-def check_seconds(seconds: object, argument: str, *, allow_zero: bool = True) -> float:
-    """Validate a relative time in seconds and return it as a float; ``inf``
-    is allowed (no limit), and an int past float range is ``inf`` too, as a
-    deadline reads one (``_deadline.as_float``)."""
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"{argument} must be a number of seconds, not {type(seconds).__name__}")
-    if seconds != seconds:
-        raise ValueError(f"{argument} must be a number of seconds, not NaN")
-    if seconds < 0 or (seconds == 0 and not allow_zero):
-        bound = "0 or more" if allow_zero else "more than 0"
-        raise ValueError(f"{argument} must be {bound} seconds, not {seconds}")
-    return as_float(seconds)
 
 
 async def open_listening_socket(
@@ -294,8 +281,8 @@ def _bind(family: int, address: Any, backlog: int, reuse_port: bool, dual_stack:
     return raw
 
 
-class Listener:
-    """The accept loop and handler fibers of one listening ``RSocket``.
+class Listener(Generic[SocketT]):
+    """The listening socket, accept loop and handler fibers of one listening ``RSocket``.
 
     Internal: users see it through the listening ``RSocket``'s ``close``,
     ``shutdown`` and ``statistics``.
@@ -304,25 +291,27 @@ class Listener:
     def __init__(
         self,
         raw: stdlib_socket.socket,
-        handler: Handler[Any, Any],
+        handler: Handler[Any, SocketT],
         data: object,
-        make_socket: Callable[[stdlib_socket.socket], Connection],
-        on_close: Callable[[], None],
+        settings: Settings,
+        make_socket: Callable[[Part, Settings], SocketT],
         handshake_timeout: float,
     ) -> None:
         self._raw = raw
         self._handler = handler
         self._data = data
+        # Shared by every socket this listener makes; its server context
+        # (None: plain TCP) is the one every handshake uses.
+        self._settings = settings
+        self._context = settings.server_context
         self._make_socket = make_socket
-        # Closes the listening RSocket; called when accepting stops for any
-        # reason (close, shutdown, or the enclosing nursery's cancellation).
-        self._on_close = on_close
         self._handshake_timeout = handshake_timeout
         self._task_name = getattr(handler, "__qualname__", None) or repr(handler)
         self._accept_scope = trio.CancelScope()
         self._handlers_scope: trio.CancelScope | None = None
-        self._closed = False
         self._done = trio.Event()
+        #: Accepting stopped, and the listening socket is closed.
+        self.closed = False
         #: Connections accepted, including those rejected by the socket limit.
         self.accepted = 0
         #: Connection fibers (handshake + handler) running now.
@@ -341,16 +330,24 @@ class Listener:
 
     @property
     def socket(self) -> stdlib_socket.socket:
-        """The listening socket (the caller closes it after :meth:`close`)."""
+        """The listening socket."""
         return self._raw
 
     def close(self) -> None:
-        """Stop accepting (the caller closes the listening socket itself)."""
-        self._closed = True
+        """Stop accepting and close the listening socket (the port is free
+        again); running handlers go on.  Idempotent."""
+        self.closed = True
         self._accept_scope.cancel()
+        close_socket(self._raw)
 
-    def is_closed(self) -> bool:
-        return self._closed
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run :meth:`serve` in *nursery*; closed if the nursery takes no new fiber."""
+        try:
+            where = host_port(*display_address(self._raw.getsockname()))
+            nursery.start_soon(self.serve, name=f"trio_rsocket listener {where}")
+        except BaseException:
+            self.close()
+            raise
 
     async def serve(self) -> None:
         """Accept until closed or cancelled, then wait for the handlers."""
@@ -361,8 +358,7 @@ class Listener:
                     with self._accept_scope:
                         await self._accept_loop(handlers)
                 finally:
-                    self._closed = True
-                    self._on_close()
+                    self.close()
         finally:
             self._done.set()
 
@@ -374,7 +370,7 @@ class Listener:
         handlers never ran: they are counted in :attr:`handshakes_cancelled`,
         not in the result.
         """
-        self._on_close()
+        self.close()
         if grace is None:
             await self._done.wait()
             return 0
@@ -392,6 +388,7 @@ class Listener:
         global _sockets_alive
         raw = self._raw
         start = handlers.start_soon
+        secure = self._context is not None
         in_a_row = 0
         while True:
             try:
@@ -404,7 +401,7 @@ class Listener:
                     return
                 continue
             except OSError as exc:
-                if self._closed or exc.errno in (errno_codes.EBADF, errno_codes.EINVAL, errno_codes.ENOTSOCK):
+                if self.closed or exc.errno in (errno_codes.EBADF, errno_codes.EINVAL, errno_codes.ENOTSOCK):
                     return
                 await self._accept_failed(exc)
                 continue
@@ -418,27 +415,26 @@ class Listener:
                     peer_text(address),
                 )
             else:
-                conn = self._set_up(client, address)
-                if conn is not None:
-                    secure = conn.is_secure()
+                part = self._set_up(client, address)
+                if part is not None:
                     if secure:
                         self._handshaking += 1
                     else:
                         self._in_handler += 1
                     self.active += 1
                     _sockets_alive += 1
-                    start(self._connection, conn, secure, address, name=self._task_name)
+                    start(self._serve_connection, part, address, name=self._task_name)
             in_a_row += 1
             if in_a_row >= ACCEPT_BATCH:
                 in_a_row = 0
                 await checkpoint()
 
-    def _set_up(self, client: stdlib_socket.socket, address: Any) -> Connection | None:
-        """The server-side socket for *client*, or ``None`` (logged, *client*
-        closed) if setting it up failed: whatever one connection does, the
-        accept loop goes on."""
+    def _set_up(self, client: stdlib_socket.socket, address: Any) -> PlainConnection | None:
+        """The part for *client*, with the listener's options, or ``None``
+        (logged, *client* closed) if setting it up failed: whatever one
+        connection does, the accept loop goes on."""
         try:
-            return self._make_socket(client)
+            return PlainConnection(client, self._settings.no_delay, self._settings.linger)
         except OSError as exc:
             client.close()
             if exc.errno in _PEER_GONE_ERRNOS:
@@ -447,8 +443,8 @@ class Listener:
             else:
                 logger.error("Cannot set up the connection from %s: %s", peer_text(address), exc, exc_info=exc)
         except Exception as exc:
-            # An option or TLS setting that cannot be applied, or a bug: the
-            # same for every connection, so loud, with the traceback.
+            # An option that cannot be applied, or a bug: the same for every
+            # connection, so loud, with the traceback.
             client.close()
             logger.error("Cannot set up the connection from %s: %s", peer_text(address), exc, exc_info=exc)
         return None
@@ -467,20 +463,25 @@ class Listener:
         else:
             raise ListenError(f"Cannot accept connections: {exc.strerror or exc}", exc.errno) from exc
 
-    async def _connection(self, conn: Connection, secure: bool, address: Any) -> None:
-        """One connection's fiber: handshake, handler, close."""
+    async def _serve_connection(self, part: Part | None, address: Any) -> None:
+        """One connection's fiber: handshake, the socket, handler, close."""
         global _sockets_alive
+        sock = None
         try:
-            if secure:
-                if not await self._counted_handshake(conn, address):
+            if self._context is not None:
+                # None (logged) if the handshake failed.
+                part = await self._handshake(part, address)
+                if part is None:
                     return
                 # No checkpoint from the handshake to the handler, so shutdown
                 # always finds this connection in one count or the other.
                 self._in_handler += 1
+            assert part is not None
+            sock = self._make_socket(part, self._settings)
             try:
                 # Called and checked here, not in a helper: every frame a
                 # waiting fiber holds costs memory on every idle connection.
-                pending = self._handler(self._data, conn)
+                pending = self._handler(self._data, sock)
                 if type(pending) is CoroutineType or inspect.isawaitable(pending):
                     await pending
                 else:
@@ -509,12 +510,14 @@ class Listener:
             )
         finally:
             try:
-                # Asked again: a handler may have made it TLS (upgrade_tls),
-                # and a TLS connection ends with close_notify.
-                if conn.is_secure():
-                    await self._close_secure(conn)
+                if sock is None:
+                    pass  # the handshake failed, or was cancelled: its part is closed
+                # Asked at the end: a handler may have made it TLS
+                # (upgrade_tls), and a TLS connection ends with close_notify.
+                elif sock.is_secure():
+                    await self._close_secure(sock)
                 else:
-                    conn.close()
+                    sock.close()
             finally:
                 self.active -= 1
                 _sockets_alive -= 1
@@ -532,224 +535,33 @@ class Listener:
         )
         await checkpoint()
 
-    async def _counted_handshake(self, conn: Connection, address: Any) -> bool:
-        """:meth:`_handshake`, counted among the handshakes while it runs."""
+    async def _handshake(self, part: Part | None, address: Any) -> _secure.TLSConnection | None:
+        """The server TLS handshake on *part* within the timeout, counted among
+        the handshakes while it runs; ``None`` (logged, *part* closed) if it
+        failed or was cancelled."""
+        assert isinstance(part, PlainConnection)
+        assert self._context is not None
+        finished = None
         try:
-            return await self._handshake(conn, address)
+            with trio.move_on_after(self._handshake_timeout):
+                try:
+                    finished = await _secure.server_handshake(part, self._context, ragged_eof=self._settings.ragged_eof)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+                    logger.warning("TLS handshake with %s failed: %s", peer_text(address), exc)
+                    return None
+                return finished
+            logger.warning(
+                "TLS handshake with %s did not finish within %s seconds", peer_text(address), self._handshake_timeout
+            )
+            return None
         finally:
             self._handshaking -= 1
+            if finished is None:
+                part.close()
 
-    async def _handshake(self, conn: Connection, address: Any) -> bool:
-        """The server TLS handshake within the timeout; False (logged) if it failed."""
-        with trio.move_on_after(self._handshake_timeout):
-            try:
-                await conn._server_handshake()
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
-                logger.warning("TLS handshake with %s failed: %s", peer_text(address), exc)
-                return False
-            return True
-        logger.warning(
-            "TLS handshake with %s did not finish within %s seconds", peer_text(address), self._handshake_timeout
-        )
-        return False
-
-    async def _close_secure(self, conn: Connection) -> None:
+    async def _close_secure(self, sock: SocketT) -> None:
         # close_notify first, but never wait on a peer that does not read for
         # longer than a handshake may take; aclose closes the socket regardless.
         with trio.move_on_after(self._handshake_timeout):
-            await conn.aclose()
-        conn.close()
-
-
-class Listening(Options):
-    """The listening role of an RSocket: ``listen``, ``shutdown``, and the
-    server side of the sockets a listener accepts (a base class of
-    :class:`~trio_rsocket.RSocket`, which holds the state and the guards;
-    :class:`Listener` is the part that runs the accept loop)."""
-
-    # The listening socket (while LISTENING) and its accept loop (kept after
-    # close, for statistics()).
-    __slots__ = ("_listener",)
-    _listener: Listener | None
-
-    if TYPE_CHECKING:  # the front's, which this role works through
-        _setup_guard: SetupGuard | None
-
-        def _new_guard(self, kind: type[SetupGuard]) -> SetupGuard: ...
-
-        def reset(self) -> None: ...
-        def close(self) -> None: ...
-        def is_secure(self) -> bool: ...
-        async def aclose(self) -> None: ...
-        def _move(self, state: State) -> None: ...
-        def _attach(self, conn: PlainConnection | _secure.TLSConnection) -> None: ...
-        def _not_open(self) -> trio.ClosedResourceError: ...
-
-    def _accepted(self, raw: stdlib_socket.socket) -> Self:
-        """A server-side socket for a connection this listener accepted: it
-        inherits the options and TLS settings (the handshake is
-        :meth:`_server_handshake`'s)."""
-        sock = type(self)()
-        sock._no_delay, sock._linger, sock._server_side = self._no_delay, self._linger, True
-        if self._server_tls_context is not None:
-            sock._tls_settings, sock._server_tls_context = self._tls_settings, self._server_tls_context
-        sock._attach(PlainConnection(raw, self._no_delay, self._linger))
-        return sock
-
-    def _server_context(self) -> ssl.SSLContext:
-        """The server-side context, built on first use and kept (``listen``
-        builds it before binding, so configuration errors come first)."""
-        assert self._tls_settings is not None
-        if self._server_tls_context is None:
-            self._server_tls_context = _tls.server_context(self._tls_settings)
-        return self._server_tls_context
-
-    async def _server_handshake(self) -> None:
-        """The server side of the TLS handshake, for a socket with TLS
-        settings (a checkpoint only, for plain TCP).  The caller bounds it in
-        time; on failure the socket is closed."""
-        with self._setup_guard or self._new_guard(SetupGuard):
-            conn = self._conn
-            if self._tls_settings is None or isinstance(conn, _secure.TLSConnection):
-                await checkpoint()
-                return
-            if conn is None:
-                await checkpoint()
-                raise self._not_open()
-            try:
-                self._attach(
-                    await _secure.server_handshake(conn, self._server_context(), ragged_eof=self._ragged_eof())
-                )
-            except BaseException:
-                self.close()
-                raise
-
-    @overload
-    async def listen(
-        self,
-        host: str | None,
-        port: int,
-        handler: Callable[[None, Self], Awaitable[object]],
-        data: None = None,
-        *,
-        nursery: trio.Nursery | None = None,
-        backlog: int | None = None,
-        reuse_port: bool = False,
-        handshake_timeout: float = 30,
-    ) -> None: ...
-
-    @overload
-    async def listen(
-        self,
-        host: str | None,
-        port: int,
-        handler: Callable[[DataT, Self], Awaitable[object]],
-        data: DataT,
-        *,
-        nursery: trio.Nursery | None = None,
-        backlog: int | None = None,
-        reuse_port: bool = False,
-        handshake_timeout: float = 30,
-    ) -> None: ...
-
-    async def listen(
-        self,
-        host: str | None,
-        port: int,
-        handler: Callable[[Any, Self], Awaitable[object]],
-        data: Any = None,
-        *,
-        nursery: trio.Nursery | None = None,
-        backlog: int | None = None,
-        reuse_port: bool = False,
-        handshake_timeout: float = 30,
-    ) -> None:
-        """Listen on *host*:*port*; run ``await handler(data, sock)`` for each
-        connection in a fiber of its own (Ioto's ``rListenSocket``).
-
-        Returns once the socket is bound and listening.  *host* ``None`` or
-        ``""`` listens on all interfaces, IPv4 and IPv6 on one dual-stack
-        socket (IPv4 only where the machine has no IPv6); ``"127.0.0.1"`` or
-        ``"localhost"`` on IPv4 loopback only; any other name or address on
-        the first address it resolves to.  Port ``0`` picks a free port
-        (:meth:`get_addr` tells which; one port for IPv4 and IPv6).
-        SO_REUSEADDR is on; *reuse_port* sets SO_REUSEPORT so that several
-        processes can share the port.  *backlog* ``None`` is as long as the OS
-        allows, and so is any number past that (the OS cuts it down).
-        *handler* is any async callable (an ``async def``, a
-        :func:`functools.partial` of one, ...).  An IPv6 address may come in
-        brackets (``"[::1]"``).  *handshake_timeout* may be ``math.inf``
-        (an int past float range reads as that).
-
-        The accept loop runs in *nursery*, or the current runtime's
-        (:func:`trio_rsocket.open_runtime`).  Each connection gets a
-        server-side socket (TCP_NODELAY on, this socket's options and TLS
-        settings inherited); a TLS handshake must finish within
-        *handshake_timeout* seconds, else it is logged and the connection
-        dropped.  The socket is closed when the handler returns.  An exception
-        from a handler is logged with its traceback on the ``"trio_rsocket"``
-        logger and stops nothing else.  Past the socket limit
-        (:func:`trio_rsocket.set_socket_limit`) a connection is closed at once
-        and a warning logged.  :meth:`close` stops accepting and frees the
-        port (running handlers go on); :meth:`shutdown` also waits for, then
-        cancels, the handlers.
-
-        Raises:
-          ListenError: the name does not resolve, or the address cannot be
-            bound (in use, ...); ``errno`` is the OS error.
-          trio.BusyResourceError: another fiber is connecting or listening.
-          RuntimeError: no *nursery* and no current runtime; or not under
-            trio (trio_rsocket runs under trio only).
-          TypeError, ValueError: a bad argument, before any I/O.
-        """
-        check_trio("listen()")
-        host, target, backlog, timeout = check_listen_arguments(
-            host, port, handler, nursery, backlog, reuse_port, handshake_timeout
-        )
-        with self._setup_guard or self._new_guard(SetupGuard):
-            self.reset()
-            self._listener = None  # the last one's counters go with it
-            if self._tls_settings is not None:
-                # Built once for every connection; configuration errors before binding.
-                self._server_tls_context = None
-                self._server_context()
-            self._move(State.LISTENING)
-            try:
-                raw = await open_listening_socket(host, port, backlog, reuse_port)
-            except BaseException:
-                if self._state is State.LISTENING:
-                    self._move(State.FRESH)
-                raise
-            if self._state is not State.LISTENING:  # close() or reset() from another fiber while it bound
-                raw.close()
-                raise trio.ClosedResourceError("this socket was closed while it was binding")
-
-            def stop_listening() -> None:
-                # The accept loop ended: close this socket unless it was
-                # closed (and maybe reused) already.
-                if self._listener is listener and self._state is State.LISTENING:
-                    self.close()
-
-            listener = Listener(raw, handler, data, self._accepted, stop_listening, timeout)
-            self._listener = listener
-            try:
-                where = host_port(*display_address(raw.getsockname()))
-                target.start_soon(listener.serve, name=f"trio_rsocket listener {where}")
-            except BaseException:
-                self.close()  # a nursery closed to new arrivals: no accept loop, so no port
-                raise
-
-    async def shutdown(self, grace: float | None = None) -> int:
-        """Shut a listener down gracefully: stop accepting at once (the port is
-        freed), let running handlers finish, and cancel those still running
-        *grace* seconds from now (``None``: wait for them however long they
-        take).  Returns how many handlers were cancelled.  Works after
-        :meth:`close` too, for the handlers still running.
-
-        Raises :class:`RuntimeError` if this socket never listened.
-        """
-        if grace is not None:
-            grace = check_seconds(grace, "grace")
-        if self._listener is None:
-            raise RuntimeError("shutdown() is for a listening socket; close a connection with close() or aclose()")
-        return await self._listener.shutdown(grace)
+            await sock.aclose()
+        sock.close()

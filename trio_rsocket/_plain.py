@@ -36,7 +36,7 @@ import os
 import socket as stdlib_socket
 import struct
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import trio
 from trio.lowlevel import (
@@ -69,8 +69,6 @@ _FILE_ERRNOS: Final = frozenset(
     {errno_codes.EIO, errno_codes.EOVERFLOW, errno_codes.ESPIPE, errno_codes.ENXIO, errno_codes.EISDIR}
 )
 
-_A = TypeVar("_A")
-_R = TypeVar("_R")
 _NUMERIC_ONLY: Final = stdlib_socket.AI_NUMERICHOST | stdlib_socket.AI_NUMERICSERV
 
 

@@ -38,7 +38,7 @@ in the middle of its renegotiation, while the client writes at the same
 time, can wait in OpenSSL until more arrives.  TLS 1.3 has no
 renegotiation, and a KeyUpdate's answer waits for the next write.)
 
-What a write delivered.  Each TLS record (at most :data:`_tls.RECORD_SIZE`
+What a write delivered.  Each TLS record (at most :data:`RECORD_SIZE`
 bytes of plaintext) goes to ``SSLSocket.send`` on its own, and
 :attr:`TLSConnection.bytes_sent` grows by a record once OpenSSL says the
 whole record went to the kernel: whatever stops a write (its deadline, an
@@ -82,6 +82,7 @@ from ._plain import PlainConnection, close_socket, send_file_by_chunks
 
 __all__ = [
     "CLOSE_NOTIFY_TIMEOUT",
+    "RECORD_SIZE",
     "RaggedCloseError",
     "TLSConnection",
     "TLSStream",
@@ -93,6 +94,10 @@ __all__ = [
 #: when the socket's buffer is full (a peer that does not read): the socket
 #: is closed either way.
 CLOSE_NOTIFY_TIMEOUT: Final = 5.0
+#: The largest plaintext one TLS record carries (RFC 8446 section 5.1).  A TLS
+#: write hands data to OpenSSL a record at a time, so whatever stops it stops
+#: it between records or inside exactly one.
+RECORD_SIZE: Final = 16384
 
 # What close() takes of what came and was never read, so that the kernel
 # ends the connection with a FIN rather than a reset (see TLSConnection.close).
@@ -112,7 +117,7 @@ def _read(tls: ssl.SSLSocket, max_bytes: int, into: memoryview | None) -> Any:
     try:
         # One record at most comes per call: asking for more would only
         # allocate more (and give back the rest).
-        return tls.recv(min(max_bytes, _tls.RECORD_SIZE)) if into is None else tls.recv_into(into)
+        return tls.recv(min(max_bytes, RECORD_SIZE)) if into is None else tls.recv_into(into)
     except ssl.SSLWantReadError:
         return wait_readable
     except ssl.SSLWantWriteError:
@@ -186,7 +191,7 @@ class TLSConnection:
             waited = True
         if not result:
             self.eof = True
-        elif (result if isinstance(result, int) else len(result)) == _tls.RECORD_SIZE < max_bytes:
+        elif (result if isinstance(result, int) else len(result)) == RECORD_SIZE < max_bytes:
             # A full record: a bulk transfer, most likely with more records
             # in the kernel.  Take those too, up to max_bytes, without a wait:
             # one trip through the scheduler for several records.
@@ -201,13 +206,13 @@ class TLSConnection:
         tls = self.raw
         got = first if isinstance(first, int) else len(first)
         chunks = [first] if isinstance(first, bytes) else None
-        while max_bytes - got >= _tls.RECORD_SIZE:
+        while max_bytes - got >= RECORD_SIZE:
             try:
                 if chunks is None:
                     assert into is not None
                     count = tls.recv_into(into[got:])
                 else:
-                    chunk = tls.recv(_tls.RECORD_SIZE)
+                    chunk = tls.recv(RECORD_SIZE)
                     count = len(chunk)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLEOFError):
                 break  # nothing more now (a ragged end says so again at the next call)
@@ -219,7 +224,7 @@ class TLSConnection:
             if chunks is not None:
                 chunks.append(chunk)
             got += count
-            if count < _tls.RECORD_SIZE:
+            if count < RECORD_SIZE:
                 break
         return got if chunks is None else b"".join(chunks)
 
@@ -240,7 +245,7 @@ class TLSConnection:
             await checkpoint()
             return b""
         try:
-            return await self.receive(_tls.RECORD_SIZE)
+            return await self.receive(RECORD_SIZE)
         except trio.BrokenResourceError:
             return b""
 
@@ -255,12 +260,12 @@ class TLSConnection:
         tls = self.raw
         await checkpoint_if_cancelled()
         total = len(data)
-        view = data if total <= _tls.RECORD_SIZE else memoryview(data)  # slices of a view copy nothing
+        view = data if total <= RECORD_SIZE else memoryview(data)  # slices of a view copy nothing
         waited = False
         start = 0
         while True:
             # The same object at every retry of one record: OpenSSL has it.
-            record = view if total <= _tls.RECORD_SIZE else view[start : start + _tls.RECORD_SIZE]
+            record = view if total <= RECORD_SIZE else view[start : start + RECORD_SIZE]
             while True:
                 try:
                     tls.send(record)
@@ -280,7 +285,7 @@ class TLSConnection:
                     raise
                 waited = True
             self.bytes_sent += len(record)
-            start += _tls.RECORD_SIZE
+            start += RECORD_SIZE
             if start >= total:
                 break
         if not waited:

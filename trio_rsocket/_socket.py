@@ -11,15 +11,28 @@ that state calls for:
 * a **TLS connection** (``_secure.TLSConnection``) drives a non-blocking
   :class:`ssl.SSLSocket` over the same descriptor, the same way; ``upgrade_tls``
   swaps one part for the other in the middle of a connection's life;
-* the **listener** (``_listen.Listener``) runs the accept loop.
+* the **listener** (``_listen.Listener``) owns the listening socket and
+  runs the accept loop: it makes each accepted connection's part, runs its
+  server handshake, and only then makes the server-side ``RSocket`` from the
+  finished part (:meth:`RSocket._accepted`) and runs the handler.
 
-What stays here is what belongs to the socket, whatever part it has: the
-state, one conflict guard per direction (read, write, connect/listen) that
-also records the last error, the call's deadline (``_deadline.deadline_scope``),
-the read buffer behind ``read_until``/``read_exactly`` (``_buffer``) and the
-statistics.  The listening role is the ``_listen.Listening`` base class, the
-options and TLS settings that outlive a connection the ``_options.Options``
-one (docs/design.rst draws the whole).
+The parts are made by functions (``_setup.connect``, ``_setup.client_upgrade``,
+``_secure.server_handshake``) that return a finished part or close what they
+opened.  What stays here is what belongs to the socket, whatever part it
+has: the state (every move an event looked up in ``_state.MOVES``), one
+conflict guard per direction (read, write, connect/listen) that also records
+the last error, the call's deadline (``_deadline.deadline_scope``), the read
+buffer behind ``read_until``/``read_exactly`` (``_buffer``), the statistics,
+and the races with a ``close`` from another fiber.  What outlives a
+connection is one immutable ``_options.Settings`` value, shared with every
+socket that has the same (all fresh sockets, all the sockets one listener
+accepted), and a TLS client's ``_options.SessionCache`` (docs/design.rst
+draws the whole).
+
+Words: a *part* is the object that drives one connection's descriptor
+(plain or TLS); a *connection* is the TCP connection itself, with its peer;
+the *socket* is the RSocket in front; the *listening socket* is the OS
+socket a listener accepts on.
 
 Reads are served from the buffer first: bytes that ``read_until`` or
 ``read_exactly`` pulled in but did not return.  Nothing the peer sent is ever
@@ -34,20 +47,23 @@ import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
 
 import trio
 from trio.lowlevel import checkpoint
 
-from . import _listen, _secure, _tls
+from . import _secure, _setup, _tls
 from ._address import display_address, host_port
 from ._arguments import (
+    MAX_LINGER,
     READ_CAP,
     FileLike,
+    c_int_error,
     check_count,
     check_file,
     check_host,
     check_port,
+    check_seconds,
     check_stream_socket,
     data_view,
     writable_view,
@@ -63,11 +79,12 @@ from ._errors import (
     file_error,
     stream_error,
 )
-from ._listen import Listening
-from ._options import KeptSession
-from ._plain import Connector, PlainConnection, apply_options, close_socket
+from ._listen import DataT, Listener, check_listen_arguments, open_listening_socket
+from ._options import DEFAULT_SETTINGS, SessionCache, Settings
+from ._plain import Connector, PlainConnection, apply_options
 from ._runtime import check_not_asyncio, check_trio
-from ._state import MOVES, Guard, ReadGuard, SetupGuard, State, WriteGuard, check_move, last_failure
+from ._setup import Part
+from ._state import MOVES, Event, Guard, ReadGuard, SetupGuard, State, WriteGuard, last_failure, next_state
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -77,7 +94,6 @@ __all__ = ["DEFAULT_READ_SIZE", "RSocket", "SocketStatistics"]
 #: How many bytes ``read`` asks for when not told (trio's default too).
 DEFAULT_READ_SIZE: Final = 65536
 
-_T = TypeVar("_T")
 _G = TypeVar("_G", bound=Guard)
 # Where an RSocket keeps the guard of each direction.
 _GUARD_SLOTS: Final[dict[type[Guard], str]] = {
@@ -85,7 +101,12 @@ _GUARD_SLOTS: Final[dict[type[Guard], str]] = {
     WriteGuard: "_write_guard",
     SetupGuard: "_setup_guard",
 }
-_Connection = PlainConnection | _secure.TLSConnection
+
+
+# Where a fresh socket's ADOPT takes it (MOVES, looked up once: every accept makes this move).
+_ADOPTED: Final = next_state(State.FRESH, Event.ADOPT)
+# The settings of every from_socket(server_side=True) socket nobody set anything on.
+_SERVER_SIDE: Final = DEFAULT_SETTINGS.replace(server_side=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +125,8 @@ class SocketStatistics:
       active: handler fibers running now.
       rejected: connections closed at once because the socket limit was reached.
       handler_errors: handlers that ended with an exception (logged, never fatal).
+      handshakes_cancelled: TLS handshakes that :meth:`~trio_rsocket.RSocket.shutdown`
+        cut short (their handlers never ran, so they are not in its result).
     """
 
     bytes_read: int = 0
@@ -112,9 +135,10 @@ class SocketStatistics:
     active: int = 0
     rejected: int = 0
     handler_errors: int = 0
+    handshakes_cancelled: int = 0
 
 
-class RSocket(Listening, trio.abc.HalfCloseableStream):
+class RSocket(trio.abc.HalfCloseableStream):
     """A socket with Ioto's API: straight-line calls, absolute deadlines.
 
     ``RSocket()`` makes an unconnected socket (Ioto's ``rAllocSocket``).
@@ -128,11 +152,14 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         "__weakref__",
         "_buffer",
         "_bytes_read",
-        "_conn",
         "_connector",
+        "_listener",
+        "_part",
         "_peer",
         "_read_guard",
         "_sent_before",
+        "_sessions",
+        "_settings",
         "_setup_guard",
         "_state",
         "_stream",
@@ -141,12 +168,12 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def __init__(self) -> None:
         self._state = State.FRESH
-        # The part for the state: a connection (OPEN), the connect in flight
-        # (CONNECTING), the listening socket and its accept loop (LISTENING;
-        # the listener is kept after close for statistics()).
-        self._conn: _Connection | None = None
+        # The part for the state: a connection's (OPEN), the connect in
+        # flight (CONNECTING), the listener (LISTENING; kept after close for
+        # statistics()).
+        self._part: Part | None = None
         self._connector: Connector | None = None
-        self._listener: _listen.Listener | None = None
+        self._listener: Listener[Any] | None = None
         # The guards, and the buffer behind read_until/read_exactly, are made
         # on first use: an idle connection keeps only what it uses.
         self._read_guard: ReadGuard | None = None
@@ -156,30 +183,30 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         self._bytes_read = 0
         self._sent_before = 0  # bytes written by connections this socket had before
         self._stream: trio.SocketStream | _secure.TLSStream | None = None  # .stream, made on demand
-        # What outlives a connection: options, TLS settings; a listener's
-        # server context, built once by listen() and shared with every
-        # socket it accepts; which side of the connection this is.
-        self._no_delay: bool | None = None
-        self._linger: int | None = None
-        self._tls_settings: _tls.TLSSettings | None = None
-        self._server_tls_context: ssl.SSLContext | None = None
-        self._server_side = False
+        # What outlives a connection: one immutable value, shared (see _options).
+        self._settings: Settings = DEFAULT_SETTINGS
         # The host and port connect() was given (the name a TLS upgrade
-        # checks); the TLS session to offer at the next connect.
+        # checks); a TLS client's sessions, made on first use.
         self._peer: tuple[str, int] | None = None
-        self._session: ssl.SSLSession | KeptSession | None = None
+        self._sessions: SessionCache | None = None
 
     # State and parts --------------------------------------------------
 
-    def _move(self, state: State) -> None:
-        if state not in MOVES[self._state]:  # check_move's rule, written out: on every accept and close
-            check_move(self._state, state)
-        self._state = state
+    def _move(self, event: Event) -> None:
+        """Make the move *event* leads to (``_state.MOVES``)."""
+        # next_state's look-up, written out: on every accept and close.
+        state = MOVES.get((self._state, event))
+        self._state = state if state is not None else next_state(self._state, event)
 
-    def _attach(self, conn: _Connection) -> None:
-        """Make *conn* this socket's connection (OPEN)."""
-        self._move(State.OPEN)
-        self._conn = conn
+    @classmethod
+    def _accepted(cls, part: Part, settings: Settings) -> Self:
+        """The server-side socket of a connection a listener accepted, over its
+        finished *part*, with the listener's *settings* (shared, not copied)."""
+        sock = cls()
+        sock._settings = settings
+        sock._state = _ADOPTED  # a fresh socket's ADOPT move, looked up once
+        sock._part = part
+        return sock
 
     def _new_guard(self, kind: type[_G]) -> _G:
         """The guard of one direction, made on its first use."""
@@ -187,22 +214,29 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         setattr(self, _GUARD_SLOTS[kind], guard)
         return guard
 
-    def _filling(self) -> ReadBuffer:
+    def _read_buffer(self) -> ReadBuffer:
         """The read buffer, made on first use."""
         if self._buffer is None:
             self._buffer = ReadBuffer()
         return self._buffer
 
-    def _connection(self) -> _Connection:
+    def _open_part(self) -> Part:
         """The connection part, or the error that says why there is none."""
-        if self._conn is None:
+        if self._part is None:
             raise self._not_open()
-        return self._conn
+        return self._part
 
     def _not_open(self) -> trio.ClosedResourceError:
         """The error for I/O without a connection, saying why there is none."""
         why = {State.CLOSED: "was closed", State.CLOSING: "is closing", State.LISTENING: "is listening, not connected"}
-        return trio.ClosedResourceError(f"this socket {why.get(self._state, 'is not connected')}")
+        return trio.ClosedResourceError(f"this socket {why.get(self._now(), 'is not connected')}")
+
+    def _now(self) -> State:
+        """The state, once a listener whose accept loop stopped by itself (its
+        nursery was cancelled) is seen for what it is: closed."""
+        if self._state is State.LISTENING and self._listener is not None and self._listener.closed:
+            self.close()
+        return self._state
 
     @classmethod
     def from_socket(
@@ -221,8 +255,10 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         check_not_asyncio("from_socket()")
         raw = check_stream_socket(sock)
         adopted = cls()
-        adopted._server_side = bool(server_side)
-        adopted._attach(PlainConnection(raw))
+        if server_side:
+            adopted._settings = _SERVER_SIDE
+        adopted._move(Event.ADOPT)
+        adopted._part = PlainConnection(raw)
         return adopted
 
     # Connect and listen -----------------------------------------------
@@ -255,50 +291,45 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         check_trio("connect()")
         host, port = check_host(host), check_port(port)
         if happy_eyeballs_delay is not None:
-            happy_eyeballs_delay = _listen.check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
+            happy_eyeballs_delay = check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay")
         scope = deadline_scope(
             deadline, lambda: DeadlineError(f"Cannot connect socket to {host_port(host, port)} before the deadline")
         )
         with self._setup_guard or self._new_guard(SetupGuard):
             self.reset()
             # TLS configuration errors (a missing key file, ...) come before any I/O.
-            tls = _tls.client_context(self._tls_settings) if self._tls_settings is not None else None
-            self._move(State.CONNECTING)
+            settings = self._settings
+            tls = _tls.client_context(settings.tls) if settings.tls is not None else None
+            sessions = self._sessions or self._new_sessions() if tls is not None else None
+            self._move(Event.CONNECT)
             self._peer = (host, port)
             connector = self._connector = Connector()
-            conn: _Connection | None = None
             try:
                 with scope:
-                    conn = PlainConnection(
-                        await connector.connect(host, port, happy_eyeballs_delay), self._no_delay, self._linger
-                    )
-                    connector.hold(conn)  # a close() now wakes the handshake too
-                    if tls is not None:
-                        offered = self._offered_session(tls, host, port)
-                        conn = await _secure.client_handshake(conn, tls, host, offered, ragged_eof=self._ragged_eof())
-                        self._keep_session(conn, tls, host, port, offered)
+                    part = await _setup.connect(connector, host, port, happy_eyeballs_delay, settings, tls, sessions)
             except Exception as exc:
-                if conn is not None:
-                    conn.close()
                 if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
                     if isinstance(exc, trio.ClosedResourceError):
                         raise
                     raise trio.ClosedResourceError("this socket was closed while connecting") from exc
-                self._move(State.FRESH)
+                self._move(Event.CONNECT_FAILED)
                 raise
             except BaseException:
-                if conn is not None:
-                    conn.close()
                 if self._state is State.CONNECTING:
-                    self._move(State.FRESH)
+                    self._move(Event.CONNECT_FAILED)
                 raise
             finally:
                 self._connector = None
-            assert conn is not None
             if self._state is not State.CONNECTING:  # close() or reset() came as the handshake ended
-                conn.close()
+                part.close()
                 raise trio.ClosedResourceError("this socket was closed while connecting")
-            self._attach(conn)
+            self._move(Event.CONNECTED)
+            self._part = part
+
+    def _new_sessions(self) -> SessionCache:
+        """The TLS session cache, made on first use."""
+        sessions = self._sessions = SessionCache()
+        return sessions
 
     async def upgrade_tls(self, host: str | None = None, deadline: Deadline = None) -> None:
         """Turn this plain connection into TLS (STARTTLS; Ioto's ``rUpgradeTls``),
@@ -335,16 +366,20 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             self._write_guard or self._new_guard(WriteGuard),
             self._setup_guard or self._new_guard(SetupGuard),
         ):
-            conn = self._conn
-            if not isinstance(conn, PlainConnection):
-                why = "is already TLS" if conn is not None else "is not connected"
+            part = self._part
+            if not isinstance(part, PlainConnection):
+                why = "is already TLS" if part is not None else "is not connected"
                 raise RSocketError(f"upgrade_tls needs a connected plain socket, and this one {why}")
             # Mistakes in the call come out before anything that cannot be undone.
-            settings = self._tls_settings if self._tls_settings is not None else _tls.TLSSettings()
-            if self._server_side:
-                server = _tls.server_context(settings, upgrade=True)
+            settings = self._settings
+            tls_settings = settings.tls if settings.tls is not None else _tls.TLSSettings()
+            server_side = settings.server_side
+            if server_side:
+                server = _tls.server_context(tls_settings, upgrade=True)
             else:
-                client, host = self._client_tls(settings, host)
+                if host is None and self._peer is not None:
+                    host = self._peer[0]
+                client = _setup.client_tls(tls_settings, host)
             if self._buffer:
                 unread = len(self._buffer)
                 self.close()
@@ -352,50 +387,35 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     f"{unread} bytes of plaintext arrived before the TLS upgrade and were not read: refused "
                     "(STARTTLS injection) and the socket closed"
                 )
-            self._tls_settings = settings
-            sent_in_plain = conn.bytes_sent  # the handshake's own bytes are not the program's
+            if settings.tls is None:
+                settings = self._settings = settings.replace(tls=tls_settings)
+            sent_in_plain = part.bytes_sent  # the handshake's own bytes are not the program's
             try:
                 with scope:
-                    if self._server_side:
-                        upgraded = await _secure.server_handshake(conn, server, ragged_eof=self._ragged_eof())
+                    if server_side:
+                        upgraded = await _secure.server_handshake(part, server, ragged_eof=settings.ragged_eof)
                     else:
-                        upgraded = await self._client_upgrade(conn, client, host)
+                        port = self._peer[1] if self._peer is not None else None
+                        sessions = self._sessions or self._new_sessions()
+                        upgraded = await _setup.client_upgrade(part, client, host, port, settings, sessions)
             except Exception as exc:
-                if self._conn is not conn:  # close() or reset() from another fiber: say that
+                if self._part is not part:  # close() or reset() from another fiber: say that
                     if isinstance(exc, trio.ClosedResourceError):
                         raise
                     raise trio.ClosedResourceError("this socket was closed during its TLS upgrade") from exc
                 self.close()
                 raise
             except BaseException:
-                if self._conn is conn:
+                if self._part is part:
                     self.close()
                 raise
-            if self._conn is not conn:  # close() or reset() came as the handshake ended
+            if self._part is not part:  # close() or reset() came as the handshake ended
                 upgraded.close()
                 raise trio.ClosedResourceError("this socket was closed during its TLS upgrade")
             self._sent_before += sent_in_plain
-            self._move(State.OPEN)
-            self._conn = upgraded
+            self._move(Event.UPGRADE)
+            self._part = upgraded
             self._stream = None  # a plain one's: the descriptor moved into the TLS socket
-
-    def _client_tls(self, settings: _tls.TLSSettings, host: str | None) -> tuple[_tls.TLSContext, str | None]:
-        """The context of a client's upgrade, and the name it checks."""
-        tls = _tls.client_context(settings)
-        if host is None and self._peer is not None:
-            host = self._peer[0]
-        if host is None and (tls.context.check_hostname or tls.forgives_issuer):
-            raise RSocketError("upgrade_tls(host=...) needs the name to check: this socket was not made by connect")
-        return tls, host
-
-    async def _client_upgrade(
-        self, conn: PlainConnection, tls: _tls.TLSContext, host: str | None
-    ) -> _secure.TLSConnection:
-        port = self._peer[1] if self._peer is not None else None
-        offered = self._offered_session(tls, host, port)
-        upgraded = await _secure.client_handshake(conn, tls, host, offered, ragged_eof=self._ragged_eof())
-        self._keep_session(upgraded, tls, host, port, offered)
-        return upgraded
 
     # Read -------------------------------------------------------------
 
@@ -428,9 +448,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                 raise trio.BusyResourceError(guard.busy_message)
             guard.busy = True
             try:
-                if self._conn is None:
+                if self._part is None:
                     raise self._not_open()
-                data = await self._conn.receive(max_bytes)
+                data = await self._part.receive(max_bytes)
             except BaseException as exc:
                 guard.failed(exc)
                 raise
@@ -443,10 +463,10 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """``read`` with a deadline, or from the buffer."""
         scope = deadline_scope(deadline, _read_expired)
         with self._read_guard or self._new_guard(ReadGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
                 buffer = self._buffer
-                return await (buffer.take(max_bytes) if buffer else conn.receive(max_bytes))
+                return await (buffer.take(max_bytes) if buffer else part.receive(max_bytes))
 
     async def read_into(self, buffer: Buffer, deadline: Deadline = None) -> int:
         """Read into *buffer* (any writable bytes-like object); return the count.
@@ -457,7 +477,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         view = writable_view(buffer)
         scope = deadline_scope(deadline, _read_expired)
         with self._read_guard or self._new_guard(ReadGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
                 kept = self._buffer
                 if kept:
@@ -465,7 +485,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
                     count = len(data)
                     view[:count] = data
                 else:
-                    count = await conn.receive_into(view)
+                    count = await part.receive_into(view)
         self._bytes_read += count
         return count
 
@@ -480,7 +500,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         count = check_count(count, "count")
         expired = lambda: DeadlineError(f"Read deadline passed before {count} bytes arrived")  # noqa: E731
-        buffer = self._filling()
+        buffer = self._read_buffer()
         return await self._read_buffered(buffer, buffer.exactly(count), count, count, deadline, expired)
 
     async def read_until(
@@ -502,7 +522,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         max_bytes = check_count(max_bytes)
         if len(delimiter) > max_bytes:
             raise ValueError(f"delimiter ({len(delimiter)} bytes) is longer than max_bytes ({max_bytes})")
-        buffer = self._filling()
+        buffer = self._read_buffer()
         rule = buffer.through(delimiter, max_bytes)
         expired = lambda: DeadlineError(f"Read deadline passed before delimiter {delimiter!r} arrived")  # noqa: E731
         return await self._read_buffered(buffer, rule, max_bytes, None, deadline, expired)
@@ -528,7 +548,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def _receive(self, max_bytes: int) -> Awaitable[bytes]:
         # Looked up at each receive: a close() from another fiber ends the fill.
-        return self._connection().receive(max_bytes)
+        return self._open_part().receive(max_bytes)
 
     # Write ------------------------------------------------------------
 
@@ -555,9 +575,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError(guard.busy_message)
         guard.busy = True
         try:
-            if self._conn is None:
+            if self._part is None:
                 raise self._not_open()
-            await self._conn.send(view)
+            await self._part.send(view)
         except BaseException as exc:
             guard.failed(exc)
             raise
@@ -565,21 +585,15 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
             guard.busy = False
         return len(view)
 
-    def _counted(self, deadline: Deadline, total: int) -> tuple[_Connection | None, AbstractContextManager[None]]:
-        """The connection and the deadline scope of a write of *total* bytes,
-        whose DeadlineError says exactly how many went."""
-        conn = self._conn
-        start = conn.bytes_sent if conn is not None else 0
-        return conn, deadline_scope(deadline, lambda: _write_expired(conn.bytes_sent - start if conn else 0, total))
-
     async def _write_before(self, view: bytes | memoryview, deadline: Deadline) -> int:
         """``write`` with a deadline (``0``: none)."""
-        conn, scope = self._counted(deadline, len(view))
+        part = self._part
+        scope = _write_scope(part, deadline, len(view))
         with self._write_guard or self._new_guard(WriteGuard):
-            if conn is None:
+            if part is None:
                 raise self._not_open()
             with scope:
-                await conn.send(view)
+                await part.send(view)
         return len(view)
 
     async def send_file(
@@ -611,13 +625,14 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
           trio.BusyResourceError: as for :meth:`write`.
         """
         fd, count = check_file(file, offset, count)
-        conn, scope = self._counted(deadline, count)
+        part = self._part
+        scope = _write_scope(part, deadline, count)
         with self._write_guard or self._new_guard(WriteGuard):
-            if conn is None:
+            if part is None:
                 raise self._not_open()
             with scope:
                 try:
-                    return await conn.send_file(fd, offset, count)
+                    return await part.send_file(fd, offset, count)
                 except FileReadError as exc:
                     raise _naming(exc, file) from exc.__cause__
 
@@ -636,16 +651,16 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was readable"))
         with self._read_guard or self._new_guard(ReadGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
-                if self._buffer or conn.eof:
+                if self._buffer or part.eof:
                     # A checkpoint inside the deadline: one already passed
                     # wins over data that is there, as it does for read.
                     await checkpoint()
                     return
-                data = await conn.wait_readable()
+                data = await part.wait_readable()
                 if data:  # what TLS had to decrypt to tell, kept for the next read
-                    self._filling().extend(data)
+                    self._read_buffer().extend(data)
 
     async def wait_writable(self, deadline: Deadline = None) -> None:
         """Return as soon as a write might not block (Ioto's
@@ -657,9 +672,9 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         """
         scope = deadline_scope(deadline, lambda: DeadlineError("Wait deadline passed before the socket was writable"))
         with self._write_guard or self._new_guard(WriteGuard):
-            conn = self._connection()
+            part = self._open_part()
             with scope:
-                await conn.wait_writable()
+                await part.wait_writable()
 
     # trio.abc.HalfCloseableStream -------------------------------------
 
@@ -682,7 +697,7 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         TLS has no half-close, so on a TLS socket this raises :class:`TLSError`.
         """
         with self._write_guard or self._new_guard(WriteGuard):
-            await self._connection().send_eof()
+            await self._open_part().send_eof()
 
     # Close ------------------------------------------------------------
 
@@ -695,35 +710,34 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         use :meth:`aclose` for that.  On a listener it stops the accept loop
         and frees the port; handlers already running go on (see :meth:`shutdown`).
         """
-        conn, connector, listening = self._conn, self._connector, self._state is State.LISTENING
-        self._conn = self._connector = self._stream = None
-        self._move(State.CLOSED)
+        part, connector, listening = self._part, self._connector, self._state is State.LISTENING
+        self._part = self._connector = self._stream = None
+        self._move(Event.CLOSE)
         # What was received and not yet read goes with the connection.
         self._buffer = None
-        if conn is not None:
-            self._sent_before += conn.bytes_sent
-            conn.close()
+        if part is not None:
+            self._sent_before += part.bytes_sent
+            part.close()
         if connector is not None:
             connector.close()
         if listening and self._listener is not None:  # None: closed while it bound
             self._listener.close()
-            close_socket(self._listener.socket)
 
     async def aclose(self) -> None:
         """Close gracefully: TLS sends close_notify first (meanwhile the socket
         is ``closing``: not connected, no handle).  Always closes, even when
         cancelled, and is a checkpoint.  A ``close`` or ``reset`` from another
         fiber meanwhile has the last word."""
-        conn = self._conn
+        part = self._part
         try:
-            if isinstance(conn, _secure.TLSConnection) and self._state is State.OPEN:
-                self._move(State.CLOSING)  # no longer connected while close_notify goes
-                await conn.aclose()
+            if isinstance(part, _secure.TLSConnection) and self._state is State.OPEN:
+                self._move(Event.CLOSE_NOTIFY)  # no longer connected while close_notify goes
+                await part.aclose()
             else:
                 check_trio("aclose()")  # the checkpoint below would say "Task got bad yield"
                 await checkpoint()
         finally:
-            if self._conn is conn:  # not closed, or reset, by another fiber meanwhile
+            if self._part is part:  # not closed, or reset, by another fiber meanwhile
                 self.close()
 
     def disconnect(self) -> None:
@@ -732,8 +746,8 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         Reads then return end of file, writes fail; :meth:`close` still has to
         release the handle.
         """
-        if self._conn is not None:
-            self._conn.disconnect()
+        if self._part is not None:
+            self._part.disconnect()
 
     def reset(self) -> None:
         """Close and clear state, so the socket can connect again (``rResetSocket``).
@@ -745,27 +759,365 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         socket fresh.
         """
         self.close()
-        self._move(State.FRESH)
+        self._move(Event.RESET)
         for guard in (self._read_guard, self._write_guard, self._setup_guard):
             if guard is not None:
                 guard.failure = None
 
-    # State and options ------------------------------------------------
+    # Options -----------------------------------------------------------
+
+    def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
+        """Set a socket option on the OS socket, as :meth:`trio.SocketStream.setsockopt`.
+
+        Raises :class:`trio.ClosedResourceError` if there is no OS socket.
+        """
+        try:
+            self._socket().setsockopt(level, option, value)
+        except (OverflowError, TypeError):
+            error = c_int_error(level=level, option=option, value=value)
+            if error is None:
+                raise
+            raise error from None
+
+    def getsockopt(self, level: int, option: int, buffer_length: int = 0) -> int | bytes:
+        """Read a socket option of the OS socket, as :meth:`trio.SocketStream.getsockopt`."""
+        try:
+            if buffer_length == 0:
+                return self._socket().getsockopt(level, option)
+            return self._socket().getsockopt(level, option, buffer_length)
+        except OverflowError:
+            error = c_int_error(level=level, option=option, buffer_length=buffer_length)
+            if error is None:
+                raise
+            raise error from None
+
+    def set_no_delay(self, enable: bool) -> None:
+        """Turn Nagle's algorithm off (``True``, the default here) or on (``rSetSocketNoDelay``)."""
+        if not isinstance(enable, bool | int):
+            raise TypeError(f"enable must be a bool, not {type(enable).__name__}")
+        self._settings = self._settings.replace(no_delay=bool(enable))
+        if self._part is not None and self._state is State.OPEN:
+            apply_options(self._part.raw, self._settings.no_delay, None)
+
+    def set_linger(self, seconds: int) -> None:
+        """Set SO_LINGER (``rSetSocketLinger``): close waits up to *seconds* to
+        deliver unsent data; ``0`` makes close send a reset (RST) at once."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            raise TypeError(f"seconds must be an int, not {type(seconds).__name__}")
+        if not 0 <= seconds <= MAX_LINGER:
+            raise ValueError(f"seconds must be in 0..{MAX_LINGER}, not {seconds}")
+        self._settings = self._settings.replace(linger=seconds)
+        if self._part is not None and self._state is State.OPEN:
+            apply_options(self._part.raw, self._settings.no_delay, seconds)
+
+    # ------------------------------------------------------------------
+    # TLS
+    # ------------------------------------------------------------------
+
+    def _change_tls(self, **changes: object) -> None:
+        # A running listener keeps the settings (and context) it started with.
+        self._settings = self._settings.with_tls(**changes)
+
+    def set_certs(
+        self,
+        key: _tls.CertSource | None = None,
+        cert: _tls.CertSource | None = None,
+        authority: _tls.CertSource | None = None,
+        revoke: _tls.CertSource | None = None,
+        *,
+        password: _tls.Password | None = None,
+    ) -> None:
+        """Set the TLS key, certificate, authority and revocation list
+        (Ioto's ``rSetSocketCerts``, in the seed's argument order; keywords
+        recommended).  Makes the socket TLS.
+
+        Each is a PEM file path (``str`` or :class:`os.PathLike`) or the PEM
+        text as ``bytes``; ``None`` leaves that setting as it was (falling
+        back to :func:`trio_rsocket.set_default_certs`).  *key* defaults to
+        *cert* (a file holding both).  *authority* holds the CA certificates
+        that peers must chain to (a file, a directory of hashed certificates,
+        or bytes); clients without one use the system store.  *revoke* holds
+        certificate revocation lists (CRLs) and only ever adds CRLs.
+        *password* unlocks an encrypted *key* (str, bytes, or a function
+        returning one, as :meth:`ssl.SSLContext.load_cert_chain` takes it).
+
+        Files are read when the socket connects or listens: a missing or bad
+        file raises :class:`TLSError` there, naming it, before any connection
+        is tried.  Settings changed while a socket is connected or listening
+        take effect at the next ``connect`` or ``listen``.
+        """
+        sources = (("key", key), ("cert", cert), ("authority", authority), ("revoke", revoke))
+        changes: dict[str, object] = {
+            name: _tls.check_source(value, name) for name, value in sources if value is not None
+        }
+        if password is not None:
+            changes["password"] = _tls.check_password(password)
+        self._change_tls(**changes)
+
+    def set_tls(self, *, ragged_eof: bool | None = None, ktls: bool | None = None) -> None:
+        """Make the socket TLS (Ioto's ``rSetTls``: without arguments, the
+        module defaults only), and set what Ioto's API has no words for;
+        ``None`` leaves a setting as it was.
+
+        *ragged_eof* true: a peer that closes the connection without TLS's
+        close_notify reads as end of file, as Python's ``http.client`` and
+        many HTTPS clients do after a complete exchange (trio's
+        ``https_compatible``).  False, the default: such a read raises
+        :class:`trio.BrokenResourceError`, since an attacker can cut a
+        connection short and a truncation must not look like an end.
+
+        *ktls* true: ask OpenSSL to hand the keys to the kernel (kTLS,
+        ``ssl.OP_ENABLE_KTLS``), so :meth:`send_file` can send straight from
+        the file.  Where Python (3.12 or later), OpenSSL (3.0 or later) or the
+        kernel (its ``tls`` module) cannot, it changes nothing.
+        """
+        changes: dict[str, object] = {}
+        for name, value in (("ragged_eof", ragged_eof), ("ktls", ktls)):
+            if value is not None:
+                if not isinstance(value, bool | int):
+                    raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+                changes[name] = bool(value)
+        self._change_tls(**changes)
+
+    def set_ciphers(self, ciphers: str | None) -> None:
+        """Choose the ciphers (``rSetSocketCiphers``): an OpenSSL cipher
+        string, ``,`` or ``:`` separated; ``None`` or ``""`` for the default.
+        Makes the socket TLS.  TLS 1.3 suite names are checked and accepted,
+        but Python's :mod:`ssl` cannot restrict TLS 1.3 suites.  A string that
+        selects no cipher raises :class:`TLSError` at connect or listen time.
+        """
+        self._change_tls(ciphers=_tls.check_ciphers(ciphers))
+
+    def set_verify(self, verify_peer: bool, verify_issuer: bool) -> None:
+        """Choose how the peer's certificate is verified (``rSetSocketVerify``).
+        Makes the socket TLS.
+
+        For a client (defaults: both true): *verify_peer* false checks
+        nothing; *verify_issuer* false accepts a self-signed or unknown issuer
+        and forgives nothing else (see the TLS guide).  For a listener:
+        *verify_peer* true requires a client certificate that chains to this
+        socket's *authority* (mutual TLS); false (the default) asks for none.
+        """
+        verify_peer, verify_issuer = _tls.check_verify(verify_peer, verify_issuer)
+        self._change_tls(verify_peer=verify_peer, verify_issuer=verify_issuer)
+
+    def set_alpn(self, protocols: str | list[str] | tuple[str, ...] | None) -> None:
+        """Offer (client) or accept (listener) these ALPN protocols, most
+        preferred first: one name (``"h2"``) or a list; ``None`` for none.
+        Makes the socket TLS.  :meth:`get_alpn` says which was agreed."""
+        self._change_tls(alpn=_tls.check_alpn(protocols))
+
+    def set_ssl_context(self, context: ssl.SSLContext | None) -> None:
+        """Use *context* as it is, for anything the TLS settings do not cover
+        (the escape hatch); ``None`` goes back to the settings.  Makes the
+        socket TLS.  A client needs a client context, a listener a server one;
+        the client still sends *host* as SNI and, if the context checks
+        hostnames, checks it.
+        """
+        if context is not None and not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"context must be an ssl.SSLContext or None, not {type(context).__name__}")
+        self._change_tls(context=context)
+
+    def _ssl(self) -> _secure.TLSConnection | None:
+        return self._part if isinstance(self._part, _secure.TLSConnection) else None
+
+    def get_alpn(self) -> str | None:
+        """The ALPN protocol agreed in the handshake, or ``None``."""
+        ssl_stream = self._ssl()
+        return ssl_stream.selected_alpn_protocol() if ssl_stream is not None else None
+
+    def get_cipher(self) -> str | None:
+        """The cipher in use (e.g. ``"TLS_AES_256_GCM_SHA384"``), or ``None``."""
+        ssl_stream = self._ssl()
+        cipher = ssl_stream.cipher() if ssl_stream is not None else None
+        return cipher[0] if cipher else None
+
+    def get_tls_version(self) -> str | None:
+        """The TLS version in use (e.g. ``"TLSv1.3"``), or ``None``."""
+        ssl_stream = self._ssl()
+        return ssl_stream.version() if ssl_stream is not None else None
+
+    def get_peer_certificate(self) -> bytes | None:
+        """The peer's certificate in DER form, or ``None`` (plain TCP, no
+        handshake yet, or a client that sent none).  Turn it into PEM with
+        :func:`ssl.DER_cert_to_PEM_cert`, or read it with ``cryptography``."""
+        ssl_stream = self._ssl()
+        return ssl_stream.getpeercert(binary_form=True) if ssl_stream is not None else None
+
+    def get_tls_session(self) -> ssl.SSLSession | None:
+        """The client's TLS session, to resume with later (Ioto's
+        ``rGetTlsSession``): the live one while connected (for a connection
+        that resumed a session, the session it resumed), else the last one;
+        ``None`` for none.  With TLS 1.3 the session ticket comes with the
+        first data read, so read something before taking it."""
+        ssl_stream = self._ssl()
+        if ssl_stream is not None and not self._settings.server_side and not ssl_stream.session_reused:
+            return ssl_stream.session
+        # A resumed connection's session is the one it was offered (kept by
+        # SessionCache.keep): reading the live one leaks a copy on Python 3.11.
+        return self._sessions.session() if self._sessions is not None else None
+
+    def set_tls_session(self, session: ssl.SSLSession | None) -> None:
+        """Offer *session* at the next :meth:`connect` (or client
+        :meth:`upgrade_tls`), whatever its peer (Ioto's ``rSetTlsSession``);
+        ``None`` offers none and forgets the session kept.  The name asked for
+        is still checked against the session's certificate.  A socket that
+        reconnects to the same host and port offers its last session by
+        itself.  A session the server does not know just means a full
+        handshake."""
+        if session is not None and not isinstance(session, ssl.SSLSession):
+            raise TypeError(f"session must be an ssl.SSLSession or None, not {type(session).__name__}")
+        (self._sessions or self._new_sessions()).set(session)
+
+    def is_session_reused(self) -> bool:
+        """Whether the TLS handshake resumed a session (``False`` for plain TCP)."""
+        ssl_stream = self._ssl()
+        return ssl_stream.session_reused if ssl_stream is not None else False
+
+    # Listen ------------------------------------------------------------
+
+    @overload
+    async def listen(
+        self,
+        host: str | None,
+        port: int,
+        handler: Callable[[None, Self], Awaitable[object]],
+        data: None = None,
+        *,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+        handshake_timeout: float = 30,
+    ) -> None: ...
+
+    @overload
+    async def listen(
+        self,
+        host: str | None,
+        port: int,
+        handler: Callable[[DataT, Self], Awaitable[object]],
+        data: DataT,
+        *,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+        handshake_timeout: float = 30,
+    ) -> None: ...
+
+    async def listen(
+        self,
+        host: str | None,
+        port: int,
+        handler: Callable[[Any, Self], Awaitable[object]],
+        data: Any = None,
+        *,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+        reuse_port: bool = False,
+        handshake_timeout: float = 30,
+    ) -> None:
+        """Listen on *host*:*port*; run ``await handler(data, sock)`` for each
+        connection in a fiber of its own (Ioto's ``rListenSocket``).
+
+        Returns once the socket is bound and listening.  *host* ``None`` or
+        ``""`` listens on all interfaces, IPv4 and IPv6 on one dual-stack
+        socket (IPv4 only where the machine has no IPv6); ``"127.0.0.1"`` or
+        ``"localhost"`` on IPv4 loopback only; any other name or address on
+        the first address it resolves to.  Port ``0`` picks a free port
+        (:meth:`get_addr` tells which; one port for IPv4 and IPv6).
+        SO_REUSEADDR is on; *reuse_port* sets SO_REUSEPORT so that several
+        processes can share the port.  *backlog* ``None`` is as long as the OS
+        allows, and so is any number past that (the OS cuts it down).
+        *handler* is any async callable (an ``async def``, a
+        :func:`functools.partial` of one, ...).  An IPv6 address may come in
+        brackets (``"[::1]"``).  *handshake_timeout* may be ``math.inf``
+        (an int past float range reads as that).
+
+        The accept loop runs in *nursery*, or the current runtime's
+        (:func:`trio_rsocket.open_runtime`).  Each connection gets a
+        server-side socket (TCP_NODELAY on, this socket's options and TLS
+        settings inherited); a TLS handshake must finish within
+        *handshake_timeout* seconds, else it is logged and the connection
+        dropped.  The socket is closed when the handler returns.  An exception
+        from a handler is logged with its traceback on the ``"trio_rsocket"``
+        logger and stops nothing else.  Past the socket limit
+        (:func:`trio_rsocket.set_socket_limit`) a connection is closed at once
+        and a warning logged.  :meth:`close` stops accepting and frees the
+        port (running handlers go on); :meth:`shutdown` also waits for, then
+        cancels, the handlers.
+
+        Raises:
+          ListenError: the name does not resolve, or the address cannot be
+            bound (in use, ...); ``errno`` is the OS error.
+          trio.BusyResourceError: another fiber is connecting or listening.
+          RuntimeError: no *nursery* and no current runtime; or not under
+            trio (trio_rsocket runs under trio only).
+          TypeError, ValueError: a bad argument, before any I/O.
+        """
+        check_trio("listen()")
+        host, target, backlog, timeout = check_listen_arguments(
+            host, port, handler, nursery, backlog, reuse_port, handshake_timeout
+        )
+        with self._setup_guard or self._new_guard(SetupGuard):
+            self.reset()
+            self._listener = None  # the last one's counters go with it
+            settings = self._settings.replace(server_side=True)
+            if settings.tls is not None:
+                # Built once for every connection; configuration errors before binding.
+                settings = settings.replace(server_context=_tls.server_context(settings.tls))
+            self._move(Event.LISTEN)
+            try:
+                raw = await open_listening_socket(host, port, backlog, reuse_port)
+            except BaseException:
+                if self._state is State.LISTENING:
+                    self._move(Event.LISTEN_FAILED)
+                raise
+            if self._state is not State.LISTENING:  # close() or reset() from another fiber while it bound
+                raw.close()
+                raise trio.ClosedResourceError("this socket was closed while it was binding")
+            # Every socket it accepts shares *settings*, this socket's as they
+            # are now (a later change is for the next listen).
+            listener = self._listener = Listener(raw, handler, data, settings, type(self)._accepted, timeout)
+            try:
+                listener.start(target)
+            except BaseException:
+                self.close()  # a nursery closed to new arrivals: no accept loop, so no port
+                raise
+
+    async def shutdown(self, grace: float | None = None) -> int:
+        """Shut a listener down gracefully: stop accepting at once (the port is
+        freed), let running handlers finish, and cancel those still running
+        *grace* seconds from now (``None``: wait for them however long they
+        take).  Returns how many handlers were cancelled.  Works after
+        :meth:`close` too, for the handlers still running.
+
+        Raises :class:`RuntimeError` if this socket never listened.
+        """
+        if grace is not None:
+            grace = check_seconds(grace, "grace")
+        listener = self._listener
+        if listener is None:
+            raise RuntimeError("shutdown() is for a listening socket; close a connection with close() or aclose()")
+        if self._state is State.LISTENING:
+            self.close()  # stops accepting: the listener's own shutdown waits for the rest
+        return await listener.shutdown(grace)
+
+    # State ------------------------------------------------
 
     def is_closed(self) -> bool:
         """True after :meth:`close` (``rIsSocketClosed``)."""
-        return self._state is State.CLOSED
+        return self._now() is State.CLOSED
 
     def is_eof(self) -> bool:
         """True once the peer's end of file was read, a read or write failed
         (a reset, say), :meth:`disconnect` ran, or after close
         (``rIsSocketEof``), on plain TCP and TLS alike."""
-        return self._state is State.CLOSED or (self._conn is not None and self._conn.eof)
+        return self._now() is State.CLOSED or (self._part is not None and self._part.eof)
 
     def is_secure(self) -> bool:
         """True if the socket uses TLS (``rIsSocketSecure``): from the first
         TLS setting on (as in Ioto), before and after it connects."""
-        return self._tls_settings is not None or isinstance(self._conn, _secure.TLSConnection)
+        return self._settings.tls is not None or isinstance(self._part, _secure.TLSConnection)
 
     def is_connected(self) -> bool:
         """True while a connection is attached and not closed (``rIsSocketConnected``).
@@ -776,15 +1128,15 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
 
     def _socket(self) -> stdlib_socket.socket:
         """The OS socket: the connection's or the listening one."""
-        if self._conn is not None and self._state is State.OPEN:
-            return self._conn.raw
-        if self._state is State.LISTENING and self._listener is not None:
+        if self._part is not None and self._state is State.OPEN:
+            return self._part.raw
+        if self._now() is State.LISTENING and self._listener is not None:
             return self._listener.socket
         raise self._not_open()
 
     def get_handle(self) -> int:
         """The OS file descriptor, or -1 if there is none (``rGetSocketHandle``)."""
-        return self._socket().fileno() if self._state in (State.OPEN, State.LISTENING) else -1
+        return self._socket().fileno() if self._now() in (State.OPEN, State.LISTENING) else -1
 
     def get_addr(self) -> tuple[str, int]:
         """The local ``(ip, port)`` (``rGetSocketAddr``); for a Unix socket
@@ -822,30 +1174,36 @@ class RSocket(Listening, trio.abc.HalfCloseableStream):
         ``read_exactly`` are not in it, and it must not be used concurrently
         with this socket's own reads or writes.
         """
-        conn = self._conn
-        if isinstance(conn, _secure.TLSConnection):
+        part = self._part
+        if isinstance(part, _secure.TLSConnection):
             if self._stream is None:
-                self._stream = _secure.TLSStream(conn)
+                self._stream = _secure.TLSStream(part)
             return self._stream
-        if conn is not None and self._stream is None:
-            self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(conn.raw))
+        if part is not None and self._stream is None:
+            self._stream = trio.SocketStream(trio.socket.from_stdlib_socket(part.raw))
             # SocketStream turns TCP_NODELAY on; keep what the user chose.
-            apply_options(conn.raw, self._no_delay, None)
+            apply_options(part.raw, self._settings.no_delay, None)
         return self._stream
 
     def statistics(self) -> SocketStatistics:
         """Counters of this socket's traffic (and, for a listener, its connections)."""
-        written = self._sent_before + (self._conn.bytes_sent if self._conn is not None else 0)
+        written = self._sent_before + (self._part.bytes_sent if self._part is not None else 0)
         listener = self._listener
         if listener is None:
             return SocketStatistics(bytes_read=self._bytes_read, bytes_written=written)
         return SocketStatistics(
-            self._bytes_read, written, listener.accepted, listener.active, listener.rejected, listener.handler_errors
+            self._bytes_read,
+            written,
+            listener.accepted,
+            listener.active,
+            listener.rejected,
+            listener.handler_errors,
+            listener.handshakes_cancelled,
         )
 
     def __repr__(self) -> str:
-        handle = f" fd={self.get_handle()}" if self._state in (State.OPEN, State.LISTENING) else ""
-        tls = " tls" if isinstance(self._conn, _secure.TLSConnection) else ""
+        handle = f" fd={self.get_handle()}" if self._now() in (State.OPEN, State.LISTENING) else ""
+        tls = " tls" if isinstance(self._part, _secure.TLSConnection) else ""
         return f"<RSocket {self._state.value}{handle}{tls}>"
 
 
@@ -861,6 +1219,13 @@ def _naming(error: FileReadError, file: object) -> FileReadError:
     if isinstance(file, int) or not isinstance(name, str) or not isinstance(cause, OSError):
         return error
     return file_error(repr(name), cause, error.bytes_written)
+
+
+def _write_scope(part: Part | None, deadline: Deadline, total: int) -> AbstractContextManager[None]:
+    """The deadline scope of a write of *total* bytes through *part*, whose
+    DeadlineError says exactly how many went."""
+    start = part.bytes_sent if part is not None else 0
+    return deadline_scope(deadline, lambda: _write_expired(part.bytes_sent - start if part else 0, total))
 
 
 def _write_expired(sent: int, total: int) -> DeadlineError:

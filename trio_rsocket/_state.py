@@ -5,10 +5,10 @@ Theory of operation
 An :class:`RSocket` is always in exactly one :class:`State`.  The state says
 which *role* the socket plays (nothing yet, connecting, listening, an open
 connection, closed); which *part* does the work in that role is held beside
-it (a connection part, a listener).  Every change of state goes through
-:func:`check_move` against :data:`MOVES`, the table below, so a
-move the rules do not allow is a bug that shows itself at once instead of
-two flags quietly disagreeing.
+it (a connection part, a listener).  Every change of state is an
+:class:`Event` looked up in :data:`MOVES`, the table below (the front's
+``_move`` is the only caller), so a move the rules do not allow is a bug
+that shows itself at once instead of two flags quietly disagreeing.
 
 ``close`` and ``reset`` may come from another fiber at any point where a
 ``connect``, ``listen`` or ``upgrade_tls`` waits.  Those calls hold the setup
@@ -19,22 +19,25 @@ under it.  It then undoes its own work (closes what it opened) and raises
 :class:`trio.ClosedResourceError`, leaving the state as the close or reset
 left it: CLOSED, or FRESH and ready for the next connect.
 
-The rules (h11 writes its own the same way, next to the machine):
+The rules (h11 writes its own the same way, next to the machine): each
+move is an *event* in a state, and :data:`MOVES` is keyed by the pair.
+An event the table has no entry for in the current state is refused
+(:func:`next_state` raises): a bug in this package, never the user's doing.
 
-========== ====================================== =========================
-from       to                                     by
-========== ====================================== =========================
-FRESH      CONNECTING                             ``connect``
-FRESH      LISTENING                              ``listen``
-FRESH      OPEN                                   an accept, ``from_socket``
-CONNECTING OPEN                                   the connect (and handshake) succeeded
-CONNECTING FRESH                                  the connect failed: connect again
-LISTENING  FRESH                                  ``listen`` failed before binding
-OPEN       OPEN                                   ``upgrade_tls`` swaps the part
-OPEN       CLOSING                                ``aclose`` of TLS: close_notify is under way
-any        CLOSED                                 ``close``, ``aclose``, the accept loop ending
-CLOSED     FRESH                                  ``reset`` (and ``connect``/``listen``, which reset)
-========== ====================================== =========================
+========== ================ ========== ==================================================
+from       event            to         what happened
+========== ================ ========== ==================================================
+FRESH      CONNECT          CONNECTING ``connect`` started
+FRESH      LISTEN           LISTENING  ``listen`` started
+FRESH      ADOPT            OPEN       an accepted connection, ``from_socket``
+CONNECTING CONNECTED        OPEN       the connect (and handshake) succeeded
+CONNECTING CONNECT_FAILED   FRESH      the connect failed: connect again
+LISTENING  LISTEN_FAILED    FRESH      ``listen`` failed before binding
+OPEN       UPGRADE          OPEN       ``upgrade_tls`` swapped the part
+OPEN       CLOSE_NOTIFY     CLOSING    ``aclose`` of TLS: close_notify is under way
+any        CLOSE            CLOSED     ``close``, ``aclose``, ``reset``; a stopped accept loop
+CLOSED     RESET            FRESH      ``reset`` (and ``connect``/``listen``, which reset)
+========== ================ ========== ==================================================
 
 End of file is not a state of the socket but a fact about one direction of
 its connection: the connection part keeps it (``eof`` for what the peer
@@ -58,7 +61,7 @@ import trio
 
 from ._errors import RSocketError
 
-__all__ = ["MOVES", "Guard", "ReadGuard", "SetupGuard", "State", "WriteGuard", "check_move", "last_failure"]
+__all__ = ["MOVES", "Event", "Guard", "ReadGuard", "SetupGuard", "State", "WriteGuard", "last_failure", "next_state"]
 
 
 class State(enum.Enum):
@@ -83,22 +86,46 @@ class State(enum.Enum):
     __hash__ = object.__hash__
 
 
-#: The moves the rules allow, from each state.
-MOVES: Final[dict[State, frozenset[State]]] = {
-    State.FRESH: frozenset({State.CONNECTING, State.LISTENING, State.OPEN, State.CLOSED}),
-    State.CONNECTING: frozenset({State.OPEN, State.FRESH, State.CLOSED}),
-    State.LISTENING: frozenset({State.FRESH, State.CLOSED}),
-    State.OPEN: frozenset({State.OPEN, State.CLOSING, State.CLOSED}),
-    State.CLOSING: frozenset({State.CLOSED}),
-    State.CLOSED: frozenset({State.FRESH, State.CLOSED}),
+class Event(enum.Enum):
+    """What makes an RSocket move; see the table in this module's docstring."""
+
+    CONNECT = "connect"
+    CONNECTED = "connected"
+    CONNECT_FAILED = "connect failed"
+    LISTEN = "listen"
+    LISTEN_FAILED = "listen failed"
+    ADOPT = "adopt"
+    UPGRADE = "upgrade"
+    CLOSE_NOTIFY = "close notify"
+    CLOSE = "close"
+    RESET = "reset"
+
+    __hash__ = object.__hash__  # as State's: every accept and close looks one up
+
+
+#: The state each event leads to, from each state it may come in.
+MOVES: Final[dict[tuple[State, Event], State]] = {
+    (State.FRESH, Event.CONNECT): State.CONNECTING,
+    (State.FRESH, Event.LISTEN): State.LISTENING,
+    (State.FRESH, Event.ADOPT): State.OPEN,
+    (State.CONNECTING, Event.CONNECTED): State.OPEN,
+    (State.CONNECTING, Event.CONNECT_FAILED): State.FRESH,
+    (State.LISTENING, Event.LISTEN_FAILED): State.FRESH,
+    (State.OPEN, Event.UPGRADE): State.OPEN,
+    (State.OPEN, Event.CLOSE_NOTIFY): State.CLOSING,
+    **{(state, Event.CLOSE): State.CLOSED for state in State},
+    (State.CLOSED, Event.RESET): State.FRESH,
 }
 
 
-def check_move(current: State, new: State) -> None:
-    """Raise :class:`AssertionError` for a move :data:`MOVES` does not allow
-    (a bug in this package, never the user's doing)."""
-    if new not in MOVES[current]:
-        raise AssertionError(f"RSocket cannot move from {current.name} to {new.name}")
+def next_state(current: State, event: Event) -> State:
+    """The state *event* leads to from *current*; :class:`AssertionError` for
+    an event the rules do not allow there (a bug in this package, never the
+    user's doing)."""
+    try:
+        return MOVES[current, event]
+    except KeyError:
+        raise AssertionError(f"RSocket cannot take {event.name} when {current.name}") from None
 
 
 # Orders the failures recorded by one socket's guards: the last one is what
@@ -169,7 +196,7 @@ class WriteGuard(Guard):
 
 
 class SetupGuard(Guard):
-    """Making the connection: ``connect``, ``listen``, ``upgrade_tls``, a server handshake."""
+    """Making the connection: ``connect``, ``listen``, ``upgrade_tls``."""
 
     __slots__ = ()
     busy_message = "another fiber is already connecting or listening on this socket"

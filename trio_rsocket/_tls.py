@@ -69,7 +69,6 @@ from ._tls_words import handshake_error as handshake_error
 
 __all__ = [
     "KTLS_OPTION",
-    "RECORD_SIZE",
     "CertSource",
     "TLSContext",
     "TLSSettings",
@@ -97,11 +96,6 @@ CertSource = str | os.PathLike[str] | bytes
 #: What unlocks an encrypted private key, as :meth:`ssl.SSLContext.load_cert_chain`
 #: takes it: the password, or a function that returns it.
 Password = str | bytes | bytearray | Callable[[], str | bytes | bytearray]
-
-#: The largest plaintext one TLS record carries (RFC 8446 section 5.1).  A TLS
-#: write hands data to OpenSSL a record at a time, so whatever stops it stops
-#: it between records or inside exactly one.
-RECORD_SIZE: Final = 16384
 
 #: ``ssl.OP_ENABLE_KTLS`` where Python has it (3.12 and later, built with
 #: OpenSSL 3), else 0: ``set_tls(ktls=True)`` is then a no-op.

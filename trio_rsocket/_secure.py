@@ -568,14 +568,13 @@ def _wrap(plain: PlainConnection, context: ssl.SSLContext, server_side: bool, ho
     """The TLS socket over *plain*'s descriptor, which moves into it; *plain*
     is pointed at it, so whoever holds the plain part closes the owner.
 
-    TCP_NOTSENT_LOWAT of 16 KiB first, as trio's SocketStream sets under
-    TLS: the kernel holds few unsent bytes and a write wakes in time to
-    encrypt the next records.
+    No TCP_NOTSENT_LOWAT, as on plain TCP: trio sets it (16 KiB) so that
+    SSLStream, which encrypts a whole write before sending any, wakes in
+    time to encrypt more; here each record is encrypted as it is sent, and
+    a full kernel buffer lets a bulk sender hand over several records per
+    wake-up (about a fifth less CPU per MB sent, measured by the bench).
     """
     raw = plain.raw
-    if hasattr(socket, "TCP_NOTSENT_LOWAT"):
-        with contextlib.suppress(OSError):
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 1 << 14)
     tls = context.wrap_socket(
         raw,
         server_side=server_side,

@@ -453,6 +453,21 @@ def test_ktls_false_or_unavailable_leaves_the_context_as_it_was() -> None:
         assert asked.options == plain.options  # a documented no-op
 
 
+async def _send_file_across(server: RSocket, client: RSocket, path: Path, size: int) -> bytes:
+    """``server.send_file`` the whole file at *path* (*size* bytes) while *client* reads it; what came."""
+    received = bytearray()
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            while len(received) < size:  # bounded: every read returns at least a byte
+                received.extend(await client.read())
+
+        nursery.start_soon(read)
+        with path.open("rb") as file:
+            assert await server.send_file(file) == size
+    return bytes(received)
+
+
 @pytest.mark.skipif(_ktls_unavailable() is not None, reason=_ktls_unavailable() or "")
 async def test_send_file_over_ktls_goes_by_the_kernel_and_counts_exactly(
     tmp_path: Path, ca: trustme.CA, server_cert: trustme.LeafCert
@@ -466,17 +481,7 @@ async def test_send_file_over_ktls_goes_by_the_kernel_and_counts_exactly(
         assert isinstance(conn, _secure.TLSConnection)
         if not conn.uses_ktls:
             pytest.skip("OpenSSL did not hand the keys to the kernel (cipher or kernel support)")
-        received = bytearray()
-        async with trio.open_nursery() as nursery:
-
-            async def read() -> None:
-                while len(received) < len(data):  # bounded: every read returns at least a byte
-                    received.extend(await client.read())
-
-            nursery.start_soon(read)
-            with path.open("rb") as file:
-                assert await server.send_file(file) == len(data)
-        assert received == data
+        assert await _send_file_across(server, client, path, len(data)) == data
         assert server.statistics().bytes_written == len(data)
     finally:
         client.close()
@@ -497,17 +502,7 @@ async def test_send_file_without_ktls_goes_by_chunks_through_tls(
         if _ktls_unavailable() is None and conn.uses_ktls:
             pytest.skip("the kernel holds the keys here: see the kTLS test")
         assert not conn.uses_ktls
-        received = bytearray()
-        async with trio.open_nursery() as nursery:
-
-            async def read() -> None:
-                while len(received) < len(data):  # bounded: every read returns at least a byte
-                    received.extend(await client.read())
-
-            nursery.start_soon(read)
-            with path.open("rb") as file:
-                assert await server.send_file(file) == len(data)
-        assert received == data
+        assert await _send_file_across(server, client, path, len(data)) == data
     finally:
         client.close()
         server.close()

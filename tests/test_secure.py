@@ -119,6 +119,15 @@ async def test_a_reader_and_a_writer_run_at_full_duplex_on_both_sides(pair: tupl
     assert received[server] == outgoing[client]
 
 
+async def _quiet_part(client: RSocket, server: RSocket) -> _secure.TLSConnection:
+    """The client's TLS part, once the kernel holds nothing more for it to read."""
+    await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
+    assert await client.read() == b"warm"
+    conn = client._part
+    assert isinstance(conn, _secure.TLSConnection)
+    return conn
+
+
 async def test_a_fiber_that_needs_the_direction_the_other_waits_on_parks_and_both_wake(
     pair: tuple[RSocket, RSocket],
 ) -> None:
@@ -126,10 +135,7 @@ async def test_a_fiber_that_needs_the_direction_the_other_waits_on_parks_and_bot
     # a post-handshake message) would be a second waiter on one direction:
     # trio refuses it, so the engine parks it until the first wait ends.
     client, server = pair
-    await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
-    assert await client.read() == b"warm"
-    conn = client._part
-    assert isinstance(conn, _secure.TLSConnection)
+    conn = await _quiet_part(client, server)
     woken: list[str] = []
 
     async def wait(name: str) -> None:
@@ -149,10 +155,7 @@ async def test_a_fiber_that_needs_the_direction_the_other_waits_on_parks_and_bot
 
 async def test_a_parked_fiber_wakes_when_the_waiting_one_is_cancelled(pair: tuple[RSocket, RSocket]) -> None:
     client, server = pair
-    await server.write(b"warm")  # the session tickets and this: the kernel then holds nothing
-    assert await client.read() == b"warm"
-    conn = client._part
-    assert isinstance(conn, _secure.TLSConnection)
+    conn = await _quiet_part(client, server)
     woken: list[str] = []
 
     async def wait(name: str, scope: trio.CancelScope) -> None:

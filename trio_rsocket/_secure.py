@@ -99,9 +99,10 @@ CLOSE_NOTIFY_TIMEOUT: Final = 5.0
 #: it between records or inside exactly one.
 RECORD_SIZE: Final = 16384
 
-# What close() takes of what came and was never read, so that the kernel
-# ends the connection with a FIN rather than a reset (see TLSConnection.close).
-_DRAIN_AT_CLOSE: Final = 1 << 16
+# Where close() puts what came and was never read, so that the kernel ends
+# the connection with a FIN rather than a reset (see TLSConnection.close):
+# one buffer for every close, since those bytes are thrown away.
+_DRAINED: Final = bytearray(1 << 16)
 _CUT_MID_RECORD: Final = "a write was stopped in the middle of a TLS record, which TLS cannot take back"
 _Wait = Callable[[Any], Awaitable[None]]
 
@@ -451,7 +452,7 @@ class TLSConnection:
             # answer the close with a reset, and the peer would lose what it
             # has not read yet of ours.  Taken first: one call, never a wait.
             with contextlib.suppress(OSError):
-                socket.socket.recv(tls, _DRAIN_AT_CLOSE)
+                socket.socket.recv_into(tls, _DRAINED)
         close_socket(tls)
 
     async def aclose(self) -> None:

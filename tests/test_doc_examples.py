@@ -12,6 +12,7 @@ directory and runs there.
 
 from __future__ import annotations
 
+import configparser
 import re
 import shutil
 import textwrap
@@ -26,15 +27,16 @@ from trio_rsocket.testing import make_cert_files, new_ca
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
-_DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: python3?\s*$")
+_DIRECTIVE = re.compile(r"^(?P<indent> *)\.\. code-block:: (?P<language>\w+)\s*$")
 
 
-def code_block(page: str, name: str) -> tuple[str, int]:
-    """The code of the block named *name* on *page*, and the line it starts on."""
+def code_block(page: str, name: str, languages: tuple[str, ...] = ("python", "python3")) -> tuple[str, int]:
+    """The code of the block named *name* on *page* (in one of *languages*),
+    and the line it starts on."""
     lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines):
         found = _DIRECTIVE.match(line)
-        if found is None:
+        if found is None or found["language"] not in languages:
             continue
         indent = len(found["indent"])
         options: dict[str, str] = {}
@@ -48,7 +50,7 @@ def code_block(page: str, name: str) -> tuple[str, int]:
         while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
             end += 1
         return textwrap.dedent("\n".join(lines[body:end])), body + 1
-    raise AssertionError(f"no code block named {name!r} in docs/{page}")
+    raise AssertionError(f"no {'/'.join(languages)} code block named {name!r} in docs/{page}")
 
 
 def load_example(page: str, name: str) -> dict[str, Any]:
@@ -191,3 +193,58 @@ async def test_the_listen_error_example_server_raises_a_group_that_except_listen
             except ListenError:  # pragma: no cover - what the page says does not happen
                 pytest.fail("a bare ListenError left the nursery")
         first.close()
+
+
+# ----------------------------------------------------------------------------
+# docs/deploying.rst, "Socket activation with systemd": the sample units
+
+
+def unit_file(page: str, name: str) -> configparser.ConfigParser:
+    """The systemd unit in the ``.. code-block:: ini`` named *name* on
+    *page*, parsed the way systemd reads it: keys keep their case, ``$``
+    and ``%`` are the unit's own, and a key may repeat (the last one wins
+    here; none of the page's units repeats one)."""
+    text, _ = code_block(page, name, ("ini",))
+    unit = configparser.ConfigParser(interpolation=None, strict=False, delimiters=("=",))
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string(text, source=f"docs/{page}:{name}")
+    return unit
+
+
+def test_the_socket_unit_passes_one_named_listening_socket_to_one_service() -> None:
+    unit = unit_file("deploying.rst", "example-socket-unit")
+    assert unit.sections() == ["Unit", "Socket", "Install"]
+    socket_section = unit["Socket"]
+    assert socket_section["ListenStream"] == "127.0.0.1:4100"
+    assert socket_section["Accept"] == "no"  # the service accepts; systemd does not
+    assert socket_section["FileDescriptorName"] == "echo"
+    assert unit["Install"]["WantedBy"] == "sockets.target"
+
+
+def test_the_service_unit_starts_python_itself_after_its_socket() -> None:
+    unit = unit_file("deploying.rst", "example-service-unit")
+    assert unit.sections() == ["Unit", "Service", "Install"]
+    assert unit["Unit"]["Requires"] == unit["Unit"]["After"] == "rsocket-echo.socket"
+    service = unit["Service"]
+    # LISTEN_PID names the main process: ExecStart must exec Python, no shell.
+    program, script = service["ExecStart"].split()
+    assert program.endswith("/bin/python")
+    assert script.endswith(".py")
+    # Reload is the rolling restart, stop the graceful one (systemd's default SIGTERM).
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert "KillSignal" not in service
+    assert int(service["TimeoutStopSec"]) > 0
+
+
+def test_the_units_and_the_server_of_the_page_agree_on_the_address() -> None:
+    """The server's ``listen`` is on the address the socket unit binds, so
+    it adopts systemd's socket instead of binding its own."""
+    code, _ = code_block("deploying.rst", "example-socket-activation")
+    listen = re.search(r'\.listen\("([^"]+)", (\d+),', code)
+    assert listen is not None
+    host, port = listen.groups()
+    assert unit_file("deploying.rst", "example-socket-unit")["Socket"]["ListenStream"] == f"{host}:{port}"
+    page = (DOCS / "deploying.rst").read_text(encoding="utf-8")
+    # The prose names the unit files by the names the units refer to each other by.
+    assert "/etc/systemd/system/rsocket-echo.socket" in page
+    assert "/etc/systemd/system/rsocket-echo.service" in page

@@ -66,7 +66,6 @@ from ._listen import bind_listening_socket
 
 __all__ = [
     "DEFAULT_GRACE",
-    "EXIT_BOOT_ERROR",
     "RESTART_DELAY_MAX",
     "RESTART_DELAY_MIN",
     "RESTART_RESET_AFTER",
@@ -91,11 +90,11 @@ RESTART_DELAY_MIN: Final = 0.1
 RESTART_DELAY_MAX: Final = 10.0
 #: A worker that ran this many seconds before dying is restarted after the shortest delay again.
 RESTART_RESET_AFTER: Final = 10.0
-#: A worker's exit status when it could not load *main* (no restart: it would fail again).
-EXIT_BOOT_ERROR: Final = 3
 
 _LENGTH: Final = struct.Struct("!Q")
+# What a worker writes on its readiness pipe: serving, or could not load main.
 _READY: Final = b"R"
+_FAILED: Final = b"E"
 
 Address = tuple[str | None, int]
 ResultT = TypeVar("ResultT")
@@ -253,6 +252,8 @@ class _Worker:
         self.control_fd = control_fd
         self.started = time.monotonic()
         self.serving = False
+        # It said it could not load the main function (no restart: it would fail again).
+        self.failed_to_load = False
         # When it was told to stop (SIGTERM), and when it is killed if still there.
         self.kill_at: float | None = None
 
@@ -430,7 +431,9 @@ class _Supervisor:
             data = os.read(worker.ready_fd, 16)
         except OSError:
             data = b""
-        if data:
+        if _FAILED in data:
+            worker.failed_to_load = True
+        elif data:
             if not worker.serving:
                 worker.serving = True
                 self._serving(worker)
@@ -451,7 +454,7 @@ class _Supervisor:
         if worker.kill_at is not None:
             logger.info("%s stopped (%s)", worker, _describe(code))
             return
-        if code == EXIT_BOOT_ERROR:
+        if worker.failed_to_load:
             self.boot_error = f"worker {slot} could not load its main function (its error is above)"
             logger.error("%s could not load its main function: stopping", worker)
             self._stop_all()
@@ -594,7 +597,8 @@ def worker_main(argv: Sequence[str]) -> int:
     except Exception:
         traceback.print_exc()
         print("trio_rsocket worker: cannot load the main function", file=sys.stderr)
-        return EXIT_BOOT_ERROR
+        _tell(ready, _FAILED)
+        return 1
     _worker_id = slot
     _listen_addresses = [(host, port) for host, port in bound]
     _activation.set_requested(_listen_addresses)
@@ -638,16 +642,16 @@ async def _serve_as_worker(
     from ._runtime import current_nursery
 
     runtime = current_nursery("a worker")
-    _activation.call_when_ready(lambda: _tell_ready(ready))
+    _activation.call_when_ready(lambda: _tell(ready, _READY))
     trio.lowlevel.spawn_system_task(
         _stop_when_told, runtime.cancel_scope, grace, control, name="trio_rsocket worker stop"
     )
     return await fn(*args)
 
 
-def _tell_ready(ready: int) -> None:
+def _tell(ready: int, what: bytes) -> None:
     with contextlib.suppress(OSError):
-        os.write(ready, _READY)
+        os.write(ready, what)
 
 
 async def _stop_when_told(runtime: trio.CancelScope, grace: float, control: int) -> None:

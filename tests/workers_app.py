@@ -1,0 +1,30 @@
+"""A program run under workers, for tests/test_workers.py (``python -m tests.workers_app N``).
+
+Each worker serves every address ``run`` bound; a connection gets one line,
+``"<worker id> <pid>\\n"``, so a client can tell the workers apart.  The
+supervisor's log goes to standard error, one message a line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import trio_rsocket
+from trio_rsocket import RSocket
+
+
+async def who_am_i(data: None, sock: RSocket) -> None:
+    await sock.write(f"{trio_rsocket.worker_id()} {os.getpid()}\n".encode())
+
+
+async def serve() -> None:
+    for host, port in trio_rsocket.listen_addresses():
+        await RSocket().listen(host, port, who_am_i)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    trio_rsocket.run(serve, workers=int(sys.argv[1]), listen=[("127.0.0.1", 0)], grace=5)
+    print("run returned", file=sys.stderr, flush=True)

@@ -27,18 +27,22 @@ class Line:
 class ServerProcess:
     workers: int
     port: int = 0
+    report_connections: bool = False
     process: subprocess.Popen[str] = field(init=False)
+    reader: threading.Thread = field(init=False)
     lines: queue.Queue[Line | None] = field(init=False, default_factory=queue.Queue)
     #: Every line read so far (those taken from *lines* too).
     seen: list[Line] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, SERVER, "--workers", str(self.workers), "--port", str(self.port)],
+            [sys.executable, SERVER, "--workers", str(self.workers), "--port", str(self.port)]
+            + (["--report-connections"] if self.report_connections else []),
             stdout=subprocess.PIPE,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -75,11 +79,14 @@ class ServerProcess:
         self.process.send_signal(signum)
 
     def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM, and wait for the supervisor to exit; its exit status."""
+        """SIGTERM, and wait for the supervisor to exit and every line it
+        (and its workers) printed to be read; its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            status = self.process.wait(timeout)
+            self.reader.join(timeout)
+            return status
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -1,14 +1,15 @@
 """Sequential connections through a rolling restart: how many fail.
 
-    python benchmarks/rolling_restart.py [--connections 10000] [--workers 2] [--hup-after 500]
+    python benchmarks/rolling_restart.py [--connections 10000] [--workers 2] [--hup-after 500] [--hups 1]
 
 Starts ``echo_workers_server.py --workers N`` (``run(main, workers=N,
 listen=[("127.0.0.1", 0)])``) and waits until every worker serves.  Then
 one blocking client makes *connections* connections one after the other,
 each: connect, send 64 bytes, read the 64 back, close.  After *hup-after*
-of them the supervisor gets SIGHUP, and again each time the previous
-restart has finished (every worker replaced: *N* new ``READY`` lines and
-the old workers' processes gone), as long as connections remain.  Any
+of them the supervisor gets SIGHUP; with ``--hups`` above 1 (0: no end) it
+gets another each time the previous restart has finished (every worker
+replaced: *N* new ``READY`` lines and the old workers' processes gone), as
+long as connections remain.  Any
 connection that is refused, reset, closed early or takes longer than
 ``--timeout`` counts as failed and is listed: its number, the time since
 the first SIGHUP, the error.
@@ -58,6 +59,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--hup-after", type=int, default=500, help="connections before the first SIGHUP")
+    parser.add_argument("--hups", type=int, default=1, help="rolling restarts, one after another (0: no end)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds each connection may take")
     options = parser.parse_args()
     server = ServerProcess(options.workers)
@@ -74,7 +76,8 @@ def main() -> int:
         start = time.monotonic()
         for number in range(1, options.connections + 1):
             now = time.monotonic()
-            if hup_at is None and number > options.hup_after:
+            wanted = options.hups == 0 or len(restarts) < options.hups
+            if hup_at is None and number > options.hup_after and wanted:
                 hup_at = now
                 first_hup = first_hup or now
                 old = set(serving)

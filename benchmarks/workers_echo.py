@@ -36,7 +36,7 @@ ECHO100 = next(workload for workload in WORKLOADS if workload.name == "echo100")
 
 def one(workers: int, seconds: float) -> tuple[float, list[int]]:
     """Round trips per second with *workers*, and the connections per worker."""
-    server = ServerProcess(workers)
+    server = ServerProcess(workers, report_connections=True)
     try:
         port = server.wait_ready()
         settings = replace(FULL, seconds=seconds)

@@ -102,6 +102,17 @@ def _port(text: str) -> int:
     return _port_number(text, 0)
 
 
+def _workers(text: str) -> int:
+    """How many worker processes: 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workers must be a number, not {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"workers must be at least 1, not {count}")
+    return count
+
+
 def _remote_host(text: str) -> str:
     """A host to connect to: a name or an address, never empty.
 
@@ -187,7 +198,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         description=(
             "Run an echo server: every connection gets back what it sends. Prints the "
             "address it listens on, then one line per connection on standard error. "
-            "Ctrl-C (or SIGTERM) stops it."
+            "Ctrl-C (or SIGTERM) stops it. With --workers N, N worker processes serve "
+            "the one port; SIGHUP replaces them one at a time."
         ),
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -201,6 +213,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     echo.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: any free port)")
     echo.add_argument("--cert", metavar="FILE", help="serve TLS with this certificate (PEM; needs --key)")
     echo.add_argument("--key", metavar="FILE", help="the certificate's private key (PEM; needs --cert)")
+    echo.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve from N worker processes under a supervisor (default 1: this process serves); "
+        "SIGHUP replaces them one at a time",
+    )
 
     connect = commands.add_parser(
         "connect",
@@ -300,6 +320,8 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(message)s")
     if args.command == "demo":
         return _run_demo(sys.stdout)
+    if args.command == "echo" and args.workers > 1:
+        return _echo_workers(args.host, args.port, args.cert, args.key, args.workers)
     if args.command == "echo":
         status: int = trio.run(_echo_server, args.host, args.port, args.cert, args.key)
         return status
@@ -342,23 +364,10 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
         except TLSError as exc:
             raise _Failure(str(exc), EXIT_TLS) from None
     kind = "TLS" if cert is not None else "plain TCP"
-
-    async def echo(data: object, sock: RSocket) -> None:
-        peer = "a client"
-        try:
-            peer = host_port(*sock.get_peer_addr())
-            print(f"{peer} connected", file=sys.stderr, flush=True)
-            await echo_handler(data, sock)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            print(f"{peer} broken: {exc}", file=sys.stderr, flush=True)
-            return
-        count = sock.statistics().bytes_written
-        print(f"{peer} closed after echoing {count} bytes", file=sys.stderr, flush=True)
-
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             try:
-                await listener.listen(host or None, port, echo, nursery=nursery)
+                await listener.listen(host or None, port, _echo_connection, nursery=nursery)
             except ListenError as exc:
                 raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
             except TLSError as exc:  # the certificate or key, read now
@@ -371,6 +380,52 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
             listener.close()
             nursery.cancel_scope.cancel()
     return EXIT_OK
+
+
+async def _echo_connection(data: object, sock: RSocket) -> None:
+    """One echo connection, with a line on standard error when it comes and goes."""
+    peer = "a client"
+    try:
+        peer = host_port(*sock.get_peer_addr())
+        print(f"{peer} connected", file=sys.stderr, flush=True)
+        await echo_handler(data, sock)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        print(f"{peer} broken: {exc}", file=sys.stderr, flush=True)
+        return
+    count = sock.statistics().bytes_written
+    print(f"{peer} closed after echoing {count} bytes", file=sys.stderr, flush=True)
+
+
+def _echo_workers(host: str, port: int, cert: str | None, key: str | None, workers: int) -> int:
+    """``echo --workers N``: a supervisor (this process) and N workers running
+    :func:`_echo_worker`; Ctrl-C or SIGTERM stops them, SIGHUP replaces them."""
+    if cert is not None and key is not None:
+        # Each worker reads them when it listens; a bad file would only make
+        # them fail over and over: say so once, here.
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise _Failure(f"cannot serve TLS with --cert {cert} --key {key}: {exc}", EXIT_TLS) from None
+    # The supervisor's lines (workers started, stopped, restarted) are the news here.
+    logging.getLogger("trio_rsocket").setLevel(logging.INFO)
+    trio_rsocket.run(_echo_worker, host, port, cert, key, workers=workers, listen=[(host or None, port)])
+    return EXIT_OK
+
+
+async def _echo_worker(host: str, port: int, cert: str | None, key: str | None) -> None:
+    """One worker of ``echo --workers N``: listens on the supervisor's socket
+    until the supervisor stops it."""
+    listener = RSocket()
+    if cert is not None and key is not None:
+        listener.set_certs(key=key, cert=cert)
+    await listener.listen(host or None, port, _echo_connection)
+    address = host_port(*listener.get_addr())
+    kind = "TLS" if cert is not None else "plain TCP"
+    print(
+        f"echo server listening on {address} ({kind}, worker {trio_rsocket.worker_id()}, pid {os.getpid()}); "
+        "Ctrl-C stops it",
+        flush=True,
+    )
 
 
 # ----------------------------------------------------------------------

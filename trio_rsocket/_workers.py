@@ -269,11 +269,19 @@ class _Worker:
 
 class _Supervisor:
     def __init__(
-        self, payload: bytes, count: int, sockets: list[stdlib_socket.socket], bound: list[Address], grace: float
+        self,
+        payload: bytes,
+        count: int,
+        sockets: list[stdlib_socket.socket],
+        requested: list[Address],
+        bound: list[Address],
+        grace: float,
     ) -> None:
         self.payload = payload
         self.count = count
         self.sockets = sockets
+        # The addresses as the program gave them (port 0 for any), and as bound.
+        self.requested = requested
         self.bound = bound
         self.grace = grace
         self.selector = selectors.DefaultSelector()
@@ -414,7 +422,7 @@ class _Supervisor:
         os.close(control_read)
         os.close(ready_write)
         worker = _Worker(slot, process, ready_read, control_write)
-        message = pickle.dumps((self.payload, slot, self.bound, self.grace, sys.path, _main_location()))
+        message = pickle.dumps((self.payload, slot, self.requested, self.bound, self.grace, sys.path, _main_location()))
         try:
             # A pipe holds 64 KiB; a larger message is read by the worker as it
             # starts, so write it all (blocking) either way.
@@ -554,7 +562,7 @@ def run_workers(
     try:
         for (host, _), (_, port) in zip(addresses, bound, strict=True):
             logger.info("Listening on %s:%d for %d workers", host or "*", port, count)
-        _Supervisor(payload, count, sockets, bound, grace).run()
+        _Supervisor(payload, count, sockets, list(addresses), bound, grace).run()
     finally:
         _listen_addresses = []
         for sock in sockets:
@@ -590,7 +598,7 @@ def worker_main(argv: Sequence[str]) -> int:
     os.environ["LISTEN_FDNAMES"] = ":".join(f"listen-{index}" for index in range(count))
     try:
         (length,) = _LENGTH.unpack(_read_exactly(control, _LENGTH.size))
-        payload, slot, bound, grace, path, location = pickle.loads(_read_exactly(control, length))
+        payload, slot, requested, bound, grace, path, location = pickle.loads(_read_exactly(control, length))
         sys.path[:] = path
         _load_main(location)
         fn, args = pickle.loads(payload)
@@ -600,8 +608,8 @@ def worker_main(argv: Sequence[str]) -> int:
         _tell(ready, _FAILED)
         return 1
     _worker_id = slot
-    _listen_addresses = [(host, port) for host, port in bound]
-    _activation.set_requested(_listen_addresses)
+    _listen_addresses = list(bound)
+    _activation.set_requested(requested)
 
     from ._runtime import run
 

@@ -12,9 +12,15 @@ directory and runs there.
 
 from __future__ import annotations
 
+import ast
 import configparser
 import re
+import select
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -248,3 +254,103 @@ def test_the_units_and_the_server_of_the_page_agree_on_the_address() -> None:
     # The prose names the unit files by the names the units refer to each other by.
     assert "/etc/systemd/system/rsocket-echo.socket" in page
     assert "/etc/systemd/system/rsocket-echo.service" in page
+
+
+# ----------------------------------------------------------------------------
+# docs/deploying.rst, "Workers" and "Socket activation with systemd": the
+# page's servers as real programs, in processes of their own
+
+_PATIENCE = 60.0
+
+
+class _Program:
+    """A page's server run as a script (``python server.py``), its
+    standard output read a line at a time."""
+
+    def __init__(self, command: list[str], cwd: Path, pass_fds: tuple[int, ...] = ()) -> None:
+        self.process = subprocess.Popen(command, cwd=cwd, pass_fds=pass_fds, stdout=subprocess.PIPE, text=True)
+
+    def line(self) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], _PATIENCE)
+        assert ready, f"no output within {_PATIENCE} s"
+        line = self.process.stdout.readline()
+        assert line, f"the program ended (status {self.process.wait(_PATIENCE)})"
+        return line.rstrip("\n")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(_PATIENCE)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def _script(page: str, name: str, folder: Path, port: int) -> Path:
+    """The page's program *name* as a script in *folder*, on *port* instead of 4100."""
+    code, _ = code_block(page, name)
+    assert code.count("4100") == 1
+    script = folder / "server.py"
+    script.write_text(code.replace("4100", str(port)), encoding="utf-8")
+    return script
+
+
+def _echo_round_trip(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=_PATIENCE) as client:
+        client.sendall(b"ping\n")
+        return client.makefile("rb").readline()
+
+
+def test_the_workers_example_serves_one_port_from_two_workers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The page's program with port 0: both workers report the one real
+    port, echo through it, keep their numbers over a SIGHUP, and SIGTERM
+    ends ``run`` (exit status 0)."""
+    program = _Program([sys.executable, str(_script("deploying.rst", "example-workers", tmp_path, 0))], tmp_path)
+    try:
+        serving = re.compile(r"worker (\d) serving on (\[\('127\.0\.0\.1', \d+\)\])")
+        first = [serving.fullmatch(program.line()) for _ in range(2)]
+        assert all(first), first
+        assert sorted(found[1] for found in first if found) == ["0", "1"]
+        addresses = {found[2] for found in first if found}
+        assert len(addresses) == 1  # one socket, the supervisor's
+        ((_, port),) = ast.literal_eval(addresses.pop())
+        assert port != 0
+        assert _echo_round_trip(port) == b"ping\n"
+        program.process.send_signal(signal.SIGHUP)
+        again = [serving.fullmatch(program.line()) for _ in range(2)]
+        assert [found[1] for found in again if found] == ["0", "1"]  # one at a time, numbers kept
+        assert _echo_round_trip(port) == b"ping\n"
+        program.process.send_signal(signal.SIGTERM)
+        assert program.process.wait(_PATIENCE) == 0
+    finally:
+        program.close()
+
+
+# Puts the listening socket at descriptor 3 and sets LISTEN_* for its own
+# pid, then execs the program: what systemd does for an Accept=no service.
+_SYSTEMD = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES='echo'); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
+def test_the_socket_activation_example_adopts_the_socket_systemd_passes(tmp_path: Path) -> None:
+    """The page's program started as the page's units start it: it adopts
+    the socket (it could not bind the address: the socket is listening) and
+    prints the line the page says."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        script = _script("deploying.rst", "example-socket-activation", tmp_path, port)
+        program = _Program(
+            [sys.executable, "-c", _SYSTEMD, str(held.fileno()), str(script)], tmp_path, pass_fds=(held.fileno(),)
+        )
+    try:
+        assert program.line() == f"echo: ('127.0.0.1', {port}), adopted: True"
+        assert _echo_round_trip(port) == b"ping\n"
+    finally:
+        program.close()
+    page = (DOCS / "deploying.rst").read_text(encoding="utf-8")
+    assert "It prints ``echo: ('127.0.0.1', 4100), adopted: True``" in page

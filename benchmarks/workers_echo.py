@@ -12,9 +12,11 @@ SIGTERM.  The worker counts alternate from one repetition to the next.
 Nothing is pinned: the client and the workers share the machine's cores,
 as they would if the client were on the same host.
 
-Prints each measurement, then the medians, the median of the per-repetition
-ratios to the first worker count, and how the connections were spread over
-the workers (a worker reports every connection it closes).
+Prints each measurement (round trips per second; the CPU time per round
+trip of the workers together, from ``/proc``, and of the client; how the
+100 connections were spread over the workers, each of which reports the
+connections it closes), then the medians and the median of the
+per-repetition ratios to the first worker count.
 """
 
 from __future__ import annotations
@@ -24,30 +26,61 @@ import os
 import statistics
 import sys
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from _server_process import ServerProcess
 
 from trio_rsocket._bench.clients import measure, warm_up
 from trio_rsocket._bench.workloads import FULL, WORKLOADS
 
+#: The connections of the bench's warm-up pass of echo100 (its small settings).
+WARM_UP_CONNECTIONS = 10
 ECHO100 = next(workload for workload in WORKLOADS if workload.name == "echo100")
 
 
-def one(workers: int, seconds: float) -> tuple[float, list[int]]:
-    """Round trips per second with *workers*, and the connections per worker."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes *pids* so far (Linux)."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    round_trips_per_second: float
+    #: CPU time per round trip, in microseconds: the workers' together, and the client's.
+    server_cpu_us: float
+    client_cpu_us: float
+    #: How many of the 100 connections each worker served, most first.
+    spread: list[int]
+
+
+def one(workers: int, seconds: float) -> Result:
+    """One measurement with *workers*."""
     server = ServerProcess(workers, report_connections=True)
     try:
         port = server.wait_ready()
+        pids = sorted({int(line.words[2]) for line in server.seen if line.words[:1] == ["READY"]})
         settings = replace(FULL, seconds=seconds)
         warm_up("rsocket", "read", ECHO100, port, None, None)
-        figure = measure("rsocket", "read", ECHO100, port, settings, None).figure
+        cpu_before = cpu_seconds(pids)
+        measured = measure("rsocket", "read", ECHO100, port, settings, None)
+        server_cpu = cpu_seconds(pids) - cpu_before
+        # Every connection closed, the warm-up's 10 first: SIGTERM ends a
+        # program without workers at once, before its handlers could report.
+        closed = server.expect("CLOSED", WARM_UP_CONNECTIONS + settings.concurrent, timeout=60.0)
     finally:
         server.stop()
-    # The measured connections are the last 100 to close (the warm-up's 10 close first).
-    closed = [line.words for line in server.seen if line.words[:1] == ["CLOSED"]]
-    spread = Counter(words[2] for words in closed[-settings.concurrent :])
-    return figure, sorted(spread.values(), reverse=True)
+    spread = Counter(line.words[2] for line in closed[WARM_UP_CONNECTIONS:])
+    return Result(
+        measured.figure,
+        server_cpu / measured.operations * 1e6,
+        measured.client_cpu_seconds / measured.operations * 1e6,
+        sorted(spread.values(), reverse=True),
+    )
 
 
 def main() -> None:
@@ -57,20 +90,33 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
     options = parser.parse_args()
     counts: list[int] = options.workers
-    samples: dict[int, list[float]] = {count: [] for count in counts}
+    results: dict[int, list[Result]] = {count: [] for count in counts}
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; 100 connections, {options.seconds:g} s per run")
+    print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     for rep in range(options.repeat):
         order = counts if rep % 2 == 0 else counts[::-1]
         for count in order:
-            figure, spread = one(count, options.seconds)
-            samples[count].append(figure)
-            print(f"  rep {rep + 1} workers={count}: {figure:,.0f} round trips/s; connections per worker {spread}")
+            result = one(count, options.seconds)
+            results[count].append(result)
+            print(
+                f"  rep {rep + 1} workers={count}: {result.round_trips_per_second:,.0f} round trips/s; "
+                f"CPU per round trip: workers {result.server_cpu_us:.1f} us, client {result.client_cpu_us:.1f} us; "
+                f"connections per worker {result.spread}"
+            )
+    print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     base = counts[0]
     for count in counts:
-        line = f"workers={count}: median {statistics.median(samples[count]):,.0f} round trips/s"
+        mine = results[count]
+        line = (
+            f"workers={count}: median {statistics.median(r.round_trips_per_second for r in mine):,.0f} round trips/s, "
+            f"workers' CPU {statistics.median(r.server_cpu_us for r in mine):.1f} us and client's "
+            f"{statistics.median(r.client_cpu_us for r in mine):.1f} us per round trip"
+        )
         if count != base:
-            ratios = [mine / theirs for mine, theirs in zip(samples[count], samples[base], strict=True)]
-            line += f", {statistics.median(ratios):.2f}x of workers={base} (per-repetition ratios: "
+            ratios = [
+                r.round_trips_per_second / b.round_trips_per_second for r, b in zip(mine, results[base], strict=True)
+            ]
+            line += f"; {statistics.median(ratios):.2f}x the round trips of workers={base} (per-repetition ratios: "
             line += ", ".join(f"{ratio:.2f}" for ratio in ratios) + ")"
         print(line)
 

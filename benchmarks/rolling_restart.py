@@ -64,13 +64,15 @@ def main() -> int:
     options = parser.parse_args()
     server = ServerProcess(options.workers)
     failures: list[tuple[int, float, str]] = []
-    restarts: list[tuple[float, float]] = []  # (SIGHUP sent, restart finished), since the first SIGHUP
+    # (SIGHUP sent, restart finished) since the first SIGHUP, and the connections made in between.
+    restarts: list[tuple[float, float, int]] = []
     try:
         port = server.wait_ready()
         serving = {int(line.words[2]) for line in server.seen if line.words[:1] == ["READY"]}
         print(f"{options.workers} workers serving on 127.0.0.1:{port}, pids {sorted(serving)}")
         first_hup: float | None = None
         hup_at: float | None = None
+        hup_number = 0
         old: set[int] = set()
         ready_before = 0
         start = time.monotonic()
@@ -78,7 +80,7 @@ def main() -> int:
             now = time.monotonic()
             wanted = options.hups == 0 or len(restarts) < options.hups
             if hup_at is None and number > options.hup_after and wanted:
-                hup_at = now
+                hup_at, hup_number = now, number
                 first_hup = first_hup or now
                 old = set(serving)
                 ready_before = sum(1 for line in server.seen if line.words[:1] == ["READY"])
@@ -87,7 +89,7 @@ def main() -> int:
                 readies = [line for line in server.seen if line.words[:1] == ["READY"]][ready_before:]
                 if len(readies) >= options.workers and not any(alive(pid) for pid in old):
                     assert first_hup is not None
-                    restarts.append((hup_at - first_hup, now - first_hup))
+                    restarts.append((hup_at - first_hup, now - first_hup, number - hup_number))
                     serving = {int(line.words[2]) for line in readies[-options.workers :]}
                     hup_at = None
             try:
@@ -99,8 +101,11 @@ def main() -> int:
     finally:
         status = server.stop()
     print(f"{options.connections:,} sequential connections in {elapsed:.2f} s ({options.connections / elapsed:,.0f}/s)")
-    for began, ended in restarts:
-        print(f"  restart: SIGHUP at {began:.3f} s, every worker replaced by {ended:.3f} s ({ended - began:.3f} s)")
+    for began, ended, during in restarts:
+        print(
+            f"  restart: SIGHUP at {began:.3f} s, every worker replaced by {ended:.3f} s "
+            f"({ended - began:.3f} s, {during:,} connections meanwhile)"
+        )
     if hup_at is not None:
         begun = hup_at - (first_hup or hup_at)
         print(f"  a restart begun at {begun:.3f} s had not finished when the connections ended")

@@ -236,10 +236,25 @@ def test_the_service_unit_starts_python_itself_after_its_socket() -> None:
     program, script = service["ExecStart"].split()
     assert program.endswith("/bin/python")
     assert script.endswith(".py")
-    # Reload is the rolling restart, stop the graceful one (systemd's default SIGTERM).
+    # The program runs without workers: SIGHUP would end it, SIGTERM (systemd's
+    # default) is the one it waits for, and it needs the grace period (10 s).
+    assert "ExecReload" not in service
+    assert "KillSignal" not in service
+    assert int(service["TimeoutStopSec"]) > 10
+
+
+def test_the_workers_unit_reloads_with_sighup_and_gives_the_grace_period_time() -> None:
+    unit = unit_file("deploying.rst", "example-workers-unit")
+    assert unit.sections() == ["Unit", "Service", "Install"]
+    assert "Requires" not in unit["Unit"]  # no .socket unit: the supervisor binds
+    service = unit["Service"]
+    program, script = service["ExecStart"].split()
+    assert program.endswith("/bin/python")
+    assert script.endswith(".py")
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert "KillSignal" not in service
-    assert int(service["TimeoutStopSec"]) > 0
+    # run()'s default grace (10 s) plus the 5 s after which a worker is killed.
+    assert int(service["TimeoutStopSec"]) > 15
 
 
 def test_the_units_and_the_server_of_the_page_agree_on_the_address() -> None:
@@ -337,8 +352,8 @@ _SYSTEMD = (
 
 def test_the_socket_activation_example_adopts_the_socket_systemd_passes(tmp_path: Path) -> None:
     """The page's program started as the page's units start it: it adopts
-    the socket (it could not bind the address: the socket is listening) and
-    prints the line the page says."""
+    the socket (it could not bind the address: the socket is listening),
+    prints the line the page says, and stops gracefully on SIGTERM."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
@@ -350,6 +365,15 @@ def test_the_socket_activation_example_adopts_the_socket_systemd_passes(tmp_path
     try:
         assert program.line() == f"echo: ('127.0.0.1', {port}), adopted: True"
         assert _echo_round_trip(port) == b"ping\n"
+        # systemctl stop: SIGTERM, with a connection in progress that then ends.
+        with socket.create_connection(("127.0.0.1", port), timeout=_PATIENCE) as client:
+            client.sendall(b"one\n")
+            assert client.makefile("rb").readline() == b"one\n"
+            program.process.send_signal(signal.SIGTERM)
+            client.sendall(b"two\n")
+            assert client.makefile("rb").readline() == b"two\n"
+        assert program.line() == "stopped; 0 connections cut short"
+        assert program.process.wait(_PATIENCE) == 0
     finally:
         program.close()
     page = (DOCS / "deploying.rst").read_text(encoding="utf-8")

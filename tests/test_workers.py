@@ -34,11 +34,12 @@ MOST_CONNECTIONS = 2000
 
 
 class Supervisor:
-    """``python -m tests.workers_app N`` in a session of its own, its log read line by line."""
+    """A supervisor (``python -m tests.workers_app N``, say) in a session of its
+    own, its log read line by line."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, *command: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.workers_app", str(workers)],
+            [sys.executable, *command],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -103,7 +104,13 @@ class Supervisor:
 
 @contextlib.contextmanager
 def supervisor(workers: int) -> Iterator[Supervisor]:
-    running = Supervisor(workers)
+    with supervising("-m", "tests.workers_app", str(workers)) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def supervising(*command: str) -> Iterator[Supervisor]:
+    running = Supervisor(*command)
     try:
         yield running
     finally:
@@ -204,6 +211,50 @@ def test_sighup_replaces_every_worker_without_refusing_a_connection_and_ctrl_c_s
         assert "run returned" in running.log
         assert all(is_gone(pid) for pid in new_pids)
         assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in running.log), running.log
+
+
+SCRIPT = """
+import logging, sys
+import trio_rsocket
+
+if __name__ != "__main__" and "BROKEN" in (__doc__ or ""):
+    raise ImportError("this script cannot be imported")
+
+async def hello(data, sock):
+    await sock.write(b"hello from a script\\n")
+
+async def main():
+    await trio_rsocket.RSocket().listen("127.0.0.1", 0, hello)
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        trio_rsocket.run(main, workers=2, listen=[("127.0.0.1", 0)])
+    except RuntimeError as exc:
+        print(f"run raised: {exc}", file=sys.stderr)
+"""
+
+
+def test_a_main_defined_in_the_program_script_runs_in_the_workers(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SCRIPT)
+    with supervising(str(script)) as running:
+        for _ in range(2):
+            running.expect(r"is serving")
+        with socket.create_connection(("127.0.0.1", running.port), timeout=PATIENCE) as client:
+            assert client.makefile("rb").readline() == b"hello from a script\n"
+        running.process.send_signal(signal.SIGTERM)
+        assert running.finish() == 0
+
+
+def test_workers_that_cannot_load_main_stop_the_supervisor_with_an_error(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text('"""BROKEN"""' + SCRIPT)
+    with supervising(str(script)) as running:
+        running.expect(r"ImportError: this script cannot be imported")
+        running.expect(r"run raised: worker \d could not load its main function")
+        assert running.finish() == 0
+        assert not any("is serving" in line for line in running.log)
 
 
 # ----------------------------------------------------------------------

@@ -74,21 +74,29 @@ _WILDCARDS: Final = frozenset({"::", "0.0.0.0"})
 
 
 class InheritedSocket(NamedTuple):
-    """One socket this process was given (:func:`trio_rsocket.inherited_sockets`)."""
+    """One socket this process was given, as :func:`trio_rsocket.inherited_sockets` lists it.
 
-    #: The descriptor (3, 4, ... as systemd passes them).
+    Attributes:
+      fd (int): the descriptor (3, 4, ... as systemd passes them).
+      family (socket.AddressFamily): ``AF_INET``, ``AF_INET6`` or ``AF_UNIX``
+        (``AF_UNSPEC`` for a descriptor that is not a socket).
+      address (tuple[str, int]): the address it is bound to, ``(host,
+        port)``, or ``(path, 0)`` for a Unix socket (``("", 0)`` when it has
+        none, or is not a socket).
+      name (str): its name from ``LISTEN_FDNAMES`` (systemd's
+        ``FileDescriptorName=``), ``"unknown"`` when it has none (as systemd
+        says), ``"listen-0"``, ``"listen-1"``, ... for the sockets of
+        ``run(..., listen=[...])``.
+      listening (bool): whether it is a listening stream socket, the only
+        kind ``listen`` adopts.
+      adopted (bool): whether a ``listen`` has adopted it.
+    """
+
     fd: int
-    #: The address family (``AF_INET``, ``AF_INET6``, ``AF_UNIX``;
-    #: ``AF_UNSPEC`` for a descriptor that is not a socket).
     family: stdlib_socket.AddressFamily
-    #: The address it is bound to: ``(host, port)``, or ``(path, 0)`` for a
-    #: Unix socket (``("", 0)`` when it has none or is not a socket).
     address: tuple[str, int]
-    #: Its name from ``LISTEN_FDNAMES``, or ``"unknown"`` (systemd's default).
     name: str
-    #: Whether it is a listening stream socket, the only kind ``listen`` adopts.
     listening: bool
-    #: Whether a ``listen`` has adopted it already.
     adopted: bool
 
 

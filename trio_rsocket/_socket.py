@@ -1046,6 +1046,14 @@ class RSocket(trio.abc.HalfCloseableStream):
         port (running handlers go on); :meth:`shutdown` also waits for, then
         cancels, the handlers.
 
+        A listening socket this process was given for this address is adopted
+        instead of binding a new one: one passed by systemd's socket
+        activation, by :func:`trio_rsocket.run`'s supervisor to a worker, or
+        bound by ``run(..., listen=[...])`` (port 0 then matches its port-0
+        sockets in order); see :func:`trio_rsocket.inherited_sockets`.  Its
+        backlog and options are those it was made with; :meth:`close` closes
+        it as it would a socket of its own.
+
         Raises:
           ListenError: the name does not resolve, or the address cannot be
             bound (in use, ...); ``errno`` is the OS error.

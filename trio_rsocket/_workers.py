@@ -40,6 +40,7 @@ the next slot once the previous replacement serves).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import pickle
@@ -61,8 +62,10 @@ from typing import Final, TypeVar
 import trio
 
 from . import _activation
+from ._address import unbracket
 from ._arguments import check_seconds
 from ._listen import bind_listening_socket
+from ._runtime import _call_async, current_nursery, run
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -164,8 +167,6 @@ def check_listen(listen: object) -> list[Address]:
         if not 0 <= port <= 65535:
             raise ValueError(f"listen[{index}]: port must be in 0..65535 (0: any free port), not {port}")
         if host:
-            from ._address import unbracket
-
             try:
                 host = unbracket(host)
             except ValueError as exc:
@@ -583,8 +584,6 @@ def worker_main(argv: Sequence[str]) -> int:
     count = len(socket_fds)
     # Out of the way of fds 3..3+count first, then into place.
     high = _activation.LISTEN_FDS_START + count
-    import fcntl
-
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high) for fd in socket_fds]
     control = fcntl.fcntl(control_fd, fcntl.F_DUPFD_CLOEXEC, high)
     ready = fcntl.fcntl(ready_fd, fcntl.F_DUPFD_CLOEXEC, high)
@@ -610,8 +609,6 @@ def worker_main(argv: Sequence[str]) -> int:
     _worker_id = slot
     _listen_addresses = list(bound)
     _activation.set_requested(requested)
-
-    from ._runtime import run
 
     run(_serve_as_worker, fn, args, grace, control, ready)
     return 0
@@ -647,14 +644,12 @@ def _load_main(location: tuple[str, str] | None) -> None:
 async def _serve_as_worker(
     fn: Callable[..., Awaitable[object]], args: tuple[object, ...], grace: float, control: int, ready: int
 ) -> object:
-    from ._runtime import current_nursery
-
     runtime = current_nursery("a worker")
     _activation.call_when_ready(lambda: _tell(ready, _READY))
     trio.lowlevel.spawn_system_task(
         _stop_when_told, runtime.cancel_scope, grace, control, name="trio_rsocket worker stop"
     )
-    return await fn(*args)
+    return await _call_async(fn, args)
 
 
 def _tell(ready: int, what: bytes) -> None:

@@ -18,7 +18,8 @@ child process never takes them for its own; the descriptors get
 listed by :func:`inherited_sockets` with ``listening=False`` and left alone
 (not closed, not touched again), for the program to use as it will.
 
-``listen(host, port, ...)`` asks :func:`adopt` first: an inherited socket
+``listen(host, port, ...)`` asks :func:`adopt` first (``listen_unix(path)``
+:func:`adopt_unix`, by the path): an inherited socket
 bound to that address, not adopted yet, becomes the listener's socket
 instead of a new one, and from then on the listener owns it (``close``
 closes it).  An address matches as ``listen`` would bind it: host ``None``
@@ -54,6 +55,7 @@ __all__ = [
     "LISTEN_FDS_START",
     "InheritedSocket",
     "adopt",
+    "adopt_unix",
     "call_when_ready",
     "inherited_sockets",
     "provide",
@@ -196,6 +198,24 @@ def adopt(host: str | None, port: int) -> stdlib_socket.socket | None:
     entries = _entries if _entries is not None else _read()
     for entry in entries:
         if entry.socket is not None and not entry.adopted and _matches(entry, host, port):
+            entry.adopted = True
+            entry.socket.setblocking(False)
+            return entry.socket
+    return None
+
+
+def adopt_unix(address: bytes) -> stdlib_socket.socket | None:
+    """The inherited listening Unix socket bound to *address* (a path, or a
+    Linux abstract name with its leading NUL, as ``listen_unix`` checked
+    it) that ``listen_unix`` should use instead of binding, or ``None``."""
+    entries = _entries if _entries is not None else _read()
+    for entry in entries:
+        if (
+            entry.socket is not None
+            and not entry.adopted
+            and entry.family == stdlib_socket.AF_UNIX
+            and os.fsencode(entry.address[0]) == address
+        ):
             entry.adopted = True
             entry.socket.setblocking(False)
             return entry.socket

@@ -1204,7 +1204,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         A live server's socket at *path* is never removed (:class:`ListenError`);
         a stale socket file (nobody listens) is replaced; any other kind of
         file is never touched (:class:`ListenError`).  :meth:`close` removes
-        the socket file if it is still the one this listener made.
+        the socket file if it is still the one this listener made.  A
+        listening socket at *path* this process inherited (systemd's socket
+        activation, :func:`trio_rsocket.inherited_sockets`) is adopted
+        instead of binding; its file, not this listener's, is never removed.
 
         Raises:
           ListenError: a server listens at *path*, something else is there,

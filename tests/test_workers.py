@@ -7,6 +7,7 @@ import contextlib
 import os
 import queue
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -78,15 +79,19 @@ class Supervisor:
                 return found
         raise AssertionError(f"no line matching {pattern!r} in the log:\n" + "\n".join(self.log))
 
+    def read_to_end(self) -> None:
+        """Read the log until every process writing to it has gone."""
+        self._reader.join(PATIENCE)
+        while self.next_line(0) is not None:
+            pass
+
     def worker_pids(self) -> set[int]:
         return {int(pid) for pid in re.findall(r"\(pid (\d+)\) is serving", "\n".join(self.log))}
 
     def finish(self) -> int:
         """Wait for the supervisor to exit; its status."""
         code = self.process.wait(PATIENCE)
-        self._reader.join(PATIENCE)
-        while self.next_line(0) is not None:
-            pass
+        self.read_to_end()
         return code
 
     def close(self) -> None:
@@ -168,6 +173,32 @@ def test_two_workers_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_
             assert any(f"(pid {pid}) stopped (exited with code 0)" in line for line in running.log), running.log
             assert is_gone(pid)
         assert not any("Traceback" in line for line in running.log), running.log
+
+
+def wait_gone(pid: int) -> bool:
+    """Wait (bounded) for *pid*, not a child of ours, to exit; whether it did."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([handle], [], [], PATIENCE)
+        return bool(readable)
+    finally:
+        os.close(handle)
+
+
+def test_workers_stop_by_themselves_when_their_supervisor_is_killed() -> None:
+    with supervisor(2) as running:
+        for _ in range(2):
+            running.expect(r"is serving")
+        workers = running.worker_pids()
+        running.process.kill()
+        running.process.wait(PATIENCE)
+        # They read end of file on the pipe from the supervisor, and stop as on SIGTERM.
+        assert all(wait_gone(pid) for pid in workers)
+        running.read_to_end()
+        assert sum("The supervisor went away: stopping" in line for line in running.log) == 2
 
 
 def test_sighup_replaces_every_worker_without_refusing_a_connection_and_ctrl_c_stops_them() -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import pickle
 import runpy
@@ -340,7 +341,9 @@ class _Supervisor:
         return workers + self.retiring
 
     def _next_timer(self) -> float | None:
-        times = list(self.restart_at.values()) + [w.kill_at for w in self._all() if w.kill_at is not None]
+        times = [*self.restart_at.values(), *(w.kill_at for w in self._all() if w.kill_at is not None)]
+        # inf: killed already, or a grace period of inf (never killed).
+        times = [when for when in times if when != math.inf]
         return None if not times else max(0.0, min(times) - time.monotonic())
 
     def _timers(self) -> None:
@@ -354,7 +357,7 @@ class _Supervisor:
                 logger.warning(
                     "%s did not stop within %s seconds of SIGTERM: killing it", worker, self.grace + KILL_MARGIN
                 )
-                worker.kill_at = float("inf")
+                worker.kill_at = math.inf
                 with contextlib.suppress(ProcessLookupError):
                     worker.process.kill()
 

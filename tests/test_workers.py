@@ -21,7 +21,7 @@ import pytest
 import trio
 
 import trio_rsocket
-from trio_rsocket import ListenError, RSocket, listen_addresses, worker_id
+from trio_rsocket import ListenError, RSocket, _workers, listen_addresses, worker_id
 
 from . import workers_app
 
@@ -286,6 +286,12 @@ def test_workers_that_cannot_load_main_stop_the_supervisor_with_an_error(tmp_pat
         running.expect(r"run raised: worker \d could not load its main function")
         assert running.finish() == 0
         assert not any("is serving" in line for line in running.log)
+
+
+def test_a_worker_that_keeps_dying_is_restarted_after_a_delay_doubling_from_0_1_to_10_seconds() -> None:
+    delays = [_workers.restart_delay(failures) for failures in range(10)]
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0, 10.0])
+    assert _workers.restart_delay(10_000) == 10.0
 
 
 # ----------------------------------------------------------------------

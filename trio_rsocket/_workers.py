@@ -76,6 +76,7 @@ __all__ = [
     "check_listen",
     "check_workers",
     "listen_addresses",
+    "restart_delay",
     "run_in_process",
     "run_workers",
     "worker_id",
@@ -478,7 +479,7 @@ class _Supervisor:
             return
         if lived >= RESTART_RESET_AFTER:
             self.failures[slot] = 0
-        delay = min(RESTART_DELAY_MIN * 2 ** self.failures[slot], RESTART_DELAY_MAX)
+        delay = restart_delay(self.failures[slot])
         self.failures[slot] += 1
         logger.warning("%s %s after %.1f seconds; restarting it in %.1f seconds", worker, _describe(code), lived, delay)
         self.restart_at[slot] = time.monotonic() + delay
@@ -505,6 +506,13 @@ class _Supervisor:
             with contextlib.suppress(OSError):
                 os.close(fd)
         worker.ready_fd = worker.control_fd = -1
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a worker that died after *failures* earlier
+    deaths in a row (each within :data:`RESTART_RESET_AFTER` seconds of its
+    start): 0.1, 0.2, 0.4, ... up to 10."""
+    return min(RESTART_DELAY_MIN * float(2 ** min(failures, 64)), RESTART_DELAY_MAX)
 
 
 def _note_signal(signum: int, frame: object) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,10 @@ PROGRAM = textwrap.dedent(
 
         listener = RSocket()
         try:
-            await listener.listen(HOST, PORT, handler)
+            if HOST is not None and HOST.startswith("/"):
+                await listener.listen_unix(HOST, handler)
+            else:
+                await listener.listen(HOST, PORT, handler)
         except ListenError as exc:
             report(listen_error=exc.errno)
             return
@@ -71,7 +75,10 @@ PROGRAM = textwrap.dedent(
         await served.wait()
         listener.close()
         # Still open (never adopted, never closed): the program's own.
-        report(still_open=[os.fstat(s.fd) is not None for s in trio_rsocket.inherited_sockets() if not s.listening])
+        report(
+            still_open=[os.fstat(s.fd) is not None for s in trio_rsocket.inherited_sockets() if not s.listening],
+            file_left=HOST is not None and HOST.startswith("/") and os.path.exists(HOST),
+        )
         trio_rsocket.stop()
 
     trio_rsocket.run(main)
@@ -177,7 +184,27 @@ def test_a_wildcard_socket_is_adopted_by_listen_on_all_interfaces_and_others_sta
             child.report()
             assert child.report()["adopted"] == [True, False]
             assert read_reply(port) == b"served by the child\n"
-            assert child.report() == {"still_open": [True]}
+            assert child.report() == {"still_open": [True], "file_left": False}
+            assert child.process.wait(PATIENCE) == 0
+        finally:
+            child.close()
+
+
+def test_listen_unix_adopts_an_inherited_unix_socket_and_never_removes_its_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "server.sock")
+    with socket.socket(socket.AF_UNIX) as passed:
+        passed.bind(path)
+        passed.listen()
+        child = Activated(path, 0, [passed.fileno()], names="control")
+        try:
+            assert child.report()["inherited"] == [[3, int(socket.AF_UNIX), [path, 0], "control", True, False]]
+            assert child.report() == {"listening": [path, 0], "adopted": [True]}
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(PATIENCE)
+                client.connect(path)
+                assert client.makefile("rb").readline() == b"served by the child\n"
+            # Its listener closed: the file is systemd's (here the parent's), still there.
+            assert child.report() == {"still_open": [], "file_left": True}
             assert child.process.wait(PATIENCE) == 0
         finally:
             child.close()

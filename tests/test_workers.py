@@ -7,6 +7,7 @@ import contextlib
 import os
 import queue
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 import trio
 
 import trio_rsocket
-from trio_rsocket import ListenError, RSocket, listen_addresses, worker_id
+from trio_rsocket import ListenError, RSocket, _workers, listen_addresses, worker_id
 
 from . import workers_app
 
@@ -34,11 +35,12 @@ MOST_CONNECTIONS = 2000
 
 
 class Supervisor:
-    """``python -m tests.workers_app N`` in a session of its own, its log read line by line."""
+    """A supervisor (``python -m tests.workers_app N``, say) in a session of its
+    own, its log read line by line."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, *command: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.workers_app", str(workers)],
+            [sys.executable, *command],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
@@ -77,15 +79,19 @@ class Supervisor:
                 return found
         raise AssertionError(f"no line matching {pattern!r} in the log:\n" + "\n".join(self.log))
 
+    def read_to_end(self) -> None:
+        """Read the log until every process writing to it has gone."""
+        self._reader.join(PATIENCE)
+        while self.next_line(0) is not None:
+            pass
+
     def worker_pids(self) -> set[int]:
         return {int(pid) for pid in re.findall(r"\(pid (\d+)\) is serving", "\n".join(self.log))}
 
     def finish(self) -> int:
         """Wait for the supervisor to exit; its status."""
         code = self.process.wait(PATIENCE)
-        self._reader.join(PATIENCE)
-        while self.next_line(0) is not None:
-            pass
+        self.read_to_end()
         return code
 
     def close(self) -> None:
@@ -103,7 +109,13 @@ class Supervisor:
 
 @contextlib.contextmanager
 def supervisor(workers: int) -> Iterator[Supervisor]:
-    running = Supervisor(workers)
+    with supervising("-m", "tests.workers_app", str(workers)) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def supervising(*command: str) -> Iterator[Supervisor]:
+    running = Supervisor(*command)
     try:
         yield running
     finally:
@@ -163,6 +175,32 @@ def test_two_workers_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_
         assert not any("Traceback" in line for line in running.log), running.log
 
 
+def wait_gone(pid: int) -> bool:
+    """Wait (bounded) for *pid*, not a child of ours, to exit; whether it did."""
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        readable, _, _ = select.select([handle], [], [], PATIENCE)
+        return bool(readable)
+    finally:
+        os.close(handle)
+
+
+def test_workers_stop_by_themselves_when_their_supervisor_is_killed() -> None:
+    with supervisor(2) as running:
+        for _ in range(2):
+            running.expect(r"is serving")
+        workers = running.worker_pids()
+        running.process.kill()
+        running.process.wait(PATIENCE)
+        # They read end of file on the pipe from the supervisor, and stop as on SIGTERM.
+        assert all(wait_gone(pid) for pid in workers)
+        running.read_to_end()
+        assert sum("The supervisor went away: stopping" in line for line in running.log) == 2
+
+
 def test_sighup_replaces_every_worker_without_refusing_a_connection_and_ctrl_c_stops_them() -> None:
     with supervisor(2) as running:
         for _ in range(2):
@@ -204,6 +242,56 @@ def test_sighup_replaces_every_worker_without_refusing_a_connection_and_ctrl_c_s
         assert "run returned" in running.log
         assert all(is_gone(pid) for pid in new_pids)
         assert not any("Traceback" in line or "KeyboardInterrupt" in line for line in running.log), running.log
+
+
+SCRIPT = """
+import logging, sys
+import trio_rsocket
+
+if __name__ != "__main__" and "BROKEN" in (__doc__ or ""):
+    raise ImportError("this script cannot be imported")
+
+async def hello(data, sock):
+    await sock.write(b"hello from a script\\n")
+
+async def main():
+    await trio_rsocket.RSocket().listen("127.0.0.1", 0, hello)
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        trio_rsocket.run(main, workers=2, listen=[("127.0.0.1", 0)])
+    except RuntimeError as exc:
+        print(f"run raised: {exc}", file=sys.stderr)
+"""
+
+
+def test_a_main_defined_in_the_program_script_runs_in_the_workers(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SCRIPT)
+    with supervising(str(script)) as running:
+        for _ in range(2):
+            running.expect(r"is serving")
+        with socket.create_connection(("127.0.0.1", running.port), timeout=PATIENCE) as client:
+            assert client.makefile("rb").readline() == b"hello from a script\n"
+        running.process.send_signal(signal.SIGTERM)
+        assert running.finish() == 0
+
+
+def test_workers_that_cannot_load_main_stop_the_supervisor_with_an_error(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text('"""BROKEN"""' + SCRIPT)
+    with supervising(str(script)) as running:
+        running.expect(r"ImportError: this script cannot be imported")
+        running.expect(r"run raised: worker \d could not load its main function")
+        assert running.finish() == 0
+        assert not any("is serving" in line for line in running.log)
+
+
+def test_a_worker_that_keeps_dying_is_restarted_after_a_delay_doubling_from_0_1_to_10_seconds() -> None:
+    delays = [_workers.restart_delay(failures) for failures in range(10)]
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0, 10.0])
+    assert _workers.restart_delay(10_000) == 10.0
 
 
 # ----------------------------------------------------------------------

@@ -18,7 +18,8 @@ child process never takes them for its own; the descriptors get
 listed by :func:`inherited_sockets` with ``listening=False`` and left alone
 (not closed, not touched again), for the program to use as it will.
 
-``listen(host, port, ...)`` asks :func:`adopt` first: an inherited socket
+``listen(host, port, ...)`` asks :func:`adopt` first (``listen_unix(path)``
+:func:`adopt_unix`, by the path): an inherited socket
 bound to that address, not adopted yet, becomes the listener's socket
 instead of a new one, and from then on the listener owns it (``close``
 closes it).  An address matches as ``listen`` would bind it: host ``None``
@@ -54,6 +55,7 @@ __all__ = [
     "LISTEN_FDS_START",
     "InheritedSocket",
     "adopt",
+    "adopt_unix",
     "call_when_ready",
     "inherited_sockets",
     "provide",
@@ -74,21 +76,29 @@ _WILDCARDS: Final = frozenset({"::", "0.0.0.0"})
 
 
 class InheritedSocket(NamedTuple):
-    """One socket this process was given (:func:`trio_rsocket.inherited_sockets`)."""
+    """One socket this process was given, as :func:`trio_rsocket.inherited_sockets` lists it.
 
-    #: The descriptor (3, 4, ... as systemd passes them).
+    Attributes:
+      fd (int): the descriptor (3, 4, ... as systemd passes them).
+      family (socket.AddressFamily): ``AF_INET``, ``AF_INET6`` or ``AF_UNIX``
+        (``AF_UNSPEC`` for a descriptor that is not a socket).
+      address (tuple[str, int]): the address it is bound to, ``(host,
+        port)``, or ``(path, 0)`` for a Unix socket (``("", 0)`` when it has
+        none, or is not a socket).
+      name (str): its name from ``LISTEN_FDNAMES`` (systemd's
+        ``FileDescriptorName=``), ``"unknown"`` when it has none (as systemd
+        says), ``"listen-0"``, ``"listen-1"``, ... for the sockets of
+        ``run(..., listen=[...])``.
+      listening (bool): whether it is a listening stream socket, the only
+        kind ``listen`` adopts.
+      adopted (bool): whether a ``listen`` has adopted it.
+    """
+
     fd: int
-    #: The address family (``AF_INET``, ``AF_INET6``, ``AF_UNIX``;
-    #: ``AF_UNSPEC`` for a descriptor that is not a socket).
     family: stdlib_socket.AddressFamily
-    #: The address it is bound to: ``(host, port)``, or ``(path, 0)`` for a
-    #: Unix socket (``("", 0)`` when it has none or is not a socket).
     address: tuple[str, int]
-    #: Its name from ``LISTEN_FDNAMES``, or ``"unknown"`` (systemd's default).
     name: str
-    #: Whether it is a listening stream socket, the only kind ``listen`` adopts.
     listening: bool
-    #: Whether a ``listen`` has adopted it already.
     adopted: bool
 
 
@@ -188,6 +198,24 @@ def adopt(host: str | None, port: int) -> stdlib_socket.socket | None:
     entries = _entries if _entries is not None else _read()
     for entry in entries:
         if entry.socket is not None and not entry.adopted and _matches(entry, host, port):
+            entry.adopted = True
+            entry.socket.setblocking(False)
+            return entry.socket
+    return None
+
+
+def adopt_unix(address: bytes) -> stdlib_socket.socket | None:
+    """The inherited listening Unix socket bound to *address* (a path, or a
+    Linux abstract name with its leading NUL, as ``listen_unix`` checked
+    it) that ``listen_unix`` should use instead of binding, or ``None``."""
+    entries = _entries if _entries is not None else _read()
+    for entry in entries:
+        if (
+            entry.socket is not None
+            and not entry.adopted
+            and entry.family == stdlib_socket.AF_UNIX
+            and os.fsencode(entry.address[0]) == address
+        ):
             entry.adopted = True
             entry.socket.setblocking(False)
             return entry.socket

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 :meth:`RSocket.listen` validates its arguments (:func:`check_listen_arguments`),
-opens the listening socket here (:func:`open_listening_socket`), hands it to a
+opens the listening socket here (:func:`open_listening_socket`: a new one,
+or one this process inherited for that address, :mod:`._activation`), hands it to a
 :class:`Listener` with the handler, the listener's shared settings and a
 function that makes a server-side ``RSocket`` from a finished connection
 part, and starts :meth:`Listener.serve` in the caller's nursery (or the
@@ -26,6 +27,11 @@ listener owns its listening socket and closes it itself, whether ``close``,
 ``shutdown`` or the enclosing nursery's cancellation stops it; the listening
 ``RSocket`` sees that in :attr:`Listener.closed` when next asked (nothing
 here calls back up).
+
+A listener tells :mod:`._activation` when its accept loop starts and ends
+(once per listener, never per connection): a worker is ready when every
+socket it inherited has an accept loop, and on SIGTERM it shuts down every
+listener that runs.
 
 Nothing a connection does stops the listener: an error setting its part up
 (an option) is logged and the connection closed, a failed handshake is

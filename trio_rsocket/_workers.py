@@ -40,7 +40,9 @@ the next slot once the previous replacement serves).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import math
 import os
 import pickle
 import runpy
@@ -61,8 +63,10 @@ from typing import Final, TypeVar
 import trio
 
 from . import _activation
+from ._address import unbracket
 from ._arguments import check_seconds
 from ._listen import bind_listening_socket
+from ._runtime import _call_async, current_nursery, run
 
 __all__ = [
     "DEFAULT_GRACE",
@@ -72,6 +76,7 @@ __all__ = [
     "check_listen",
     "check_workers",
     "listen_addresses",
+    "restart_delay",
     "run_in_process",
     "run_workers",
     "worker_id",
@@ -164,8 +169,6 @@ def check_listen(listen: object) -> list[Address]:
         if not 0 <= port <= 65535:
             raise ValueError(f"listen[{index}]: port must be in 0..65535 (0: any free port), not {port}")
         if host:
-            from ._address import unbracket
-
             try:
                 host = unbracket(host)
             except ValueError as exc:
@@ -339,7 +342,9 @@ class _Supervisor:
         return workers + self.retiring
 
     def _next_timer(self) -> float | None:
-        times = list(self.restart_at.values()) + [w.kill_at for w in self._all() if w.kill_at is not None]
+        times = [*self.restart_at.values(), *(w.kill_at for w in self._all() if w.kill_at is not None)]
+        # inf: killed already, or a grace period of inf (never killed).
+        times = [when for when in times if when != math.inf]
         return None if not times else max(0.0, min(times) - time.monotonic())
 
     def _timers(self) -> None:
@@ -353,7 +358,7 @@ class _Supervisor:
                 logger.warning(
                     "%s did not stop within %s seconds of SIGTERM: killing it", worker, self.grace + KILL_MARGIN
                 )
-                worker.kill_at = float("inf")
+                worker.kill_at = math.inf
                 with contextlib.suppress(ProcessLookupError):
                     worker.process.kill()
 
@@ -474,7 +479,7 @@ class _Supervisor:
             return
         if lived >= RESTART_RESET_AFTER:
             self.failures[slot] = 0
-        delay = min(RESTART_DELAY_MIN * 2 ** self.failures[slot], RESTART_DELAY_MAX)
+        delay = restart_delay(self.failures[slot])
         self.failures[slot] += 1
         logger.warning("%s %s after %.1f seconds; restarting it in %.1f seconds", worker, _describe(code), lived, delay)
         self.restart_at[slot] = time.monotonic() + delay
@@ -501,6 +506,13 @@ class _Supervisor:
             with contextlib.suppress(OSError):
                 os.close(fd)
         worker.ready_fd = worker.control_fd = -1
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before restarting a worker that died after *failures* earlier
+    deaths in a row (each within :data:`RESTART_RESET_AFTER` seconds of its
+    start): 0.1, 0.2, 0.4, ... up to 10."""
+    return min(RESTART_DELAY_MIN * float(2 ** min(failures, 64)), RESTART_DELAY_MAX)
 
 
 def _note_signal(signum: int, frame: object) -> None:
@@ -583,8 +595,6 @@ def worker_main(argv: Sequence[str]) -> int:
     count = len(socket_fds)
     # Out of the way of fds 3..3+count first, then into place.
     high = _activation.LISTEN_FDS_START + count
-    import fcntl
-
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, high) for fd in socket_fds]
     control = fcntl.fcntl(control_fd, fcntl.F_DUPFD_CLOEXEC, high)
     ready = fcntl.fcntl(ready_fd, fcntl.F_DUPFD_CLOEXEC, high)
@@ -610,8 +620,6 @@ def worker_main(argv: Sequence[str]) -> int:
     _worker_id = slot
     _listen_addresses = list(bound)
     _activation.set_requested(requested)
-
-    from ._runtime import run
 
     run(_serve_as_worker, fn, args, grace, control, ready)
     return 0
@@ -647,14 +655,12 @@ def _load_main(location: tuple[str, str] | None) -> None:
 async def _serve_as_worker(
     fn: Callable[..., Awaitable[object]], args: tuple[object, ...], grace: float, control: int, ready: int
 ) -> object:
-    from ._runtime import current_nursery
-
     runtime = current_nursery("a worker")
     _activation.call_when_ready(lambda: _tell(ready, _READY))
     trio.lowlevel.spawn_system_task(
         _stop_when_told, runtime.cancel_scope, grace, control, name="trio_rsocket worker stop"
     )
-    return await fn(*args)
+    return await _call_async(fn, args)
 
 
 def _tell(ready: int, what: bytes) -> None:

@@ -15,7 +15,8 @@ as they would if the client were on the same host.
 Prints each measurement (round trips per second; the CPU time per round
 trip of the workers together, from ``/proc``, and of the client; how the
 100 connections were spread over the workers, each of which reports the
-connections it closes), then the medians and the median of the
+connections it closes; how many CPUs' worth of time the machine's other
+processes used meanwhile, from ``/proc/stat``), then the medians and the median of the
 per-repetition ratios to the first worker count.
 """
 
@@ -25,6 +26,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -48,6 +50,14 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every CPU of the machine has spent busy so far (Linux ``/proc/stat``)."""
+    with open("/proc/stat") as stat:
+        fields = [int(word) for word in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     round_trips_per_second: float
@@ -56,6 +66,8 @@ class Result:
     client_cpu_us: float
     #: How many of the 100 connections each worker served, most first.
     spread: list[int]
+    #: CPUs' worth of time that other processes of the machine used meanwhile.
+    others_cpus: float
 
 
 def one(workers: int, seconds: float) -> Result:
@@ -66,9 +78,13 @@ def one(workers: int, seconds: float) -> Result:
         pids = sorted({int(line.words[2]) for line in server.seen if line.words[:1] == ["READY"]})
         settings = replace(FULL, seconds=seconds)
         warm_up("rsocket", "read", ECHO100, port, None, None)
-        cpu_before = cpu_seconds(pids)
+        cpu_before, own_before = cpu_seconds(pids), sum(os.times()[:2])
+        busy_before, started = machine_busy_seconds(), time.monotonic()
         measured = measure("rsocket", "read", ECHO100, port, settings, None)
         server_cpu = cpu_seconds(pids) - cpu_before
+        own_cpu = sum(os.times()[:2]) - own_before
+        others = machine_busy_seconds() - busy_before - server_cpu - own_cpu
+        others_cpus = max(0.0, others) / (time.monotonic() - started)
         # Every connection closed, the warm-up's 10 first: SIGTERM ends a
         # program without workers at once, before its handlers could report.
         closed = server.expect("CLOSED", WARM_UP_CONNECTIONS + settings.concurrent, timeout=60.0)
@@ -80,6 +96,7 @@ def one(workers: int, seconds: float) -> Result:
         server_cpu / measured.operations * 1e6,
         measured.client_cpu_seconds / measured.operations * 1e6,
         sorted(spread.values(), reverse=True),
+        others_cpus,
     )
 
 
@@ -101,7 +118,7 @@ def main() -> None:
             print(
                 f"  rep {rep + 1} workers={count}: {result.round_trips_per_second:,.0f} round trips/s; "
                 f"CPU per round trip: workers {result.server_cpu_us:.1f} us, client {result.client_cpu_us:.1f} us; "
-                f"connections per worker {result.spread}"
+                f"connections per worker {result.spread}; other processes used {result.others_cpus:.2f} CPUs"
             )
     print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     base = counts[0]

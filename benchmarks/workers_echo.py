@@ -15,7 +15,8 @@ as they would if the client were on the same host.
 Prints each measurement (round trips per second; the CPU time per round
 trip of the workers together, from ``/proc``, and of the client; how the
 100 connections were spread over the workers, each of which reports the
-connections it closes; how many CPUs' worth of time the machine's other
+connections it closes; the round trips per wake-up of a worker, from the
+workers' voluntary context switches; how many CPUs' worth of time the machine's other
 processes used meanwhile, from ``/proc/stat``), then the medians and the median of the
 per-repetition ratios to the first worker count.
 """
@@ -50,6 +51,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def wake_ups(pids: list[int]) -> int:
+    """Voluntary context switches of the processes *pids* so far (Linux): how
+    often they went to sleep waiting for something, so how often they woke."""
+    count = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    count += int(line.split()[1])
+    return count
+
+
 def machine_busy_seconds() -> float:
     """CPU time every CPU of the machine has spent busy so far (Linux ``/proc/stat``)."""
     with open("/proc/stat") as stat:
@@ -64,6 +77,8 @@ class Result:
     #: CPU time per round trip, in microseconds: the workers' together, and the client's.
     server_cpu_us: float
     client_cpu_us: float
+    #: Round trips per wake-up of the workers (how many each pass through the event loop served).
+    round_trips_per_wake_up: float
     #: How many of the 100 connections each worker served, most first.
     spread: list[int]
     #: CPUs' worth of time that other processes of the machine used meanwhile.
@@ -78,10 +93,11 @@ def one(workers: int, seconds: float) -> Result:
         pids = sorted({int(line.words[2]) for line in server.seen if line.words[:1] == ["READY"]})
         settings = replace(FULL, seconds=seconds)
         warm_up("rsocket", "read", ECHO100, port, None, None)
-        cpu_before, own_before = cpu_seconds(pids), sum(os.times()[:2])
+        cpu_before, own_before, woken_before = cpu_seconds(pids), sum(os.times()[:2]), wake_ups(pids)
         busy_before, started = machine_busy_seconds(), time.monotonic()
         measured = measure("rsocket", "read", ECHO100, port, settings, None)
         server_cpu = cpu_seconds(pids) - cpu_before
+        woken = wake_ups(pids) - woken_before
         own_cpu = sum(os.times()[:2]) - own_before
         others = machine_busy_seconds() - busy_before - server_cpu - own_cpu
         others_cpus = max(0.0, others) / (time.monotonic() - started)
@@ -95,6 +111,7 @@ def one(workers: int, seconds: float) -> Result:
         measured.figure,
         server_cpu / measured.operations * 1e6,
         measured.client_cpu_seconds / measured.operations * 1e6,
+        measured.operations / max(woken, 1),
         sorted(spread.values(), reverse=True),
         others_cpus,
     )
@@ -118,6 +135,7 @@ def main() -> None:
             print(
                 f"  rep {rep + 1} workers={count}: {result.round_trips_per_second:,.0f} round trips/s; "
                 f"CPU per round trip: workers {result.server_cpu_us:.1f} us, client {result.client_cpu_us:.1f} us; "
+                f"{result.round_trips_per_wake_up:.1f} round trips per wake-up of a worker; "
                 f"connections per worker {result.spread}; other processes used {result.others_cpus:.2f} CPUs"
             )
     print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
@@ -127,7 +145,8 @@ def main() -> None:
         line = (
             f"workers={count}: median {statistics.median(r.round_trips_per_second for r in mine):,.0f} round trips/s, "
             f"workers' CPU {statistics.median(r.server_cpu_us for r in mine):.1f} us and client's "
-            f"{statistics.median(r.client_cpu_us for r in mine):.1f} us per round trip"
+            f"{statistics.median(r.client_cpu_us for r in mine):.1f} us per round trip, "
+            f"{statistics.median(r.round_trips_per_wake_up for r in mine):.1f} round trips per wake-up of a worker"
         )
         if count != base:
             ratios = [

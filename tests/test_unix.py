@@ -20,10 +20,18 @@ import pytest
 import trio
 import trio.testing
 
-from trio_rsocket import ConnectError, DeadlineError, ListenError, RSocket, RSocketError, deadline_after
+from trio_rsocket import (
+    ConnectError,
+    DeadlineError,
+    ListenError,
+    RSocket,
+    RSocketError,
+    deadline_after,
+    get_socket_limit,
+    set_socket_limit,
+)
 from trio_rsocket.testing import echo_handler
 
-from .conftest import open_fds
 from .test_races import INTERRUPTS, MAX_STEPS, assert_closed_in_the_middle, assert_left_by, interrupted
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the abstract namespace is Linux's")
@@ -32,6 +40,16 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 def abstract_name(tag: str) -> str:
     """An abstract name no other test run uses."""
     return f"\0trio-rsocket-test-{os.getpid()}-{tag}"
+
+
+def names(directory: Path) -> list[str]:
+    """What is in *directory*, sorted."""
+    return sorted(os.listdir(directory))
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """Each entry of *directory* with its inode and mode."""
+    return {name: (os.lstat(directory / name).st_ino, os.lstat(directory / name).st_mode) for name in names(directory)}
 
 
 def identity(path: Path) -> tuple[int, int]:
@@ -119,7 +137,8 @@ async def test_round_trip(tmp_path: Path, no_fd_leak: None) -> None:
         assert stat.S_ISSOCK(path.lstat().st_mode)
         async with RSocket() as client:
             await client.connect_unix(path)
-            assert client.is_connected() and not client.is_secure()
+            assert client.is_connected()
+            assert not client.is_secure()
             assert client.get_addr() == ("", 0)  # a client's socket has no name
             await client.write(b"hello\nworld\n")
             assert await client.read_until(b"\n") == b"hello\n"
@@ -158,7 +177,7 @@ async def test_relative_path_is_removed_from_where_it_was_made(tmp_path: Path, m
     async with unix_server("here.sock"):
         assert await ping("here.sock") == b"ping\n"
         monkeypatch.chdir("/")  # the listener keeps its directory open: close still finds it
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 async def test_the_longest_path_binds(tmp_path: Path) -> None:
@@ -170,8 +189,8 @@ async def test_the_longest_path_binds(tmp_path: Path) -> None:
     assert len(os.fsencode(path)) == 107
     async with unix_server(path):
         assert await ping(path) == b"ping\n"
-        assert [entry.name for entry in folder.iterdir()] == ["s"]
-    assert list(folder.iterdir()) == []
+        assert names(folder) == ["s"]
+    assert names(folder) == []
 
 
 async def test_connect_resets_a_connected_socket(tmp_path: Path) -> None:
@@ -199,7 +218,7 @@ async def test_listen_unix_shutdown_cancels_handlers(tmp_path: Path) -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert server.statistics().active == 1
             assert await server.shutdown(0) == 1
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------
@@ -218,7 +237,7 @@ async def test_abstract_namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         with pytest.raises(ListenError) as caught:
             await try_listen(given)
         assert caught.value.errno == errno.EADDRINUSE
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
     with pytest.raises(ConnectError) as refused:
         await RSocket().connect_unix(given)
     assert refused.value.errno == errno.ECONNREFUSED
@@ -234,7 +253,8 @@ async def test_connect_to_nothing_says_why(tmp_path: Path) -> None:
         await sock.connect_unix(tmp_path / "missing.sock")
     assert caught.value.errno == errno.ENOENT
     assert str(caught.value) == f"Cannot connect socket to {tmp_path / 'missing.sock'}: No such file or directory"
-    assert not sock.is_connected() and not sock.is_closed()
+    assert not sock.is_connected()
+    assert not sock.is_closed()
     assert sock.get_error() == str(caught.value)
 
 
@@ -298,7 +318,8 @@ async def test_connect_unix_is_cancellable(tmp_path: Path) -> None:
             scope.cancel()
             await sock.connect_unix(tmp_path / "s.sock")
         assert scope.cancelled_caught
-        assert not sock.is_connected() and not sock.is_closed()
+        assert not sock.is_connected()
+        assert not sock.is_closed()
 
 
 # ----------------------------------------------------------------------------
@@ -316,7 +337,7 @@ async def test_tls_is_refused_before_any_io(tmp_path: Path, no_fd_leak: None) ->
             listening.accept()  # nobody connected
     with pytest.raises(RSocketError, match="TLS over a Unix socket"):
         await try_listen(tmp_path / "l.sock", sock)
-    assert [entry.name for entry in tmp_path.iterdir()] == ["s.sock"]  # the raw listener's, nothing else
+    assert names(tmp_path) == ["s.sock"]  # the raw listener's, nothing else
     assert not sock.is_closed()
 
 
@@ -350,7 +371,7 @@ async def test_a_live_server_keeps_its_socket_file(tmp_path: Path) -> None:
         assert caught.value.errno == errno.EADDRINUSE
         assert identity(path) == before
         assert await ping(path) == b"ping\n"  # the first still serves
-        assert [entry.name for entry in tmp_path.iterdir()] == ["live.sock"]  # no temporary name left
+        assert names(tmp_path) == ["live.sock"]  # no temporary name left
         assert not second.is_closed()
 
 
@@ -374,7 +395,7 @@ async def test_a_stale_socket_file_is_replaced(tmp_path: Path) -> None:
     async with unix_server(path):
         assert identity(path) != before
         assert await ping(path) == b"ping\n"
-        assert [entry.name for entry in tmp_path.iterdir()] == ["stale.sock"]
+        assert names(tmp_path) == ["stale.sock"]
 
 
 def make_regular(path: Path) -> None:
@@ -418,11 +439,11 @@ NOT_SOCKETS = {
 async def test_any_other_file_is_never_touched(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "taken"
     NOT_SOCKETS[kind](path)
-    before = {entry.name: (entry.lstat().st_ino, entry.lstat().st_mode) for entry in tmp_path.iterdir()}
+    before = snapshot(tmp_path)
     with pytest.raises(ListenError, match="is not a socket") as caught:
         await try_listen(path)
     assert caught.value.errno == errno.EEXIST
-    after = {entry.name: (entry.lstat().st_ino, entry.lstat().st_mode) for entry in tmp_path.iterdir()}
+    after = snapshot(tmp_path)
     assert after == before  # nothing removed, nothing left behind
     if kind in ("regular file", "symlink to a file"):
         assert path.read_bytes() == b"precious"
@@ -507,14 +528,14 @@ async def test_a_missing_directory_is_a_listen_error(tmp_path: Path) -> None:
 async def test_a_read_only_directory_leaves_nothing(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         pytest.skip("root writes anywhere")
-    tmp_path.chmod(0o500)
+    os.chmod(tmp_path, 0o500)
     try:
         with pytest.raises(ListenError) as caught:
             await try_listen(tmp_path / "s.sock")
         assert caught.value.errno == errno.EACCES
     finally:
-        tmp_path.chmod(0o700)
-    assert list(tmp_path.iterdir()) == []
+        os.chmod(tmp_path, 0o700)
+    assert names(tmp_path) == []
 
 
 # ----------------------------------------------------------------------------
@@ -529,11 +550,11 @@ async def test_a_locked_directory_is_waited_for(autojump_clock: trio.testing.Moc
             nursery.start_soon(partial(server.listen_unix, path, echo_handler, nursery=nursery))
             await trio.sleep(0.05)
             # Bound and listening under its temporary name, with its mode, not published.
-            (temp,) = tmp_path.iterdir()
-            assert temp.name.startswith(".") and temp.name != "s.sock"
-            assert stat.S_IMODE(temp.lstat().st_mode) == 0o600
+            (temp,) = names(tmp_path)
+            assert temp.startswith(".")
+            assert stat.S_IMODE(os.lstat(tmp_path / temp).st_mode) == 0o600
         await trio.sleep(0.05)
-        assert [entry.name for entry in tmp_path.iterdir()] == ["s.sock"]
+        assert names(tmp_path) == ["s.sock"]
         server.close()
 
 
@@ -543,7 +564,7 @@ async def test_a_directory_locked_for_long_is_a_listen_error(
     sock = RSocket()
     with directory_locked(tmp_path), pytest.raises(ListenError, match="stayed locked"):
         await try_listen(tmp_path / "s.sock", sock)
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
     assert not sock.is_closed()
 
 
@@ -553,14 +574,14 @@ async def test_a_cancelled_listen_leaves_nothing(tmp_path: Path, no_fd_leak: Non
         async with trio.open_nursery() as nursery:
             nursery.start_soon(partial(sock.listen_unix, tmp_path / "s.sock", echo_handler, nursery=nursery))
             await trio.testing.wait_all_tasks_blocked()
-            assert len(list(tmp_path.iterdir())) == 1  # its temporary name
+            assert len(names(tmp_path)) == 1  # its temporary name
             nursery.cancel_scope.cancel()
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
     assert not sock.is_closed()  # fresh: it can listen again
     async with trio.open_nursery() as nursery:
         await sock.listen_unix(tmp_path / "s.sock", echo_handler, nursery=nursery)
         sock.close()
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 async def test_listen_cancelled_at_every_step_leaves_nothing(tmp_path: Path, no_fd_leak: None) -> None:
@@ -576,10 +597,10 @@ async def test_listen_cancelled_at_every_step_leaves_nothing(tmp_path: Path, no_
             fired, outcome = await interrupted(listen, scope.cancel, step)
             assert outcome is None
             if fired:
-                assert list(tmp_path.iterdir()) == []
+                assert names(tmp_path) == []
                 assert repr(sock) == "<RSocket fresh>"
             sock.close()
-        assert list(tmp_path.iterdir()) == []
+        assert names(tmp_path) == []
         if not fired:
             break
     else:
@@ -607,7 +628,7 @@ async def test_listen_unix_interrupted_at_every_step(tmp_path: Path, interrupt: 
             else:
                 assert_closed_in_the_middle(outcome)
             assert_left_by(sock, interrupt)
-            assert list(tmp_path.iterdir()) == []  # no socket file, no temporary name
+            assert names(tmp_path) == []  # no socket file, no temporary name
             await trio.testing.wait_all_tasks_blocked()
             assert not nursery.child_tasks
             if interrupt == "reset":  # fresh means reusable
@@ -701,7 +722,7 @@ def test_two_processes_racing_for_one_path(tmp_path: Path, stale: bool) -> None:
             client.settimeout(30)
             client.connect(os.fspath(path))
             assert client.recv(100) == str(winner.pid).encode()  # the file is the winner's
-        assert [entry.name for entry in tmp_path.iterdir()] == ["race.sock"]
+        assert names(tmp_path) == ["race.sock"]
     finally:
         for racer in racers:
             assert racer.stdin is not None
@@ -709,7 +730,7 @@ def test_two_processes_racing_for_one_path(tmp_path: Path, stale: bool) -> None:
             assert racer.wait(timeout=60) == 0
             assert racer.stdout is not None
             racer.stdout.close()
-    assert list(tmp_path.iterdir()) == []  # the winner removed its file as it closed
+    assert names(tmp_path) == []  # the winner removed its file as it closed
 
 
 # ----------------------------------------------------------------------------
@@ -736,7 +757,7 @@ async def test_bad_paths(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         await RSocket().connect_unix(path)  # type: ignore[arg-type]
     with pytest.raises(error, match=words):
         await try_listen(path)  # type: ignore[arg-type]
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -752,7 +773,7 @@ async def test_bad_paths(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 async def test_bad_modes(mode: object, error: type[Exception], words: str, tmp_path: Path) -> None:
     with pytest.raises(error, match=words):
         await RSocket().listen_unix(tmp_path / "s.sock", echo_handler, mode=mode, nursery=None)  # type: ignore[arg-type]
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 async def test_bad_handler_and_backlog(tmp_path: Path) -> None:
@@ -760,7 +781,7 @@ async def test_bad_handler_and_backlog(tmp_path: Path) -> None:
         await RSocket().listen_unix(tmp_path / "s.sock", None, nursery=None)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="backlog must be at least 1"):
         await RSocket().listen_unix(tmp_path / "s.sock", echo_handler, nursery=None, backlog=0)
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 PAUSED_AT_RENAME = textwrap.dedent(
@@ -798,7 +819,8 @@ def test_the_look_and_the_rename_are_one_step_for_other_processes(tmp_path: Path
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert racer.stdin is not None and racer.stdout is not None
+    assert racer.stdin is not None
+    assert racer.stdout is not None
     try:
         assert racer.stdout.readline() == "renaming\n"
         fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -814,4 +836,25 @@ def test_the_look_and_the_rename_are_one_step_for_other_processes(tmp_path: Path
         racer.stdin.close()
         assert racer.wait(timeout=60) == 0
         racer.stdout.close()
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
+
+
+async def test_the_socket_limit_holds_for_unix_listeners(tmp_path: Path) -> None:
+    async def waits(_data: object, sock: RSocket) -> None:
+        await sock.read()
+
+    limit = get_socket_limit()
+    set_socket_limit(1)
+    try:
+        async with unix_server(tmp_path / "s.sock", waits) as server:
+            first, second = RSocket(), RSocket()
+            await first.connect_unix(tmp_path / "s.sock")
+            await trio.testing.wait_all_tasks_blocked()
+            await second.connect_unix(tmp_path / "s.sock")
+            assert await second.read(deadline=deadline_after(10)) == b""  # closed at once
+            stats = server.statistics()
+            assert (stats.accepted, stats.active, stats.rejected) == (2, 1, 1)
+            first.close()
+            second.close()
+    finally:
+        set_socket_limit(limit)

@@ -334,7 +334,8 @@ def _bind_temporary(raw: stdlib_socket.socket, directory: int, folder: bytes) ->
             length = MAX_PATH - len(prefix)  # at least the final name's length
     last: OSError | None = None
     for _ in range(TEMP_NAME_ATTEMPTS):
-        temp = b"." + bytes(secrets.choice(_TEMP_LETTERS) for _ in range(length - 1))
+        letters = bytes(secrets.choice(_TEMP_LETTERS) for _ in range(length))
+        temp = b"." + letters[1:] if length >= 4 else letters  # "." alone names the directory
         try:
             raw.bind(prefix + temp)
         except OSError as exc:

@@ -206,6 +206,16 @@ async def test_connect_resets_a_connected_socket(tmp_path: Path) -> None:
         client.close()
 
 
+async def test_the_end_of_the_nursery_removes_the_file(tmp_path: Path) -> None:
+    server = RSocket()
+    async with trio.open_nursery() as nursery:
+        await server.listen_unix(tmp_path / "s.sock", echo_handler, nursery=nursery)
+        assert names(tmp_path) == ["s.sock"]
+        nursery.cancel_scope.cancel()
+    assert names(tmp_path) == []
+    assert server.is_closed()
+
+
 async def test_listen_unix_shutdown_cancels_handlers(tmp_path: Path) -> None:
     async def waits(_data: object, sock: RSocket) -> None:
         await sock.read()
@@ -741,6 +751,7 @@ BAD_PATHS: dict[str, tuple[object, type[Exception], str]] = {
     "empty": ("", ValueError, "path must not be empty"),
     "empty bytes": (b"", ValueError, "path must not be empty"),
     "NUL inside": ("/tmp/a\0b", ValueError, "path must not contain a NUL"),
+    "directory": ("/tmp/", ValueError, "path must name a socket file, not a directory"),
     "too long": ("/" + "x" * 107, ValueError, "at most 107 bytes, not 108"),
     "abstract too long": ("\0" + "x" * 108, ValueError, "at most 107 bytes after its NUL, not 108"),
     "int": (3, TypeError, "path must be a str, bytes or os.PathLike, not int"),

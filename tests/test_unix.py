@@ -869,3 +869,28 @@ async def test_the_socket_limit_holds_for_unix_listeners(tmp_path: Path) -> None
             second.close()
     finally:
         set_socket_limit(limit)
+
+
+async def test_a_directory_that_cannot_be_read_is_used_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A directory we may search and write but not read (mode 0o300) opens only
+    # as a path, which flock refuses: listen_unix goes on without the lock.
+    # (Root reads every directory, so the refusal is made here.)
+    if not hasattr(os, "O_PATH"):
+        pytest.skip("O_PATH is Linux's")
+    real_open = os.open
+    opened: list[int] = []
+
+    def refusing(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fsencode(path) == os.fsencode(tmp_path) and not flags & os.O_PATH:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        opened.append(flags)
+        return real_open(path, flags, *args, **kwargs)
+
+    with directory_locked(tmp_path):  # not waited for: this listener cannot take the lock
+        monkeypatch.setattr(os, "open", refusing)
+        async with unix_server(tmp_path / "s.sock"):
+            assert await ping(tmp_path / "s.sock") == b"ping\n"
+    assert names(tmp_path) == []
+    assert any(flags & os.O_PATH and flags & os.O_DIRECTORY for flags in opened)

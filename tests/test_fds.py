@@ -27,6 +27,7 @@ from trio_rsocket._unix_io import MAX_FDS
 from trio_rsocket.testing import CertFiles
 
 from .conftest import assert_busy_while, open_fds
+from .test_doc_examples import load_example
 from .test_races import MAX_STEPS, interrupted
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="no Unix sockets here")
@@ -175,6 +176,16 @@ async def test_a_bound_and_accepted_connection_passes_descriptors_both_ways(tmp_
             assert data == b"<"
             os.write(back[0], b"round")
         assert os.read(read_end, 10) == b"round"
+
+
+async def test_the_example_of_the_unix_page_writes_through_the_pipe_it_passed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = open_fds()
+    example = load_example("unix.rst", "example-pass-fds")
+    await example["main"]()
+    assert capsys.readouterr().out.splitlines() == [repr(b"here is a pipe") + " " + repr(b"written by the receiver")]
+    assert open_fds() <= before
 
 
 async def test_no_descriptors_is_a_plain_write(unix_pair: Pair) -> None:

@@ -1232,9 +1232,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         """The process at the other end of this Unix socket, as a
         :class:`~trio_rsocket.PeerCredentials` ``(pid, uid, gid)``: the
         kernel's record of it from when the connection was made (or the pair
-        created), which the peer cannot forge.  Linux: ``SO_PEERCRED``; macOS
-        and FreeBSD: ``LOCAL_PEERCRED`` (and macOS's ``LOCAL_PEERPID``); the
-        pid is ``None`` where the OS does not give one.  Works over TLS on a
+        created), which the peer cannot forge.  Linux (and OpenBSD):
+        ``SO_PEERCRED``; macOS, FreeBSD, DragonFly: ``LOCAL_PEERCRED``, what
+        ``getpeereid`` reads (and macOS's ``LOCAL_PEERPID``); the pid is
+        ``None`` where the OS does not give one.  Other systems: RSocketError.  Works over TLS on a
         Unix socket too (no Ioto counterpart).
 
         Raises:

@@ -74,7 +74,7 @@ class PeerCredentials(NamedTuple):
 
     Attributes:
       pid: its process id; ``None`` where the OS does not say (FreeBSD
-        before 13, and the BSDs whose ``getpeereid`` gives only the ids).
+        before 13, DragonFly).
       uid: its effective user id.
       gid: its effective group id.
     """
@@ -109,7 +109,8 @@ elif sys.platform.startswith("openbsd"):  # pragma: no cover  # untested: only L
         uid, gid, pid = struct.unpack("IIi", raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
         return PeerCredentials(pid, uid, gid)
 
-else:  # pragma: no cover  # untested: macOS, FreeBSD and the other BSDs; only Linux runs the tests
+elif sys.platform == "darwin" or sys.platform.startswith(("freebsd", "dragonfly")):  # pragma: no cover
+    # Untested: only Linux runs the tests.  (getpeereid() is this call, without the pid.)
     # <sys/un.h>: SOL_LOCAL is 0, LOCAL_PEERCRED 1 (struct xucred), macOS's
     # LOCAL_PEERPID 2.  Python names them on some builds only.
     _SOL_LOCAL: Final = getattr(socket, "SOL_LOCAL", 0)
@@ -134,6 +135,11 @@ else:  # pragma: no cover  # untested: macOS, FreeBSD and the other BSDs; only L
         elif sys.platform.startswith("freebsd") and len(data) >= _XUCRED_PID.size:
             pid = _XUCRED_PID.unpack_from(data)[-1] or None
         return PeerCredentials(pid, uid, groups[0])
+
+else:  # pragma: no cover  # NetBSD, Solaris, ...: their calls differ and nothing here tests them
+
+    def _read_credentials(raw: socket.socket) -> PeerCredentials:
+        raise OSError(errno_codes.EOPNOTSUPP, f"not supported on {sys.platform} by trio_rsocket")
 
 
 def check_fds(fds: object) -> list[int]:

@@ -188,6 +188,35 @@ async def test_the_example_of_the_unix_page_writes_through_the_pipe_it_passed(
     assert open_fds() <= before
 
 
+async def test_connect_unix_and_listen_unix_pass_descriptors_and_tell_credentials(tmp_path: Path) -> None:
+    """A handler of ``listen_unix`` checks who connected and hands the client
+    a pipe; the client of ``connect_unix`` writes through it."""
+    path = str(tmp_path / "service.sock")
+    seen: list[PeerCredentials] = []
+    before = open_fds()
+
+    async def hand_out_a_pipe(write_end: int, sock: RSocket) -> None:
+        seen.append(sock.get_peer_credentials())
+        await sock.write_fds(b"pipe", [write_end])
+        await sock.read()  # until the client is done
+
+    with pipe() as (read_end, write_end):
+        async with trio.open_nursery() as nursery:
+            listener = RSocket()
+            await listener.listen_unix(path, hand_out_a_pipe, write_end, nursery=nursery)
+            async with RSocket() as client:
+                await client.connect_unix(path)
+                assert client.get_peer_credentials() == (os.getpid(), os.getuid(), os.getgid())
+                data, fds = await client.read_fds(100, 1)
+                with owning(fds):
+                    assert data == b"pipe"
+                    os.write(fds[0], b"from the client")
+            await listener.shutdown()
+        assert os.read(read_end, 100) == b"from the client"
+    assert seen == [(os.getpid(), os.getuid(), os.getgid())]
+    assert open_fds() <= before
+
+
 async def test_no_descriptors_is_a_plain_write(unix_pair: Pair) -> None:
     sender, receiver = unix_pair
     assert await sender.write_fds(b"plain", []) == 5

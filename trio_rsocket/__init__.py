@@ -35,6 +35,7 @@ from ._tls import CertSource as CertSource
 from ._tls import set_default_certs as set_default_certs
 from ._tls import set_default_ciphers as set_default_ciphers
 from ._tls import set_default_verify as set_default_verify
+from ._unix_io import PeerCredentials as PeerCredentials
 from ._version import __version__ as __version__
 from ._workers import listen_addresses as listen_addresses
 from ._workers import worker_id as worker_id
@@ -50,6 +51,7 @@ __all__ = [
     "IncompleteReadError",
     "InheritedSocket",
     "ListenError",
+    "PeerCredentials",
     "RSocket",
     "RSocketError",
     "SocketStatistics",

@@ -45,6 +45,7 @@ import logging
 import os
 import socket as stdlib_socket
 from collections.abc import Callable, Sequence
+from socket import AddressFamily
 from typing import Final, NamedTuple, Protocol
 
 import trio
@@ -95,7 +96,7 @@ class InheritedSocket(NamedTuple):
     """
 
     fd: int
-    family: stdlib_socket.AddressFamily
+    family: AddressFamily
     address: tuple[str, int]
     name: str
     listening: bool

@@ -174,7 +174,7 @@ def test_two_workers_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_
             running.process.send_signal(signal.SIGTERM)
             running.expect(
                 rf"worker {serving.decode()} \(pid {pid.decode()}\) stopped accepting on SIGTERM; "
-                r"it gives its 1 connections 5\.0 seconds to finish"
+                r"waiting up to 5\.0 seconds for its open connections \(1\)"
             )
             client.sendall(b"after SIGTERM\n")
             assert reader.readline() == b"after SIGTERM\n"

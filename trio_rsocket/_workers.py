@@ -694,12 +694,12 @@ async def _stop_when_told(runtime: trio.CancelScope, grace: float, control: int)
                 nursery.start_soon(on_orphaned)
         connections = _activation.stop_accepting()
         logger.info(
-            "worker %s (pid %d) stopped accepting on %s; it gives its %d connections %s seconds to finish",
+            "worker %s (pid %d) stopped accepting on %s; waiting up to %s seconds for its open connections (%d)",
             _worker_id,
             os.getpid(),
             reason[0],
-            connections,
             grace,
+            connections,
         )
         await _activation.shutdown_listeners(grace)
     except trio.Cancelled:

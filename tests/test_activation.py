@@ -46,6 +46,13 @@ PROGRAM = textwrap.dedent(
     import trio, trio_rsocket
     from trio_rsocket import RSocket, ListenError
 
+    def _closed(fd):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return True
+        return False
+
     def report(**what):
         print(json.dumps(what), flush=True)
 
@@ -74,6 +81,7 @@ PROGRAM = textwrap.dedent(
         report(listening=list(listener.get_addr()), adopted=[s.adopted for s in trio_rsocket.inherited_sockets()])
         await served.wait()
         listener.close()
+        report(closed=[_closed(s.fd) for s in trio_rsocket.inherited_sockets() if s.adopted])
         # Still open (never adopted, never closed): the program's own.
         report(
             still_open=[os.fstat(s.fd) is not None for s in trio_rsocket.inherited_sockets() if not s.listening],
@@ -139,6 +147,8 @@ def test_listen_adopts_a_socket_passed_the_way_systemd_does() -> None:
             second = child.report()
             assert second == {"listening": ["127.0.0.1", port], "adopted": [True]}
             assert read_reply(port) == b"served by the child\n"
+            # The listener's close closed the adopted socket, as its own.
+            assert child.report() == {"closed": [True]}
             assert child.process.wait(PATIENCE) == 0
         finally:
             child.close()
@@ -184,6 +194,7 @@ def test_a_wildcard_socket_is_adopted_by_listen_on_all_interfaces_and_others_sta
             child.report()
             assert child.report()["adopted"] == [True, False]
             assert read_reply(port) == b"served by the child\n"
+            assert child.report() == {"closed": [True]}
             assert child.report() == {"still_open": [True], "file_left": False}
             assert child.process.wait(PATIENCE) == 0
         finally:
@@ -203,6 +214,7 @@ def test_listen_unix_adopts_an_inherited_unix_socket_and_never_removes_its_file(
                 client.settimeout(PATIENCE)
                 client.connect(path)
                 assert client.makefile("rb").readline() == b"served by the child\n"
+            assert child.report() == {"closed": [True]}
             # Its listener closed: the file is systemd's (here the parent's), still there.
             assert child.report() == {"still_open": [], "file_left": True}
             assert child.process.wait(PATIENCE) == 0

@@ -166,7 +166,18 @@ def test_two_workers_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_
         restarted = int(running.expect(r"worker 0 \(pid (\d+)\) is serving")[1])
         assert restarted not in first_pids
 
-        running.process.send_signal(signal.SIGTERM)
+        # A connection in its handler when SIGTERM comes is served to its end
+        # (within the grace period): the worker stops accepting, not serving.
+        with socket.create_connection(("127.0.0.1", running.port), timeout=PATIENCE) as client:
+            reader = client.makefile("rb")
+            serving, pid = reader.readline().split()
+            running.process.send_signal(signal.SIGTERM)
+            running.expect(
+                rf"worker {serving.decode()} \(pid {pid.decode()}\) stopped accepting on SIGTERM; "
+                r"waiting up to 5\.0 seconds for its open connections \(1\)"
+            )
+            client.sendall(b"after SIGTERM\n")
+            assert reader.readline() == b"after SIGTERM\n"
         assert running.finish() == 0
         assert "run returned" in running.log
         for pid in (restarted, seen[1]):

@@ -64,6 +64,7 @@ __all__ = [
     "serving_stopped",
     "set_requested",
     "shutdown_listeners",
+    "stop_accepting",
 ]
 
 logger: Final = logging.getLogger("trio_rsocket")
@@ -129,6 +130,11 @@ class _ServingListener(Protocol):
 
     @property
     def socket(self) -> stdlib_socket.socket: ...
+
+    @property
+    def active(self) -> int: ...
+
+    def close(self) -> None: ...
 
     async def shutdown(self, grace: float | None) -> int: ...
 
@@ -331,6 +337,15 @@ def _check_ready() -> None:
     if all(entry.socket in serving for entry in _read() if entry.socket is not None):
         callback, _when_ready = _when_ready, None
         callback()
+
+
+def stop_accepting() -> int:
+    """Close every listener of this process (they stop accepting; their
+    handlers go on); return how many connections they are serving."""
+    listeners = list(_serving)
+    for listener in listeners:
+        listener.close()
+    return sum(listener.active for listener in listeners)
 
 
 async def shutdown_listeners(grace: float | None) -> None:

@@ -671,12 +671,14 @@ def _tell(ready: int, what: bytes) -> None:
 async def _stop_when_told(runtime: trio.CancelScope, grace: float, control: int) -> None:
     """Wait for SIGTERM or SIGINT (or the supervisor's end of file), then shut
     the listeners down gracefully and cancel the runtime."""
+    reason: list[str] = []
     try:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
 
                 async def on_signal() -> None:
-                    async for _ in signals:
+                    async for signum in signals:
+                        reason.append(signal.Signals(signum).name)
                         nursery.cancel_scope.cancel()
 
                 async def on_orphaned() -> None:
@@ -684,11 +686,21 @@ async def _stop_when_told(runtime: trio.CancelScope, grace: float, control: int)
                         await trio.lowlevel.wait_readable(control)
                         if not os.read(control, 4096):
                             logger.warning("The supervisor went away: stopping")
+                            reason.append("the end of its supervisor")
                             nursery.cancel_scope.cancel()
                             return
 
                 nursery.start_soon(on_signal)
                 nursery.start_soon(on_orphaned)
+        connections = _activation.stop_accepting()
+        logger.info(
+            "worker %s (pid %d) stopped accepting on %s; waiting up to %s seconds for its open connections (%d)",
+            _worker_id,
+            os.getpid(),
+            reason[0],
+            grace,
+            connections,
+        )
         await _activation.shutdown_listeners(grace)
     except trio.Cancelled:
         raise

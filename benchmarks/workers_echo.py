@@ -10,7 +10,10 @@ workload (RSocket, 100 connections, one task each, for ``--seconds``), after
 the bench's own unmeasured warm-up pass; then it stops the server with
 SIGTERM.  The worker counts alternate from one repetition to the next.
 Nothing is pinned: the client and the workers share the machine's cores,
-as they would if the client were on the same host.
+as they would if the client were on the same host.  With ``--quiet-wait
+SECONDS`` each measurement first waits (that long at most) for half a
+second in which the machine's other processes use under 0.15 CPUs, and the
+summary gives the ratio over the pairs that stayed that quiet.
 
 Prints each measurement (round trips per second; the CPU time per round
 trip of the workers together, from ``/proc``, and of the client; how the
@@ -85,11 +88,30 @@ class Result:
     others_cpus: float
 
 
-def one(workers: int, seconds: float) -> Result:
-    """One measurement with *workers*."""
+#: Other processes using less than this many CPUs count as a quiet machine.
+QUIET_CPUS = 0.15
+
+
+def wait_for_quiet(longest: float) -> None:
+    """Wait (up to *longest* seconds) for half a second in which the rest of
+    the machine uses less than :data:`QUIET_CPUS`."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:  # bounded by the deadline
+        busy_before, own_before = machine_busy_seconds(), sum(os.times()[:2])
+        time.sleep(0.5)
+        others = machine_busy_seconds() - busy_before - (sum(os.times()[:2]) - own_before)
+        if others / 0.5 < QUIET_CPUS:
+            return
+
+
+def one(workers: int, seconds: float, quiet_wait: float) -> Result:
+    """One measurement with *workers*, once the machine is quiet (waiting at
+    most *quiet_wait* seconds for that)."""
     server = ServerProcess(workers, report_connections=True)
     try:
         port = server.wait_ready()
+        if quiet_wait > 0:
+            wait_for_quiet(quiet_wait)
         pids = sorted({int(line.words[2]) for line in server.seen if line.words[:1] == ["READY"]})
         settings = replace(FULL, seconds=seconds)
         warm_up("rsocket", "read", ECHO100, port, None, None)
@@ -122,6 +144,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per worker count (default 5)")
     parser.add_argument("--seconds", type=float, default=FULL.seconds, help="length of each timed run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help=f"before each measurement, wait up to this long for the other processes to use < {QUIET_CPUS} CPUs",
+    )
     options = parser.parse_args()
     counts: list[int] = options.workers
     results: dict[int, list[Result]] = {count: [] for count in counts}
@@ -130,7 +159,7 @@ def main() -> None:
     for rep in range(options.repeat):
         order = counts if rep % 2 == 0 else counts[::-1]
         for count in order:
-            result = one(count, options.seconds)
+            result = one(count, options.seconds, options.quiet_wait)
             results[count].append(result)
             print(
                 f"  rep {rep + 1} workers={count}: {result.round_trips_per_second:,.0f} round trips/s; "
@@ -154,6 +183,16 @@ def main() -> None:
             ]
             line += f"; {statistics.median(ratios):.2f}x the round trips of workers={base} (per-repetition ratios: "
             line += ", ".join(f"{ratio:.2f}" for ratio in ratios) + ")"
+            quiet = [
+                ratio
+                for ratio, r, b in zip(ratios, mine, results[base], strict=True)
+                if max(r.others_cpus, b.others_cpus) < QUIET_CPUS
+            ]
+            if quiet:
+                line += (
+                    f"; on a quiet machine (other processes under {QUIET_CPUS} CPUs in both halves of the pair): "
+                    f"{statistics.median(quiet):.2f}x over {len(quiet)} pair(s)"
+                )
         print(line)
 
 

@@ -6,10 +6,11 @@ Subcommands:
     A TLS echo server and a few clients in one process, on a loopback port,
     with throwaway certificates: shows the library working, no arguments.
 ``echo``
-    An echo server that prints the address it listens on; Ctrl-C stops it.
+    An echo server that prints the address it listens on (TCP, or a Unix
+    socket with ``--unix PATH``); Ctrl-C stops it.
 ``connect``
     A netcat-like client: standard input to the socket, the socket to
-    standard output.
+    standard output (TCP, or a Unix socket with ``--unix PATH``).
 ``bench``
     The benchmark (:mod:`trio_rsocket._bench`), given the remaining arguments.
 
@@ -30,12 +31,13 @@ import importlib.util
 import logging
 import math
 import os
+import shutil
 import signal
 import ssl
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TextIO
 
 import trio
@@ -131,6 +133,14 @@ def _remote_port(text: str) -> int:
     return _port_number(text, 1)
 
 
+def _unix_path(text: str) -> str:
+    """A Unix socket's path, never empty; how long it may be is the
+    library's to check (it says how long is allowed)."""
+    if not text:
+        raise argparse.ArgumentTypeError("PATH must not be empty")
+    return text
+
+
 def _seconds(text: str) -> float:
     """A time limit in seconds: a positive number, or ``inf`` for no limit."""
     try:
@@ -157,6 +167,29 @@ def _os_words(error: OSError) -> str:
 # ----------------------------------------------------------------------
 # The parser
 # ----------------------------------------------------------------------
+
+
+def _wrapped_usage(prog: str, options: Sequence[str], last: str) -> str:
+    """A usage text for *prog* wrapped as argparse wraps its own: *options*
+    filling lines under the command's name, then *last* on a line of its own
+    when it all does not fit in one (the width is the terminal's, as argparse
+    takes it)."""
+    prefix = "usage: "
+    width = shutil.get_terminal_size().columns - 2
+    if len(prefix) + len(" ".join([prog, *options, last])) <= width:
+        return " ".join([prog, *options, last])
+    indent = " " * (len(prefix) + len(prog) + 1)
+    lines: list[str] = []
+    line = [prog]
+    length = len(prefix) + len(prog)
+    for part in options:
+        if length + 1 + len(part) > width:
+            lines.append(" ".join(line))
+            line, length = [], len(indent) - 1
+        line.append(part)
+        length += len(part) + 1
+    lines.append(" ".join(line))
+    return "\n".join([lines[0], *(indent + text for text in lines[1:]), indent + last])
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -192,30 +225,62 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # --host and --port default to None, not to their values, so that giving
+    # them beside --unix can be told from not giving them.
     echo.add_argument(
         "--host",
         type=_listen_host,
-        default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; '' for every interface; IPv6 as ::1 or [::1])",
     )
-    echo.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: any free port)")
+    echo.add_argument("--port", type=_port, help="port to listen on (default 0: any free port)")
     echo.add_argument("--cert", metavar="FILE", help="serve TLS with this certificate (PEM; needs --key)")
     echo.add_argument("--key", metavar="FILE", help="the certificate's private key (PEM; needs --cert)")
+    echo.add_argument(
+        "--unix",
+        metavar="PATH",
+        type=_unix_path,
+        help="listen on a Unix socket at PATH instead of TCP (mode 0600; not with --host, --port, --cert, --key)",
+    )
 
+    connect_prog = f"{prog} connect"
     connect = commands.add_parser(
         "connect",
         help="netcat-like client: standard input to the socket, the socket to standard output",
         description=(
-            "Connect to HOST PORT, copy standard input to the socket and the socket to "
-            "standard output. When standard input ends, plain TCP sends end of file and "
-            "goes on printing until the peer closes; TLS, which has no half-close, goes "
-            "on printing until the peer closes or has been quiet for --wait seconds."
+            "Connect to HOST PORT (or to the Unix socket at --unix PATH), copy standard input "
+            "to the socket and the socket to standard output. When standard input ends, plain "
+            "TCP and Unix sockets send end of file and go on printing until the peer closes; "
+            "TLS, which has no half-close, goes on printing until the peer closes or has been "
+            "quiet for --wait seconds."
         ),
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # Written out: argparse's own would show [HOST] [PORT] [--unix PATH],
+        # three optional things, where it is one of two.
+        usage=_wrapped_usage(
+            connect_prog,
+            [
+                "[-h]",
+                "[--tls]",
+                "[--ca FILE]",
+                "[--insecure]",
+                "[--timeout S]",
+                "[--wait S]",
+            ],
+            "(HOST PORT | --unix PATH)",
+        ),
     )
-    connect.add_argument("host", metavar="HOST", type=_remote_host, help="host name or IP address")
-    connect.add_argument("port", metavar="PORT", type=_remote_port, help="port number")
+    # Optional here, so that --unix can take their place; _check_connect
+    # says which are missing.
+    connect.add_argument("host", metavar="HOST", nargs="?", type=_remote_host, help="host name or IP address")
+    connect.add_argument("port", metavar="PORT", nargs="?", type=_remote_port, help="port number")
+    connect.add_argument(
+        "--unix",
+        metavar="PATH",
+        type=_unix_path,
+        help="connect to the Unix socket at PATH instead of HOST PORT (no TLS over a Unix socket)",
+    )
+    connect.set_defaults(parser=connect)
     connect.add_argument("--tls", action="store_true", help="use TLS, verifying the server with the system CAs")
     connect.add_argument("--ca", metavar="FILE", help="trust this CA certificate (PEM) instead; implies --tls")
     connect.add_argument(
@@ -263,6 +328,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     parser = _parser(prog)
     try:
         args = parser.parse_args(args_list)
+        if args.command == "connect":
+            _check_connect(args)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
@@ -291,9 +358,36 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         raise
 
 
+def _check_connect(args: argparse.Namespace) -> None:
+    """HOST PORT, or --unix PATH in their place: a usage error (its usage
+    line first, as argparse prints its own) when neither or both are there."""
+    parser: argparse.ArgumentParser = args.parser
+    if args.unix is None:
+        missing = [name for name, value in (("HOST", args.host), ("PORT", args.port)) if value is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)} (or --unix PATH)")
+    elif args.host is not None:
+        parser.error("--unix PATH takes the place of HOST PORT: give one or the other")
+
+
 def _dispatch(args: argparse.Namespace, prog: str) -> int:
+    if args.command == "echo" and args.unix is not None:
+        given = [option for option in ("host", "port", "cert", "key") if getattr(args, option) is not None]
+        if given:
+            why = (
+                "TLS over a Unix socket is refused"
+                if given[0] in ("cert", "key")
+                else "a Unix socket has no host or port"
+            )
+            raise _Failure(f"--unix and --{given[0]} contradict each other: {why}", EXIT_USAGE)
     if args.command == "echo" and (args.cert is None) != (args.key is None):
         raise _Failure("--cert and --key go together: give both for TLS", EXIT_USAGE)
+    if args.command == "connect" and args.unix is not None:
+        tls = [option for option, value in (("tls", args.tls), ("ca", args.ca), ("insecure", args.insecure)) if value]
+        if tls:
+            raise _Failure(
+                f"--unix and --{tls[0]} contradict each other: TLS over a Unix socket is refused", EXIT_USAGE
+            )
     if args.command == "connect" and args.ca is not None and args.insecure:
         raise _Failure("--ca and --insecure contradict each other: give one", EXIT_USAGE)
     # Handler errors and failed handshakes are logged by the library: show them.
@@ -301,7 +395,11 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
     if args.command == "demo":
         return _run_demo(sys.stdout)
     if args.command == "echo":
-        status: int = trio.run(_echo_server, args.host, args.port, args.cert, args.key)
+        if args.unix is not None:
+            status: int = trio.run(_unix_echo_server, args.unix)
+            return status
+        host = "127.0.0.1" if args.host is None else args.host
+        status = trio.run(_echo_server, host, args.port or 0, args.cert, args.key)
         return status
     status = trio.run(_connect, args)
     return status
@@ -343,10 +441,56 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
             raise _Failure(str(exc), EXIT_TLS) from None
     kind = "TLS" if cert is not None else "plain TCP"
 
+    async def listen(handler: _Handler, nursery: trio.Nursery) -> str:
+        try:
+            await listener.listen(host or None, port, handler, nursery=nursery)
+        except ListenError as exc:
+            raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
+        except TLSError as exc:  # the certificate or key, read now
+            raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
+        return f"{host_port(*listener.get_addr())} ({kind})"
+
+    def peer(sock: RSocket) -> str:
+        return host_port(*sock.get_peer_addr())
+
+    return await _serve_echo(listener, listen, peer)
+
+
+async def _unix_echo_server(path: str) -> int:
+    listener = RSocket()
+
+    async def listen(handler: _Handler, nursery: trio.Nursery) -> str:
+        try:
+            await listener.listen_unix(path, handler, nursery=nursery)
+        except ListenError as exc:
+            raise _Failure(str(exc), EXIT_FAILED) from None  # it names the path already
+        except ValueError as exc:  # a path the OS cannot take (too long): the library says why
+            raise _Failure(f"--unix: {exc}", EXIT_USAGE) from None
+        return f"{listener.get_addr()[0]!s} (Unix socket)"
+
+    def peer(sock: RSocket) -> str:
+        # A Unix client's socket has no name as a rule; its process does.
+        return f"pid {sock.get_peer_credentials().pid}"
+
+    return await _serve_echo(listener, listen, peer)
+
+
+_Handler = Callable[[object, RSocket], Awaitable[None]]
+
+
+async def _serve_echo(
+    listener: RSocket,
+    listen: Callable[[_Handler, trio.Nursery], Awaitable[str]],
+    peer_name: Callable[[RSocket], str],
+) -> int:
+    """Echo on *listener* (which *listen* starts, returning the address to
+    print) until SIGINT or SIGTERM, a line per connection on standard error
+    naming the peer as *peer_name* does."""
+
     async def echo(data: object, sock: RSocket) -> None:
         peer = "a client"
         try:
-            peer = host_port(*sock.get_peer_addr())
+            peer = peer_name(sock)
             print(f"{peer} connected", file=sys.stderr, flush=True)
             await echo_handler(data, sock)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -357,14 +501,8 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            try:
-                await listener.listen(host or None, port, echo, nursery=nursery)
-            except ListenError as exc:
-                raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
-            except TLSError as exc:  # the certificate or key, read now
-                raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
-            address = host_port(*listener.get_addr())
-            print(f"echo server listening on {address} ({kind}); Ctrl-C stops it", flush=True)
+            address = await listen(echo, nursery)
+            print(f"echo server listening on {address}; Ctrl-C stops it", flush=True)
             async for signum in signals:
                 print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
                 break
@@ -379,9 +517,8 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
 
 
 async def _connect(args: argparse.Namespace) -> int:
-    host: str = args.host
-    port: int = args.port
-    where = host_port(host, port)
+    unix: str | None = args.unix
+    where = unix if unix is not None else host_port(args.host, args.port)
     sock = RSocket()
     tls = bool(args.tls or args.ca or args.insecure)
     try:
@@ -398,7 +535,12 @@ async def _connect(args: argparse.Namespace) -> int:
 
     deadline = None if math.isinf(args.timeout) else deadline_after(args.timeout)
     try:
-        await sock.connect(host, port, deadline=deadline)
+        if unix is not None:
+            await sock.connect_unix(unix, deadline=deadline)
+        else:
+            await sock.connect(args.host, args.port, deadline=deadline)
+    except ValueError as exc:  # a path the OS cannot take (too long): the library says why
+        raise _Failure(f"--unix: {exc}", EXIT_USAGE) from None
     except DeadlineError:
         raise _Failure(f"timed out after {args.timeout:g} s connecting to {where}", EXIT_TIMEOUT) from None
     except TLSError as exc:

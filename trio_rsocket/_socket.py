@@ -42,6 +42,7 @@ dropped, except by ``close``, after which every read raises
 
 from __future__ import annotations
 
+import os
 import socket as stdlib_socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
 import trio
 from trio.lowlevel import checkpoint
 
-from . import _secure, _setup, _tls
+from . import _secure, _setup, _tls, _unix
 from ._address import display_address, host_port
 from ._arguments import (
     MAX_LINGER,
@@ -325,6 +326,64 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("this socket was closed while connecting")
             self._move(Event.CONNECTED)
             self._part = part
+
+    async def connect_unix(
+        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], deadline: Deadline = None
+    ) -> None:
+        """Connect to the Unix domain socket at *path* before *deadline*.
+
+        *path* is a ``str``, ``bytes`` or :class:`os.PathLike`; a leading NUL
+        (``"\\0name"`` or ``b"\\0name"``) names Linux's abstract namespace.
+        A socket that is already connected is closed first; on failure the
+        socket is left unconnected and can be connected again.  The
+        connection reads and writes as a TCP one does (deadlines,
+        ``read_until``, ``send_file``, ``wait_readable``, statistics); TLS is
+        refused (``upgrade_tls`` still works on the connection).  A listener
+        whose queue is full is tried again until the deadline.
+
+        Raises:
+          ConnectError: nothing listens at *path* or the OS refused (``"Cannot
+            connect socket to PATH: <OS reason>"``); ``errno`` is the OS error.
+          DeadlineError: the deadline passed first.
+          RSocketError: the socket has TLS settings (before any I/O).
+          TypeError, ValueError: a bad *path* (empty, too long for
+            ``sun_path``, a NUL inside a filesystem path), before any I/O.
+          trio.BusyResourceError: another fiber is connecting this socket.
+          trio.ClosedResourceError: another fiber closed or reset it meanwhile.
+          RuntimeError: not under trio (trio_rsocket runs under trio only).
+        """
+        check_trio("connect_unix()")
+        address, shown = _unix.check_unix_path(path)
+        scope = deadline_scope(deadline, lambda: DeadlineError(f"Cannot connect socket to {shown} before the deadline"))
+        with self._setup_guard or self._new_guard(SetupGuard):
+            if self._settings.tls is not None:
+                raise RSocketError(f"Cannot connect socket to {shown}: TLS over a Unix socket is not supported")
+            self.reset()
+            settings = self._settings
+            self._move(Event.CONNECT)
+            self._peer = None  # no host name: an upgrade_tls names the host to check
+            connector = self._connector = Connector()
+            try:
+                with scope:
+                    raw = await connector.connect_unix(address, shown)
+            except Exception as exc:
+                if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
+                    if isinstance(exc, trio.ClosedResourceError):
+                        raise
+                    raise trio.ClosedResourceError("this socket was closed while connecting") from exc
+                self._move(Event.CONNECT_FAILED)
+                raise
+            except BaseException:
+                if self._state is State.CONNECTING:
+                    self._move(Event.CONNECT_FAILED)
+                raise
+            finally:
+                self._connector = None
+            if self._state is not State.CONNECTING:  # close() or reset() came as the connect ended
+                raw.close()
+                raise trio.ClosedResourceError("this socket was closed while connecting")
+            self._move(Event.CONNECTED)
+            self._part = PlainConnection(raw, settings.no_delay, settings.linger)
 
     def _new_sessions(self) -> SessionCache:
         """The TLS session cache, made on first use."""
@@ -1084,6 +1143,101 @@ class RSocket(trio.abc.HalfCloseableStream):
                 self.close()  # a nursery closed to new arrivals: no accept loop, so no port
                 raise
 
+    @overload
+    async def listen_unix(
+        self,
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        handler: Callable[[None, Self], Awaitable[object]],
+        data: None = None,
+        *,
+        mode: int = 0o600,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+    ) -> None: ...
+
+    @overload
+    async def listen_unix(
+        self,
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        handler: Callable[[DataT, Self], Awaitable[object]],
+        data: DataT,
+        *,
+        mode: int = 0o600,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+    ) -> None: ...
+
+    async def listen_unix(
+        self,
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        handler: Callable[[Any, Self], Awaitable[object]],
+        data: Any = None,
+        *,
+        mode: int = 0o600,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+    ) -> None:
+        """Listen on the Unix domain socket *path*; run ``await handler(data,
+        sock)`` for each connection in a fiber of its own, as :meth:`listen`
+        does (the same socket limit, statistics, :meth:`close` and
+        :meth:`shutdown`).
+
+        *handler* is required, as for :meth:`listen`: a listener without one
+        would accept connections and do nothing with them.  *path* is a
+        ``str``, ``bytes`` or :class:`os.PathLike`; a leading NUL names Linux's
+        abstract namespace (no file; *mode* does not apply).  Returns once
+        the socket is listening at *path*.
+
+        The binding is race-free (see the Unix sockets page): the socket is
+        bound under a temporary name in the same directory, given *mode*
+        (default ``0o600``: the owner only) and set listening before it is
+        renamed onto *path*, so a client never finds it with other
+        permissions, and no temporary name is left behind, whatever happens.
+        A live server's socket at *path* is never removed (:class:`ListenError`);
+        a stale socket file (nobody listens) is replaced; any other kind of
+        file is never touched (:class:`ListenError`).  :meth:`close` removes
+        the socket file if it is still the one this listener made.
+
+        Raises:
+          ListenError: a server listens at *path*, something else is there,
+            or the directory is missing or not writable; ``errno`` is the OS error.
+          RSocketError: the socket has TLS settings (before any I/O).
+          trio.BusyResourceError: another fiber is connecting or listening.
+          RuntimeError: no *nursery* and no current runtime; or not under
+            trio (trio_rsocket runs under trio only).
+          TypeError, ValueError: a bad argument (a path too long for
+            ``sun_path``, a NUL inside a filesystem path, a *mode* outside
+            ``0..0o777``), before any I/O.
+        """
+        check_trio("listen_unix()")
+        address, shown = _unix.check_unix_path(path)
+        mode = _unix.check_mode(mode)
+        _, target, backlog, timeout = check_listen_arguments(None, 0, handler, nursery, backlog, False, 30)
+        with self._setup_guard or self._new_guard(SetupGuard):
+            if self._settings.tls is not None:
+                raise RSocketError(f"Cannot listen on {shown}: TLS over a Unix socket is not supported")
+            self.reset()
+            self._listener = None  # the last one's counters go with it
+            settings = self._settings.replace(server_side=True)
+            self._move(Event.LISTEN)
+            try:
+                raw, name = await _unix.open_unix_listening_socket(address, shown, mode, backlog)
+            except BaseException:
+                if self._state is State.LISTENING:
+                    self._move(Event.LISTEN_FAILED)
+                raise
+            if self._state is not State.LISTENING:  # close() or reset() from another fiber while it bound
+                _unix.close_unix_listening_socket(raw, name)
+                raise trio.ClosedResourceError("this socket was closed while it was binding")
+            listener = self._listener = _unix.UnixListener(
+                raw, address, name, handler, data, settings, type(self)._accepted, timeout
+            )
+            try:
+                listener.start(target)
+            except BaseException:
+                self.close()  # a nursery closed to new arrivals: no accept loop, so no socket file
+                raise
+
     async def shutdown(self, grace: float | None = None) -> int:
         """Shut a listener down gracefully: stop accepting at once (the port is
         freed), let running handlers finish, and cancel those still running
@@ -1146,7 +1300,11 @@ class RSocket(trio.abc.HalfCloseableStream):
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
-        return display_address(self._socket().getsockname())
+        raw = self._socket()
+        listener = self._listener
+        if isinstance(listener, _unix.UnixListener) and self._state is State.LISTENING:
+            return listener.address  # the kernel knows it by its name before the rename
+        return display_address(raw.getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
         """The peer's ``(ip, port)``; for a Unix socket ``(path, 0)``, as

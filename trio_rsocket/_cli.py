@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import logging
 import math
 import os
@@ -468,9 +469,11 @@ async def _unix_echo_server(path: str) -> int:
             raise _Failure(f"--unix: {exc}", EXIT_USAGE) from None
         return f"{listener.get_addr()[0]!s} (Unix socket)"
 
+    # A Unix client's socket has no name as a rule: clients are numbered.
+    clients = itertools.count(1)
+
     def peer(sock: RSocket) -> str:
-        # A Unix client's socket has no name as a rule; its process does.
-        return f"pid {sock.get_peer_credentials().pid}"
+        return f"client {next(clients)}"
 
     return await _serve_echo(listener, listen, peer)
 

@@ -14,7 +14,9 @@ that state calls for:
 * the **listener** (``_listen.Listener``) owns the listening socket and
   runs the accept loop: it makes each accepted connection's part, runs its
   server handshake, and only then makes the server-side ``RSocket`` from the
-  finished part (:meth:`RSocket._accepted`) and runs the handler.
+  finished part (:meth:`RSocket._accepted`) and runs the handler; a Unix
+  listener (``_unix.UnixListener``, made by ``listen_unix`` after the
+  race-free bind in ``_unix``) is one that also removes its socket file.
 
 The parts are made by functions (``_setup.connect``, ``_setup.client_upgrade``,
 ``_secure.server_handshake``) that return a finished part or close what they
@@ -143,7 +145,8 @@ class RSocket(trio.abc.HalfCloseableStream):
     """A socket with Ioto's API: straight-line calls, absolute deadlines.
 
     ``RSocket()`` makes an unconnected socket (Ioto's ``rAllocSocket``).
-    Connect it with :meth:`connect`, or make it a server with :meth:`listen`.
+    Connect it with :meth:`connect` (:meth:`connect_unix` for a Unix domain
+    socket), or make it a server with :meth:`listen` (:meth:`listen_unix`).
     It is a :class:`trio.abc.HalfCloseableStream`, so anything in the trio
     world that takes a stream takes an ``RSocket``; ``async with RSocket() as
     s:`` closes it on exit.  Every async method is a trio checkpoint.

@@ -115,7 +115,8 @@ def check_unix_path(path: object, argument: str = "path") -> tuple[bytes, str]:
     ``@`` for its NUL, as ``ss`` shows it).
 
     Raises :class:`TypeError` or :class:`ValueError` naming *argument*: an
-    empty path, a NUL inside a filesystem path, a path longer than
+    empty path, a NUL inside a filesystem path, a path that ends with
+    ``/``, a path longer than
     ``sun_path`` holds, an abstract name where the OS has none.
     """
     if isinstance(path, str | bytes | os.PathLike):
@@ -144,6 +145,8 @@ def check_unix_path(path: object, argument: str = "path") -> tuple[bytes, str]:
     else:
         if b"\0" in address:
             raise ValueError(f"{argument} must not contain a NUL byte (only a leading one, for an abstract name)")
+        if address.endswith(b"/"):
+            raise ValueError(f"{argument} must name a socket file, not a directory (it ends with /)")
         if len(address) > MAX_PATH:
             raise ValueError(
                 f"{argument} is too long for a Unix socket: at most {MAX_PATH} bytes, not {len(address)} "
@@ -334,7 +337,8 @@ def _bind_temporary(raw: stdlib_socket.socket, directory: int, folder: bytes) ->
             length = MAX_PATH - len(prefix)  # at least the final name's length
     last: OSError | None = None
     for _ in range(TEMP_NAME_ATTEMPTS):
-        temp = b"." + bytes(secrets.choice(_TEMP_LETTERS) for _ in range(length - 1))
+        letters = bytes(secrets.choice(_TEMP_LETTERS) for _ in range(length))
+        temp = b"." + letters[1:] if length >= 4 else letters  # "." alone names the directory
         try:
             raw.bind(prefix + temp)
         except OSError as exc:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import os
 import socket as stdlib_socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
@@ -88,6 +88,7 @@ from ._plain import Connector, PlainConnection, apply_options
 from ._runtime import check_not_asyncio, check_trio
 from ._setup import Part
 from ._state import MOVES, Event, Guard, ReadGuard, SetupGuard, State, WriteGuard, last_failure, next_state
+from ._unix_io import MAX_FDS, PeerCredentials, check_fds, peer_credentials, receive_fds, send_fds
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -1366,6 +1367,125 @@ class RSocket(trio.abc.HalfCloseableStream):
         handle = f" fd={self.get_handle()}" if self._now() in (State.OPEN, State.LISTENING) else ""
         tls = " tls" if isinstance(self._part, _secure.TLSConnection) else ""
         return f"<RSocket {self._state.value}{handle}{tls}>"
+
+    # Unix sockets: peer credentials and passing descriptors ------------
+
+    def _unix_part(self, call: str, *, tls: bool = False) -> Part:
+        """The part of this socket's Unix connection, for *call* (a plain
+        one unless *tls* says a TLS one will do too), or the error that says
+        why there is none: :class:`RSocketError`, or, closed, what every
+        other call raises then."""
+        part = self._part
+        if part is not None and self._state is State.OPEN:
+            unix = part.raw.family == stdlib_socket.AF_UNIX
+            secure = isinstance(part, _secure.TLSConnection)
+            if unix and (tls or not secure):
+                return part
+            kind = "TLS over TCP" if secure else "TCP"
+            why = "is TLS: descriptors cannot ride a TLS stream" if unix else f"is {kind}"
+        elif self._now() in (State.CLOSED, State.CLOSING):
+            raise self._not_open()
+        else:
+            why = "is listening" if self._state is State.LISTENING else "is not connected"
+        raise RSocketError(f"{call} needs a connected Unix socket, and this one {why}")
+
+    def get_peer_credentials(self) -> PeerCredentials:
+        """The process at the other end of this Unix socket, as a
+        :class:`~trio_rsocket.PeerCredentials` ``(pid, uid, gid)``: the
+        kernel's record of it from when the connection was made (or the pair
+        created), which the peer cannot forge.  Linux (and OpenBSD):
+        ``SO_PEERCRED``; macOS, FreeBSD, DragonFly: ``LOCAL_PEERCRED``, what
+        ``getpeereid`` reads (and macOS's ``LOCAL_PEERPID``); the pid is
+        ``None`` where the OS does not give one.  Other systems: RSocketError.  Works over TLS on a
+        Unix socket too (no Ioto counterpart).
+
+        Raises:
+          RSocketError: the socket is not a connected Unix socket (TCP,
+            listening, not connected), or the OS could not say.
+          trio.ClosedResourceError: the socket was closed.
+        """
+        return peer_credentials(self._unix_part("get_peer_credentials", tls=True).raw)
+
+    async def write_fds(self, data: Buffer, fds: Sequence[int], deadline: Deadline = None) -> int:
+        """Write all of *data* with the open descriptors *fds* (``SCM_RIGHTS``);
+        return the length of *data* (no Ioto counterpart).
+
+        The peer receives new descriptors of the same open files (pipes,
+        sockets, files) with :meth:`read_fds`; *fds* stay open here and stay
+        the caller's.  Descriptors ride on bytes, so *data* must not be
+        empty: they go with the first bytes the kernel takes, the rest of
+        *data* follows as :meth:`write` sends it.  *fds* may be empty (then
+        this is :meth:`write`); at most 253 (Linux's ``SCM_MAX_FD``).
+
+        Raises:
+          DeadlineError: the deadline passed first; ``bytes_written`` is exact,
+            as for :meth:`write` (the descriptors went with the first of those
+            bytes if any went, else not at all).
+          RSocketError: the socket is not a connected plain Unix socket (TCP,
+            TLS, listening, not connected); or the kernel would not pass the
+            descriptors (nothing was sent; the message gives the OS reason).
+          TypeError, ValueError: *data* is not bytes-like or is empty, or
+            *fds* is not a sequence of open descriptors (the error names the
+            one at fault), before any I/O.
+          trio.BrokenResourceError, trio.ClosedResourceError,
+          trio.BusyResourceError: as for :meth:`write`.
+        """
+        view = data_view(data)
+        if not view:
+            raise ValueError("data must not be empty: descriptors ride on at least one byte")
+        descriptors = check_fds(fds)
+        part = self._part
+        scope = _write_scope(part, deadline, len(view))
+        with self._write_guard or self._new_guard(WriteGuard):
+            connection = self._unix_part("write_fds")
+            assert isinstance(connection, PlainConnection)  # _unix_part's rule
+            with scope:
+                await send_fds(connection, view, descriptors)
+        return len(view)
+
+    async def read_fds(self, max_bytes: int, max_fds: int, deadline: Deadline = None) -> tuple[bytes, list[int]]:
+        """Read 1 to *max_bytes* bytes and the descriptors that came with them,
+        at most *max_fds* (``SCM_RIGHTS``; no Ioto counterpart).
+
+        Returns ``(data, fds)``; ``(b"", [])`` at end of file, as :meth:`read`.
+        The descriptors are new, non-inheritable (close-on-exec, as Python
+        opens every descriptor: PEP 446) and belong to the caller, who must
+        close them (``os.close``, or ``open(fd)`` / ``socket.socket(fileno=fd)``
+        to hand one to an object that will).  More than *max_fds* (up to 253
+        count) are closed here: ask for as many as the peer may send.
+
+        Descriptors travel with the bytes they were sent with: a read that
+        returns those bytes without asking for descriptors (:meth:`read`, or
+        :meth:`read_until` and :meth:`read_exactly`, which read ahead) makes
+        the kernel close them.  Read a peer that sends descriptors with
+        ``read_fds``.  Bytes that an earlier ``read_until``/``read_exactly``
+        buffered are returned first, with no descriptors.  A read stopped by
+        its deadline loses nothing, bytes nor descriptors.
+
+        Raises:
+          DeadlineError: nothing arrived before *deadline*.
+          RSocketError: the socket is not a connected plain Unix socket (TCP,
+            TLS, listening, not connected).
+          TypeError, ValueError: *max_bytes* or *max_fds* is not an int of 1
+            or more, before any I/O.
+          trio.BrokenResourceError, trio.ClosedResourceError,
+          trio.BusyResourceError: as for :meth:`read`.
+        """
+        max_bytes = min(check_count(max_bytes), READ_CAP)
+        max_fds = min(check_count(max_fds, "max_fds"), MAX_FDS)
+        scope = deadline_scope(deadline, _read_expired)
+        with self._read_guard or self._new_guard(ReadGuard):
+            connection = self._unix_part("read_fds")
+            assert isinstance(connection, PlainConnection)  # _unix_part's rule
+            with scope:
+                buffer = self._buffer
+                fds: list[int] = []
+                if buffer:
+                    data = await buffer.take(max_bytes)
+                else:
+                    data, fds = await receive_fds(connection, max_bytes, max_fds)
+        self._bytes_read += len(data)
+        return data, fds
 
 
 def _read_expired() -> DeadlineError:

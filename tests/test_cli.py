@@ -276,14 +276,21 @@ def test_echo_and_connect_round_trip_over_a_unix_socket(short_dir: Path) -> None
         # The library's default mode: the owner only.
         assert stat.S_ISSOCK(path.stat().st_mode)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        result = run_cli("connect", "--unix", str(path), stdin=message)
+        with interactive_connect("--unix", str(path)) as connect:
+            out, err = connect.communicate(message, timeout=PATIENCE)
+        result = subprocess.CompletedProcess(connect.args, connect.returncode, out, err)
         server.send_signal(signal.SIGINT)
         _, errors = server.communicate(timeout=PATIENCE)
     assert result.returncode == EXIT_OK, result.stderr.decode()
     # End of standard input went over as end of file: the server echoed it all and closed.
     assert result.stdout == message
     assert server.returncode == EXIT_OK
-    assert b"client 1 connected\nclient 1 closed after echoing %d bytes" % len(message) in errors
+    # Each client is named by the process at the other end: here, run_cli's.
+    client = re.search(rb"client 1 \(pid (\d+), uid (\d+)\) connected\n", errors)
+    assert client, errors
+    assert int(client[1]) == connect.pid
+    assert int(client[2]) == os.geteuid()
+    assert b"client 1 (pid %s, uid %s) closed after echoing %d bytes" % (client[1], client[2], len(message)) in errors
     # Stopped, the server took its socket file with it.
     assert not path.exists()
 

@@ -469,11 +469,17 @@ async def _unix_echo_server(path: str) -> int:
             raise _Failure(f"--unix: {exc}", EXIT_USAGE) from None
         return f"{listener.get_addr()[0]!s} (Unix socket)"
 
-    # A Unix client's socket has no name as a rule: clients are numbered.
+    # A Unix client's socket has no name as a rule: clients are numbered,
+    # and named by the process the kernel says is at the other end.
     clients = itertools.count(1)
 
     def peer(sock: RSocket) -> str:
-        return f"client {next(clients)}"
+        number = next(clients)
+        try:
+            pid, uid, _ = sock.get_peer_credentials()
+        except RSocketError:  # an OS that does not say
+            return f"client {number}"
+        return f"client {number} ({'' if pid is None else f'pid {pid}, '}uid {uid})"
 
     return await _serve_echo(listener, listen, peer)
 

@@ -249,6 +249,27 @@ def test_echo_stops_with_status_0_on_ctrl_c() -> None:
     assert server.returncode == EXIT_OK
 
 
+def test_echo_with_workers_serves_from_worker_processes_and_stops_with_status_0_on_ctrl_c() -> None:
+    with echo_server("--workers", "2") as (server, host, port):
+        result = run_cli("connect", host, str(port), stdin=b"through a worker\n")
+        assert result.stdout == b"through a worker\n"
+        server.send_signal(signal.SIGINT)
+        output, errors = server.communicate(timeout=PATIENCE)
+    assert server.returncode == EXIT_OK
+    # Any other worker that got as far says it listens on the same port (the
+    # first line was read already).
+    ports = re.findall(rb"listening on 127\.0\.0\.1:(\d+) \(plain TCP, worker [01], pid \d+\)", output)
+    assert all(int(other) == port for other in ports), output
+    assert re.search(rb"Stopping the workers \(SIGINT\)", errors), errors
+    assert b"Traceback" not in errors
+
+
+def test_echo_with_0_workers_is_a_usage_error() -> None:
+    result = run_cli("echo", "--workers", "0")
+    assert result.returncode == EXIT_USAGE
+    assert b"workers must be at least 1, not 0" in result.stderr
+
+
 def test_echo_on_a_port_in_use_exits_1_with_a_message() -> None:
     with silent_listener() as port:
         result = run_cli("echo", "--port", str(port))
@@ -256,9 +277,10 @@ def test_echo_on_a_port_in_use_exits_1_with_a_message() -> None:
     assert b"Cannot bind/listen on 127.0.0.1:%d: Address already in use" % port in result.stderr
 
 
-def test_echo_with_a_missing_certificate_file_exits_3_naming_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_echo_with_a_missing_certificate_file_exits_3_naming_it(tmp_path: Path, workers: str) -> None:
     missing = tmp_path / "missing.pem"
-    result = run_cli("echo", "--cert", str(missing), "--key", str(missing))
+    result = run_cli("echo", "--cert", str(missing), "--key", str(missing), "--workers", workers)
     assert result.returncode == EXIT_TLS
     assert str(missing).encode() in result.stderr
 
@@ -448,6 +470,7 @@ def test_connect_to_an_unknown_host_exits_1() -> None:
         (["echo", "--unix", "s.sock", "--port", "0"], "--unix and --port contradict each other: a Unix socket"),
         (["echo", "--unix", "s.sock", "--cert", "c.pem", "--key", "k.pem"], "--unix and --cert contradict each other"),
         (["echo", "--unix", "s.sock", "--key", "k.pem"], "--unix and --key contradict each other: TLS over a Unix"),
+        (["echo", "--unix", "s.sock", "--workers", "2"], "--unix and --workers contradict each other: the workers"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

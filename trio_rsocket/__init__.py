@@ -6,6 +6,8 @@ is a trio task, a deadline is an absolute time on trio's clock, and
 through a non-blocking :class:`ssl.SSLSocket`.
 """
 
+from ._activation import InheritedSocket as InheritedSocket
+from ._activation import inherited_sockets as inherited_sockets
 from ._deadline import Deadline as Deadline
 from ._deadline import deadline_after as deadline_after
 from ._errors import ConnectError as ConnectError
@@ -35,6 +37,8 @@ from ._tls import set_default_ciphers as set_default_ciphers
 from ._tls import set_default_verify as set_default_verify
 from ._unix_io import PeerCredentials as PeerCredentials
 from ._version import __version__ as __version__
+from ._workers import listen_addresses as listen_addresses
+from ._workers import worker_id as worker_id
 
 __all__ = [
     "CertSource",
@@ -45,6 +49,7 @@ __all__ = [
     "Fiber",
     "FileReadError",
     "IncompleteReadError",
+    "InheritedSocket",
     "ListenError",
     "PeerCredentials",
     "RSocket",
@@ -56,6 +61,8 @@ __all__ = [
     "current_fiber",
     "deadline_after",
     "get_socket_limit",
+    "inherited_sockets",
+    "listen_addresses",
     "open_runtime",
     "resume_fiber",
     "run",
@@ -66,6 +73,7 @@ __all__ = [
     "spawn_fiber",
     "stop",
     "suspend_fiber",
+    "worker_id",
 ]
 
 # Public objects say they are trio_rsocket's (in tracebacks, reprs and help()),

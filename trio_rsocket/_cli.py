@@ -105,6 +105,17 @@ def _port(text: str) -> int:
     return _port_number(text, 0)
 
 
+def _workers(text: str) -> int:
+    """How many worker processes: 1 or more."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workers must be a number, not {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"workers must be at least 1, not {count}")
+    return count
+
+
 def _remote_host(text: str) -> str:
     """A host to connect to: a name or an address, never empty.
 
@@ -221,7 +232,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         description=(
             "Run an echo server: every connection gets back what it sends. Prints the "
             "address it listens on, then one line per connection on standard error. "
-            "Ctrl-C (or SIGTERM) stops it."
+            "Ctrl-C (or SIGTERM) stops it. With --workers N, N worker processes serve "
+            "the one port; SIGHUP replaces them one at a time. With --unix PATH, it listens "
+            "on a Unix socket instead of TCP."
         ),
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -237,10 +250,19 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     echo.add_argument("--cert", metavar="FILE", help="serve TLS with this certificate (PEM; needs --key)")
     echo.add_argument("--key", metavar="FILE", help="the certificate's private key (PEM; needs --cert)")
     echo.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve from N worker processes under a supervisor (default 1: this process serves); "
+        "SIGHUP replaces them one at a time",
+    )
+    echo.add_argument(
         "--unix",
         metavar="PATH",
         type=_unix_path,
-        help="listen on a Unix socket at PATH instead of TCP (mode 0600; not with --host, --port, --cert, --key)",
+        help="listen on a Unix socket at PATH instead of TCP (mode 0600; not with --host, --port, --cert, --key, "
+        "--workers)",
     )
 
     connect_prog = f"{prog} connect"
@@ -374,12 +396,14 @@ def _check_connect(args: argparse.Namespace) -> None:
 def _dispatch(args: argparse.Namespace, prog: str) -> int:
     if args.command == "echo" and args.unix is not None:
         given = [option for option in ("host", "port", "cert", "key") if getattr(args, option) is not None]
+        if args.workers > 1:
+            given.append("workers")
         if given:
-            why = (
-                "TLS over a Unix socket is refused"
-                if given[0] in ("cert", "key")
-                else "a Unix socket has no host or port"
-            )
+            why = {
+                "cert": "TLS over a Unix socket is refused",
+                "key": "TLS over a Unix socket is refused",
+                "workers": "the workers share a TCP port",
+            }.get(given[0], "a Unix socket has no host or port")
             raise _Failure(f"--unix and --{given[0]} contradict each other: {why}", EXIT_USAGE)
     if args.command == "echo" and (args.cert is None) != (args.key is None):
         raise _Failure("--cert and --key go together: give both for TLS", EXIT_USAGE)
@@ -395,12 +419,15 @@ def _dispatch(args: argparse.Namespace, prog: str) -> int:
     logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(message)s")
     if args.command == "demo":
         return _run_demo(sys.stdout)
+    if args.command == "echo" and args.unix is not None:
+        status: int = trio.run(_unix_echo_server, args.unix)
+        return status
     if args.command == "echo":
-        if args.unix is not None:
-            status: int = trio.run(_unix_echo_server, args.unix)
-            return status
         host = "127.0.0.1" if args.host is None else args.host
-        status = trio.run(_echo_server, host, args.port or 0, args.cert, args.key)
+        port = 0 if args.port is None else args.port
+        if args.workers > 1:
+            return _echo_workers(host, port, args.cert, args.key, args.workers)
+        status = trio.run(_echo_server, host, port, args.cert, args.key)
         return status
     status = trio.run(_connect, args)
     return status
@@ -432,6 +459,9 @@ def _bench(argv: list[str], prog: str) -> int:
 # echo
 # ----------------------------------------------------------------------
 
+#: A listener's handler, as the echo servers give it.
+_Handler = Callable[[object, RSocket], Awaitable[None]]
+
 
 async def _echo_server(host: str, port: int, cert: str | None, key: str | None) -> int:
     listener = RSocket()
@@ -451,10 +481,7 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
             raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
         return f"{host_port(*listener.get_addr())} ({kind})"
 
-    def peer(sock: RSocket) -> str:
-        return host_port(*sock.get_peer_addr())
-
-    return await _serve_echo(listener, listen, peer)
+    return await _serve_echo(listener, listen, _echo_connection)
 
 
 async def _unix_echo_server(path: str) -> int:
@@ -481,20 +508,29 @@ async def _unix_echo_server(path: str) -> int:
             return f"client {number}"
         return f"client {number} ({'' if pid is None else f'pid {pid}, '}uid {uid})"
 
-    return await _serve_echo(listener, listen, peer)
-
-
-_Handler = Callable[[object, RSocket], Awaitable[None]]
+    return await _serve_echo(listener, listen, _echo_connection_naming(peer))
 
 
 async def _serve_echo(
-    listener: RSocket,
-    listen: Callable[[_Handler, trio.Nursery], Awaitable[str]],
-    peer_name: Callable[[RSocket], str],
+    listener: RSocket, listen: Callable[[_Handler, trio.Nursery], Awaitable[str]], handler: _Handler
 ) -> int:
-    """Echo on *listener* (which *listen* starts, returning the address to
-    print) until SIGINT or SIGTERM, a line per connection on standard error
-    naming the peer as *peer_name* does."""
+    """Echo on *listener*, which *listen* starts with *handler* (returning
+    the address to print), until SIGINT or SIGTERM."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            address = await listen(handler, nursery)
+            print(f"echo server listening on {address}; Ctrl-C stops it", flush=True)
+            async for signum in signals:
+                print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
+                break
+            listener.close()
+            nursery.cancel_scope.cancel()
+    return EXIT_OK
+
+
+def _echo_connection_naming(peer_name: Callable[[RSocket], str]) -> _Handler:
+    """The handler of one echo connection, with a line on standard error when
+    it comes and goes, naming the peer as *peer_name* does."""
 
     async def echo(data: object, sock: RSocket) -> None:
         peer = "a client"
@@ -508,16 +544,43 @@ async def _serve_echo(
         count = sock.statistics().bytes_written
         print(f"{peer} closed after echoing {count} bytes", file=sys.stderr, flush=True)
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            address = await listen(echo, nursery)
-            print(f"echo server listening on {address}; Ctrl-C stops it", flush=True)
-            async for signum in signals:
-                print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
-                break
-            listener.close()
-            nursery.cancel_scope.cancel()
+    return echo
+
+
+#: A TCP echo connection, named by the peer's address.
+_echo_connection: Final = _echo_connection_naming(lambda sock: host_port(*sock.get_peer_addr()))
+
+
+def _echo_workers(host: str, port: int, cert: str | None, key: str | None, workers: int) -> int:
+    """``echo --workers N``: a supervisor (this process) and N workers running
+    :func:`_echo_worker`; Ctrl-C or SIGTERM stops them, SIGHUP replaces them."""
+    if cert is not None and key is not None:
+        # Each worker reads them when it listens; a bad file would only make
+        # them fail over and over: say so once, here.
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise _Failure(f"cannot serve TLS with --cert {cert} --key {key}: {exc}", EXIT_TLS) from None
+    # The supervisor's lines (workers started, stopped, restarted) are the news here.
+    logging.getLogger("trio_rsocket").setLevel(logging.INFO)
+    trio_rsocket.run(_echo_worker, host, port, cert, key, workers=workers, listen=[(host or None, port)])
     return EXIT_OK
+
+
+async def _echo_worker(host: str, port: int, cert: str | None, key: str | None) -> None:
+    """One worker of ``echo --workers N``: listens on the supervisor's socket
+    until the supervisor stops it."""
+    listener = RSocket()
+    if cert is not None and key is not None:
+        listener.set_certs(key=key, cert=cert)
+    await listener.listen(host or None, port, _echo_connection)
+    address = host_port(*listener.get_addr())
+    kind = "TLS" if cert is not None else "plain TCP"
+    print(
+        f"echo server listening on {address} ({kind}, worker {trio_rsocket.worker_id()}, pid {os.getpid()}); "
+        "Ctrl-C stops it",
+        flush=True,
+    )
 
 
 # ----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 :meth:`RSocket.listen` validates its arguments (:func:`check_listen_arguments`),
-opens the listening socket here (:func:`open_listening_socket`), hands it to a
+opens the listening socket here (:func:`open_listening_socket`: a new one,
+or one this process inherited for that address, :mod:`._activation`), hands it to a
 :class:`Listener` with the handler, the listener's shared settings and a
 function that makes a server-side ``RSocket`` from a finished connection
 part, and starts :meth:`Listener.serve` in the caller's nursery (or the
@@ -26,6 +27,11 @@ listener owns its listening socket and closes it itself, whether ``close``,
 ``shutdown`` or the enclosing nursery's cancellation stops it; the listening
 ``RSocket`` sees that in :attr:`Listener.closed` when next asked (nothing
 here calls back up).
+
+A listener tells :mod:`._activation` when its accept loop starts and ends
+(once per listener, never per connection): a worker is ready when every
+socket it inherited has an accept loop, and on SIGTERM it shuts down every
+listener that runs.
 
 Nothing a connection does stops the listener: an error setting its part up
 (an option) is logged and the connection closed, a failed handshake is
@@ -56,6 +62,7 @@ import trio
 from trio.lowlevel import checkpoint, wait_readable
 
 from . import _secure
+from ._activation import adopt, serving_started, serving_stopped
 from ._address import display_address, host_port, peer_text, unbracket
 from ._arguments import check_seconds
 from ._errors import ListenError
@@ -71,6 +78,7 @@ __all__ = [
     "MAX_BACKLOG",
     "Listener",
     "ServerSocket",
+    "bind_listening_socket",
     "check_listen_arguments",
     "get_socket_limit",
     "open_listening_socket",
@@ -228,10 +236,17 @@ async def open_listening_socket(
     Any other name or address is resolved with trio and the first address
     bound; an IPv6 address listens on IPv6 only.
 
+    A socket this process inherited for that address (socket activation, a
+    worker's: :mod:`trio_rsocket._activation`) is adopted instead, as it is:
+    *backlog* and *reuse_port* are what its binder chose.
+
     Raises :class:`ListenError` (errno kept) if the name does not resolve or
     the address cannot be bound.
     """
-    where = host_port(host or "*", port)
+    inherited = adopt(host, port)
+    if inherited is not None:
+        await checkpoint()
+        return inherited
     dual_stack = False
     address: Any
     if host:
@@ -245,11 +260,41 @@ async def open_listening_socket(
                 )
             except (stdlib_socket.gaierror, UnicodeError) as exc:
                 # UnicodeError: a name no DNS label can hold (over 63 characters, ...).
-                raise ListenError(f"Cannot find address of {where}", getattr(exc, "errno", None)) from exc
+                raise ListenError(
+                    f"Cannot find address of {host_port(host, port)}", getattr(exc, "errno", None)
+                ) from exc
             family, _, _, _, address = found[0]
     else:
         await checkpoint()
         family, address, dual_stack = stdlib_socket.AF_INET6, ("::", port), True
+    return _bind_or_fail(host, port, family, address, dual_stack, backlog, reuse_port)
+
+
+def bind_listening_socket(host: str | None, port: int) -> stdlib_socket.socket:
+    """:func:`open_listening_socket` outside trio, for a supervisor binding
+    for its workers: the same addresses (names resolved by the blocking
+    resolver), the default backlog, never an inherited socket."""
+    dual_stack = False
+    address: Any
+    if not host:
+        family, address, dual_stack = stdlib_socket.AF_INET6, ("::", port), True
+    elif host == "localhost":
+        family, address = stdlib_socket.AF_INET, ("127.0.0.1", port)
+    else:
+        try:
+            found = stdlib_socket.getaddrinfo(
+                host, port, type=stdlib_socket.SOCK_STREAM, flags=stdlib_socket.AI_PASSIVE
+            )
+        except (stdlib_socket.gaierror, UnicodeError) as exc:
+            raise ListenError(f"Cannot find address of {host_port(host, port)}", getattr(exc, "errno", None)) from exc
+        family, _, _, _, address = found[0]
+    return _bind_or_fail(host, port, family, address, dual_stack, None, False)
+
+
+def _bind_or_fail(
+    host: str | None, port: int, family: int, address: Any, dual_stack: bool, backlog: int | None, reuse_port: bool
+) -> stdlib_socket.socket:
+    where = host_port(host or "*", port)
     if backlog is None:
         backlog = DEFAULT_BACKLOG
     try:
@@ -356,10 +401,14 @@ class Listener(Generic[SocketT]):
                 self._handlers_scope = handlers.cancel_scope
                 try:
                     with self._accept_scope:
+                        # Once per listener: a worker is ready when every
+                        # socket it inherited has an accept loop.
+                        serving_started(self)
                         await self._accept_loop(handlers)
                 finally:
                     self.close()
         finally:
+            serving_stopped(self)
             self._done.set()
 
     async def shutdown(self, grace: float | None) -> int:

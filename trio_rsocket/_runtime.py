@@ -36,7 +36,7 @@ import contextvars
 import reprlib
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar, TypeVarTuple, Unpack
 
@@ -174,7 +174,14 @@ async def open_runtime() -> AsyncIterator[trio.Nursery]:
             _current_runtime.reset(token)
 
 
-def run(fn: Callable[[Unpack[ArgsT]], Awaitable[T]], *args: *ArgsT, clock: trio.abc.Clock | None = None) -> T | None:
+def run(
+    fn: Callable[[Unpack[ArgsT]], Awaitable[T]],
+    *args: *ArgsT,
+    clock: trio.abc.Clock | None = None,
+    workers: int | None = None,
+    listen: Sequence[tuple[str | None, int]] | None = None,
+    grace: float = 10.0,
+) -> T | None:
     """Run ``await fn(*args)`` in a new runtime: Ioto's ``rInit(fn, arg)`` +
     ``rServiceEvents()``.
 
@@ -197,8 +204,45 @@ def run(fn: Callable[[Unpack[ArgsT]], Awaitable[T]], *args: *ArgsT, clock: trio.
     *fn* is called at once, as :func:`trio.run` does: one that does not
     return a coroutine (a plain function) raises :class:`TypeError`.  *clock*
     is passed to :func:`trio.run` (a :class:`trio.testing.MockClock`, say).
+
+    **Workers.**  With ``workers=N`` (N > 1) this process becomes a
+    supervisor, with no trio in it: it binds every ``(host, port)`` of
+    *listen* once (port 0 gets a real port; host ``None`` or ``""`` all
+    interfaces, as ``listen`` binds), then starts N worker processes (new
+    interpreters, as :mod:`multiprocessing`'s spawn: *fn* and *args* must be
+    picklable, *fn* a module-level function) that each run ``await
+    fn(*args)`` in a runtime of their own.  In a worker, ``listen(host,
+    port, ...)`` on one of those addresses adopts the supervisor's socket
+    (port 0 matched in order; :func:`trio_rsocket.listen_addresses` lists
+    them with their real ports) so every worker accepts from one queue;
+    :func:`trio_rsocket.worker_id` tells the workers apart.  SIGINT or
+    SIGTERM to the supervisor stops every worker gracefully (its listeners
+    shut down with *grace* seconds for their handlers, then its runtime is
+    cancelled; killed if still there *grace* + 5 seconds later) and ``run``
+    returns ``None``; SIGHUP replaces the workers one at a time, each new
+    one serving before the old one stops, without a connection refused; a
+    worker that dies is restarted, after a delay growing from 0.1 to 10
+    seconds if it keeps dying, and the ``"trio_rsocket"`` logger says why.
+    With ``workers=1`` (or ``None``) there is no supervisor: *listen* is
+    bound in this process before trio starts, and ``listen`` adopts it just
+    as in a worker, so one *fn* serves either way.  *clock* is for one
+    process only.  Bad *workers*, *listen*, *grace*, or an *fn* the workers
+    could not load raise :class:`TypeError`/:class:`ValueError` before any
+    socket is bound or process started.
     """
     _check_async_callable(fn, "run")
+    if workers is not None or listen is not None:
+        from . import _workers  # a room above this one, loaded only when asked for
+
+        count = _workers.check_workers(workers)
+        addresses = _workers.check_listen(listen)
+        seconds = _workers.check_grace(grace)
+        if count is not None and count > 1:
+            if clock is not None:
+                raise ValueError("clock is for one process: run() with workers=N > 1 cannot take one")
+            _workers.run_workers(fn, args, count, addresses, seconds)
+            return None
+        return _workers.run_in_process(lambda: run(fn, *args, clock=clock), addresses)
     results: list[T] = []
     # What fn itself raised, to tell it from what its fibers raised.
     fn_errors: list[BaseException] = []

@@ -1109,6 +1109,14 @@ class RSocket(trio.abc.HalfCloseableStream):
         port (running handlers go on); :meth:`shutdown` also waits for, then
         cancels, the handlers.
 
+        A listening socket this process was given for this address is adopted
+        instead of binding a new one: one passed by systemd's socket
+        activation, by :func:`trio_rsocket.run`'s supervisor to a worker, or
+        bound by ``run(..., listen=[...])`` (port 0 then matches its port-0
+        sockets in order); see :func:`trio_rsocket.inherited_sockets`.  Its
+        backlog and options are those it was made with; :meth:`close` closes
+        it as it would a socket of its own.
+
         Raises:
           ListenError: the name does not resolve, or the address cannot be
             bound (in use, ...); ``errno`` is the OS error.
@@ -1200,7 +1208,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         A live server's socket at *path* is never removed (:class:`ListenError`);
         a stale socket file (nobody listens) is replaced; any other kind of
         file is never touched (:class:`ListenError`).  :meth:`close` removes
-        the socket file if it is still the one this listener made.
+        the socket file if it is still the one this listener made.  A
+        listening socket at *path* this process inherited (systemd's socket
+        activation, :func:`trio_rsocket.inherited_sockets`) is adopted
+        instead of binding; its file, not this listener's, is never removed.
 
         Raises:
           ListenError: a server listens at *path*, something else is there,

@@ -57,6 +57,7 @@ from typing import Any, Final
 import trio
 from trio.lowlevel import checkpoint
 
+from ._activation import adopt_unix
 from ._address import display_address, peer_text
 from ._errors import ListenError
 from ._listen import Handler, Listener, SocketT
@@ -251,8 +252,15 @@ async def open_unix_listening_socket(
     Raises :class:`ListenError` (errno kept): a live socket or another kind
     of file at the path, a directory that is missing or not writable, ...
     Nothing it made is left behind when it raises or is cancelled.
+
+    A socket this process inherited for *address* (socket activation:
+    :mod:`._activation`) is adopted instead, with no :class:`UnixName`: its
+    file is not ours, so nothing ever removes it, and *mode* is its binder's.
     """
     await checkpoint()
+    inherited = adopt_unix(address)
+    if inherited is not None:
+        return inherited, None
     if address.startswith(b"\0"):
         raw = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         try:

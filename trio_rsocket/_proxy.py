@@ -108,6 +108,7 @@ ProxyFrom: TypeAlias = (
 # proxy_from=None: the loopback addresses (IPv4-mapped ones are unmapped first).
 _LOOPBACK: Final = (ipaddress.IPv4Network("127.0.0.0/8"), ipaddress.IPv6Network("::1/128"))
 _MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+_MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
 
 
 class ProxyHeaderError(ValueError):
@@ -149,23 +150,34 @@ class ProxyInfo:
 class Trusted:
     """The networks allowed to send PROXY headers (``listen``'s *proxy_from*)."""
 
-    __slots__ = ("networks",)
+    __slots__ = ("_ranges", "networks")
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
+        # (address size, network as bytes, netmask as bytes): checked on
+        # every connection, so with the packed bytes the OS gives, not
+        # ipaddress objects (several times slower).
+        self._ranges = tuple(
+            (len(net.network_address.packed), net.network_address.packed, net.netmask.packed) for net in networks
+        )
 
     def __contains__(self, address: object) -> bool:
         """Whether a peer's socket address (``(host, port, ...)``) is trusted;
         an IPv4-mapped IPv6 address is checked as the IPv4 address it is."""
         if not isinstance(address, tuple):
             return False  # not an IP socket: nothing here names it
+        host = address[0].partition("%")[0]  # a link-local peer's zone is no part of its address
         try:
-            ip = ipaddress.ip_address(address[0])
-        except ValueError:
+            packed = stdlib_socket.inet_pton(stdlib_socket.AF_INET6 if ":" in host else stdlib_socket.AF_INET, host)
+        except (OSError, ValueError):
             return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.networks)
+        if packed[:12] == _MAPPED_PREFIX:
+            packed = packed[12:]
+        value = int.from_bytes(packed)
+        return any(
+            size == len(packed) and value & int.from_bytes(mask) == int.from_bytes(network)
+            for size, network, mask in self._ranges
+        )
 
     def __repr__(self) -> str:
         return f"Trusted({', '.join(map(str, self.networks))})"
@@ -342,38 +354,35 @@ def _parse_v1(data: bytes) -> ProxyInfo:
         raise ProxyHeaderError(f"unknown v1 protocol {fields[1][:16]!r} (TCP4, TCP6 or UNKNOWN)")
     if len(fields) != 6:
         raise ProxyHeaderError(f"a v1 {fields[1]} header has 6 fields separated by single spaces, not {len(fields)}")
-    ip_type = ipaddress.IPv4Address if fields[1] == "TCP4" else ipaddress.IPv6Address
+    family = stdlib_socket.AF_INET if fields[1] == "TCP4" else stdlib_socket.AF_INET6
     source, destination = (
-        _v1_address(ip_type, text, port) for text, port in ((fields[2], fields[4]), (fields[3], fields[5]))
+        _v1_address(family, text, port) for text, port in ((fields[2], fields[4]), (fields[3], fields[5]))
     )
     return ProxyInfo(version=1, source=source, destination=destination)
 
 
-def _v1_address(
-    ip_type: type[ipaddress.IPv4Address] | type[ipaddress.IPv6Address], text: str, port: str
-) -> tuple[str, int]:
-    # ipaddress refuses leading zeros in IPv4 (octal confusion) but takes an
-    # IPv6 zone ("%eth0"), which no header may carry.
+def _v1_address(family: int, text: str, port: str) -> tuple[str, int]:
+    # inet_pton is as strict as the spec: four decimal octets without leading
+    # zeros (no octal confusion), or one IPv6 address without a zone.
     try:
-        if "%" in text:
-            raise ValueError
-        ip = ip_type(text)
-    except ValueError:
-        version = 4 if ip_type is ipaddress.IPv4Address else 6
+        packed = stdlib_socket.inet_pton(family, text)
+    except (OSError, ValueError):
+        version = 4 if family == stdlib_socket.AF_INET else 6
         raise ProxyHeaderError(f"{text[:48]!r} is not an IPv{version} address in a v1 header") from None
     if not (port.isascii() and port.isdigit() and len(port) <= 5 and (port == "0" or port[0] != "0")):
         raise ProxyHeaderError(f"{port[:16]!r} is not a port (0..65535, no leading zeros) in a v1 header")
     number = int(port)
     if number > 65535:
         raise ProxyHeaderError(f"port {number} is over 65535 in a v1 header")
-    return _ip_text(ip), number
+    return _ip_text(packed), number
 
 
-def _ip_text(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """An address as ``get_peer_addr`` shows one: IPv4-mapped as IPv4."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+def _ip_text(packed: bytes) -> str:
+    """An address (4 or 16 bytes) as ``get_peer_addr`` shows one: in the
+    OS's words (``inet_ntop``, as ``getpeername`` gives it), IPv4-mapped as IPv4."""
+    if len(packed) == 16 and packed[:12] != _MAPPED_PREFIX:
+        return stdlib_socket.inet_ntop(stdlib_socket.AF_INET6, packed)
+    return stdlib_socket.inet_ntop(stdlib_socket.AF_INET, packed[-4:])
 
 
 def _parse_v2(data: bytes) -> ProxyInfo:
@@ -396,10 +405,9 @@ def _parse_v2(data: bytes) -> ProxyInfo:
             destination = (_unix_path(body[_UNIX_PATH:size]), 0)
         else:
             length = 4 if family == _INET else 16
-            ips = [ipaddress.ip_address(bytes(body[offset : offset + length])) for offset in (0, length)]
             ports = struct.unpack_from("!HH", body, 2 * length)
-            source = (_ip_text(ips[0]), ports[0])
-            destination = (_ip_text(ips[1]), ports[1])
+            source = (_ip_text(bytes(body[:length])), ports[0])
+            destination = (_ip_text(bytes(body[length : 2 * length])), ports[1])
     return ProxyInfo(version=2, source=source, destination=destination, alpn=alpn, authority=authority)
 
 

@@ -1,6 +1,6 @@
 """Sequential accepts per second with and without a PROXY protocol header.
 
-    python benchmarks/proxy_accepts.py [--seconds S] [--repeat N]
+    python benchmarks/proxy_accepts.py [--seconds S] [--repeat N] [--baseline DIR]
 
 A listener in a process of its own (``listen(..., proxy_protocol=...)``)
 answers each connection with one byte and closes it; this process connects
@@ -12,6 +12,9 @@ shared machine) and the server process's CPU time per connection (read from
 
 The ``trio-rsocket bench`` workloads compare RSocket with trio and asyncio,
 which take no PROXY headers, so this one lives beside it as a script.
+``--baseline DIR`` adds a server without headers from another copy of the
+package (``git archive main trio_rsocket | tar -x -C DIR``), to show that a
+listener without headers costs what it did before.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ _ADDRESSES = bytes([192, 168, 0, 1, 192, 168, 0, 11]) + struct.pack("!HH", 56324
 V2 = _SIGNATURE + b"\x21\x11" + struct.pack("!H", len(_ADDRESSES)) + _ADDRESSES
 _TLVS = b"\x01\x00\x02h2" + b"\x02\x00\x0bexample.com"
 V2_TLVS = _SIGNATURE + b"\x21\x11" + struct.pack("!H", len(_ADDRESSES) + len(_TLVS)) + _ADDRESSES + _TLVS
-HEADERS = {"off": b"", "v1": V1, "v2": V2, "v2+tlvs": V2_TLVS}
+HEADERS = {"off": b"", "v1": V1, "v2": V2, "v2+tlvs": V2_TLVS, "baseline": b""}
 
 
 def serve(mode: str) -> None:
@@ -48,7 +51,9 @@ def serve(mode: str) -> None:
     async def main() -> None:
         listener = RSocket()
         async with trio.open_nursery() as nursery:
-            await listener.listen(HOST, 0, answer, nursery=nursery, proxy_protocol=mode != "off")
+            # No proxy_protocol argument at all when off: a baseline copy may predate it.
+            options = {"proxy_protocol": True} if mode != "off" else {}
+            await listener.listen(HOST, 0, answer, nursery=nursery, **options)
             print(listener.get_addr()[1], flush=True)
             await trio.to_thread.run_sync(sys.stdin.read)
             listener.close()
@@ -84,26 +89,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline", metavar="DIR", help="also serve without headers from the package in DIR")
     parser.add_argument("--serve", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return
+    modes = (*MODES, "baseline") if args.baseline else MODES
     servers = {
         mode: subprocess.Popen(
-            [sys.executable, __file__, "--serve", mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "--serve", "off" if mode == "baseline" else mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": args.baseline} if mode == "baseline" else None,
         )
-        for mode in MODES
+        for mode in modes
     }
     try:
         assert all(server.stdout is not None for server in servers.values())
         ports = {mode: int(server.stdout.readline()) for mode, server in servers.items()}  # type: ignore[union-attr]
-        for mode in MODES:
+        for mode in modes:
             accepts(ports[mode], servers[mode].pid, HEADERS[mode], 0.2)  # warm up
-        rates: dict[str, list[float]] = {mode: [] for mode in MODES}
-        cpus: dict[str, list[float]] = {mode: [] for mode in MODES}
+        rates: dict[str, list[float]] = {mode: [] for mode in modes}
+        cpus: dict[str, list[float]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
-            for mode in MODES:
+            for mode in modes:
                 rate, cpu = accepts(ports[mode], servers[mode].pid, HEADERS[mode], args.seconds)
                 rates[mode].append(rate)
                 cpus[mode].append(cpu)
@@ -112,7 +123,7 @@ def main() -> None:
             server.communicate("")
     base, base_cpu = statistics.median(rates["off"]), statistics.median(cpus["off"])
     print(f"{'header':<10} {'accepts/s':>10} {'vs off':>7} {'server CPU us/accept':>21} {'vs off':>7}")
-    for mode in MODES:
+    for mode in modes:
         rate, cpu = statistics.median(rates[mode]), statistics.median(cpus[mode])
         print(f"{mode:<10} {rate:>10.0f} {rate / base:>7.2f} {cpu:>21.0f} {cpu / base_cpu:>7.2f}")
 

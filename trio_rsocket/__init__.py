@@ -34,6 +34,7 @@ from ._tls import CertSource as CertSource
 from ._tls import set_default_certs as set_default_certs
 from ._tls import set_default_ciphers as set_default_ciphers
 from ._tls import set_default_verify as set_default_verify
+from ._unix_io import PeerCredentials as PeerCredentials
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "FileReadError",
     "IncompleteReadError",
     "ListenError",
+    "PeerCredentials",
     "ProxyInfo",
     "RSocket",
     "RSocketError",

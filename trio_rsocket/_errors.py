@@ -92,10 +92,11 @@ class DeadlineError(RSocketError, TimeoutError, trio.TooSlowError):
     through unchanged.
 
     Attributes:
-      bytes_written: for :meth:`RSocket.write` and :meth:`RSocket.send_file`,
-        how many bytes were handed to the kernel (TLS: in whole records, the
-        bytes the peer can decrypt) before the deadline; ``0`` for every other
-        call.  Like :attr:`BlockingIOError.characters_written`.
+      bytes_written: for :meth:`RSocket.write`, :meth:`RSocket.write_fds`
+        and :meth:`RSocket.send_file`, how many bytes were handed to the
+        kernel (TLS: in whole records, the bytes the peer can decrypt) before
+        the deadline; ``0`` for every other call.  Like
+        :attr:`BlockingIOError.characters_written`.
     """
 
     def __init__(self, message: str, bytes_written: int = 0) -> None:

@@ -173,6 +173,9 @@ SocketT = TypeVar("SocketT", bound=ServerSocket)
 #: returns an awaitable, as trio takes it.  ``RSocket.listen`` fills in the
 #: types (``sock`` is an ``RSocket``).
 Handler: TypeAlias = Callable[[DataT, SocketT], Awaitable[object]]
+#: Makes the server-side socket of a connection from its finished part, the
+#: listener's settings and what its PROXY header said (``RSocket._accepted``).
+MakeSocket: TypeAlias = Callable[[Part, Settings, _proxy.ProxyInfo | None], SocketT]
 
 
 def check_listen_arguments(
@@ -299,7 +302,7 @@ class Listener(Generic[SocketT]):
         handler: Handler[Any, SocketT],
         data: object,
         settings: Settings,
-        make_socket: Callable[[Part, Settings, _proxy.ProxyInfo | None], SocketT],
+        make_socket: MakeSocket[SocketT],
         handshake_timeout: float,
         proxy_from: _proxy.Trusted | None = None,
     ) -> None:

@@ -1,4 +1,4 @@
-"""The plain connection part: one connected TCP socket, driven directly.
+"""The plain connection part: one connected TCP (or Unix) socket, driven directly.
 
 Theory of operation
 -------------------
@@ -23,6 +23,9 @@ owner).
 addresses in Ioto's order (every IPv4 address, then every IPv6 one), one at a
 time, or, given a ``happy_eyeballs_delay``, has trio race them (RFC 8305);
 :meth:`Connector.close` from another fiber stops the attempt in flight.
+:meth:`Connector.connect_unix` connects a Unix socket the same way (there
+is no name to resolve; a listener whose queue is full is tried again after
+a short pause, since a Unix connect never waits in the kernel).
 
 Neither class guards against concurrent use: the RSocket in front does that,
 once for every part.
@@ -51,7 +54,16 @@ from trio.lowlevel import (
 from ._address import host_port
 from ._errors import ConnectError, file_error, stream_error
 
-__all__ = ["FILE_CHUNK", "Connector", "PlainConnection", "apply_options", "close_socket", "send_file_by_chunks"]
+__all__ = [
+    "FILE_CHUNK",
+    "UNIX_RETRY_PAUSE",
+    "UNIX_RETRY_PAUSE_MAX",
+    "Connector",
+    "PlainConnection",
+    "apply_options",
+    "close_socket",
+    "send_file_by_chunks",
+]
 
 # connect_ex() on a non-blocking socket: the handshake is under way.
 _CONNECT_PENDING: Final = frozenset({errno_codes.EINPROGRESS, errno_codes.EAGAIN, errno_codes.EWOULDBLOCK})
@@ -68,6 +80,11 @@ _NO_SENDFILE: Final = frozenset({errno_codes.EINVAL, errno_codes.ENOSYS, errno_c
 _FILE_ERRNOS: Final = frozenset(
     {errno_codes.EIO, errno_codes.EOVERFLOW, errno_codes.ESPIPE, errno_codes.ENXIO, errno_codes.EISDIR}
 )
+
+#: Seconds before a Unix connect refused for a full queue is tried again
+#: (the first pause; each next one doubles, up to the second).
+UNIX_RETRY_PAUSE: Final = 0.001
+UNIX_RETRY_PAUSE_MAX: Final = 0.05
 
 _NUMERIC_ONLY: Final = stdlib_socket.AI_NUMERICHOST | stdlib_socket.AI_NUMERICSERV
 
@@ -396,6 +413,37 @@ class Connector:
             message += f": {last_error.strerror or last_error}"
         raise ConnectError(message, last_error.errno if last_error is not None else None) from last_error
 
+    async def connect_unix(self, address: bytes, shown: str) -> stdlib_socket.socket:
+        """The socket, connected to the Unix socket *address* (a path or, with
+        a leading NUL, an abstract name; *shown* names it in messages).
+
+        Raises:
+          ConnectError: nothing listens there, or the OS refused; the message
+            carries its reason, ``errno`` the OS error.
+          trio.ClosedResourceError: :meth:`close` was called meanwhile.
+        """
+        self._check_open()
+        try:
+            raw = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+        except OSError as exc:  # out of descriptors, say
+            raise ConnectError(f"Cannot connect socket to {shown}: {exc.strerror or exc}", exc.errno) from exc
+        self._attempt = raw
+        try:
+            await _connect_unix_to(raw, address)
+        except OSError as exc:
+            raw.close()
+            raise ConnectError(f"Cannot connect socket to {shown}: {exc.strerror or exc}", exc.errno) from exc
+        except BaseException:
+            raw.close()
+            self._check_open()  # woken by close(): say so in our words
+            raise
+        finally:
+            self._attempt = None
+        if self._closed:  # close() came while the connect finished
+            raw.close()
+            self._check_open()
+        return raw
+
     async def _race_addresses(self, host: str, port: int, delay: float) -> stdlib_socket.socket:
         """Happy eyeballs, by trio itself: the winner's socket is taken over."""
         stream: trio.SocketStream | None = None
@@ -431,6 +479,36 @@ class Connector:
             # UnicodeError: a name no DNS label can hold (over 63 characters, ...).
             message = f"Cannot find address of {host_port(host, port)}"
             raise ConnectError(message, getattr(exc, "errno", None)) from exc
+
+
+async def _connect_unix_to(raw: stdlib_socket.socket, address: bytes) -> None:
+    """Connect the Unix socket *raw* to *address*: a checkpoint, cancellable.
+
+    A Unix connect never waits in the kernel: it succeeds, fails, or (the
+    listener's queue is full) says ``EAGAIN`` and leaves the socket
+    unconnected, with nothing to wait for but time.  So a full queue is
+    tried again after a pause that doubles from
+    :data:`UNIX_RETRY_PAUSE` up to :data:`UNIX_RETRY_PAUSE_MAX`, until it
+    is taken or the deadline passes (a blocking connect sleeps the same).
+    """
+    raw.setblocking(False)
+    await checkpoint_if_cancelled()
+    pause = UNIX_RETRY_PAUSE
+    while True:
+        code = raw.connect_ex(address)
+        if code == 0:
+            break
+        if code not in _CONNECT_PENDING:
+            raise OSError(code, os.strerror(code))
+        if code == errno_codes.EINPROGRESS:  # not on Linux; a BSD may say it
+            await wait_writable(raw)
+            code = raw.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ERROR)
+            if code != 0:
+                raise OSError(code, os.strerror(code))
+            return
+        await trio.sleep(pause)
+        pause = min(pause * 2, UNIX_RETRY_PAUSE_MAX)
+    await cancel_shielded_checkpoint()
 
 
 async def _connect_to(raw: stdlib_socket.socket, address: Any) -> None:

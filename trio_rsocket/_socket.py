@@ -15,7 +15,9 @@ that state calls for:
   runs the accept loop: it makes each accepted connection's part, runs its
   server handshake (after the PROXY protocol header, if it takes them), and
   only then makes the server-side ``RSocket`` from the finished part
-  (:meth:`RSocket._accepted`) and runs the handler.
+  (:meth:`RSocket._accepted`) and runs the handler; a Unix listener
+  (``_unix.UnixListener``, made by ``listen_unix`` after the race-free bind
+  in ``_unix``) is one that also removes its socket file.
 
 The parts are made by functions (``_setup.connect``, ``_setup.client_upgrade``,
 ``_secure.server_handshake``) that return a finished part or close what they
@@ -43,9 +45,10 @@ dropped, except by ``close``, after which every read raises
 
 from __future__ import annotations
 
+import os
 import socket as stdlib_socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
@@ -53,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
 import trio
 from trio.lowlevel import checkpoint
 
-from . import _proxy, _secure, _setup, _tls
+from . import _proxy, _secure, _setup, _tls, _unix
 from ._address import display_address, host_port
 from ._arguments import (
     MAX_LINGER,
@@ -86,6 +89,7 @@ from ._plain import Connector, PlainConnection, apply_options
 from ._runtime import check_not_asyncio, check_trio
 from ._setup import Part
 from ._state import MOVES, Event, Guard, ReadGuard, SetupGuard, State, WriteGuard, last_failure, next_state
+from ._unix_io import MAX_FDS, PeerCredentials, check_fds, peer_credentials, receive_fds, send_fds
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -149,7 +153,8 @@ class RSocket(trio.abc.HalfCloseableStream):
     """A socket with Ioto's API: straight-line calls, absolute deadlines.
 
     ``RSocket()`` makes an unconnected socket (Ioto's ``rAllocSocket``).
-    Connect it with :meth:`connect`, or make it a server with :meth:`listen`.
+    Connect it with :meth:`connect` (:meth:`connect_unix` for a Unix domain
+    socket), or make it a server with :meth:`listen` (:meth:`listen_unix`).
     It is a :class:`trio.abc.HalfCloseableStream`, so anything in the trio
     world that takes a stream takes an ``RSocket``; ``async with RSocket() as
     s:`` closes it on exit.  Every async method is a trio checkpoint.
@@ -336,6 +341,64 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("this socket was closed while connecting")
             self._move(Event.CONNECTED)
             self._part = part
+
+    async def connect_unix(
+        self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], deadline: Deadline = None
+    ) -> None:
+        """Connect to the Unix domain socket at *path* before *deadline*.
+
+        *path* is a ``str``, ``bytes`` or :class:`os.PathLike`; a leading NUL
+        (``"\\0name"`` or ``b"\\0name"``) names Linux's abstract namespace.
+        A socket that is already connected is closed first; on failure the
+        socket is left unconnected and can be connected again.  The
+        connection reads and writes as a TCP one does (deadlines,
+        ``read_until``, ``send_file``, ``wait_readable``, statistics); TLS is
+        refused (``upgrade_tls`` still works on the connection).  A listener
+        whose queue is full is tried again until the deadline.
+
+        Raises:
+          ConnectError: nothing listens at *path* or the OS refused (``"Cannot
+            connect socket to PATH: <OS reason>"``); ``errno`` is the OS error.
+          DeadlineError: the deadline passed first.
+          RSocketError: the socket has TLS settings (before any I/O).
+          TypeError, ValueError: a bad *path* (empty, too long for
+            ``sun_path``, a NUL inside a filesystem path), before any I/O.
+          trio.BusyResourceError: another fiber is connecting this socket.
+          trio.ClosedResourceError: another fiber closed or reset it meanwhile.
+          RuntimeError: not under trio (trio_rsocket runs under trio only).
+        """
+        check_trio("connect_unix()")
+        address, shown = _unix.check_unix_path(path)
+        scope = deadline_scope(deadline, lambda: DeadlineError(f"Cannot connect socket to {shown} before the deadline"))
+        with self._setup_guard or self._new_guard(SetupGuard):
+            if self._settings.tls is not None:
+                raise RSocketError(f"Cannot connect socket to {shown}: TLS over a Unix socket is not supported")
+            self.reset()
+            settings = self._settings
+            self._move(Event.CONNECT)
+            self._peer = None  # no host name: an upgrade_tls names the host to check
+            connector = self._connector = Connector()
+            try:
+                with scope:
+                    raw = await connector.connect_unix(address, shown)
+            except Exception as exc:
+                if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
+                    if isinstance(exc, trio.ClosedResourceError):
+                        raise
+                    raise trio.ClosedResourceError("this socket was closed while connecting") from exc
+                self._move(Event.CONNECT_FAILED)
+                raise
+            except BaseException:
+                if self._state is State.CONNECTING:
+                    self._move(Event.CONNECT_FAILED)
+                raise
+            finally:
+                self._connector = None
+            if self._state is not State.CONNECTING:  # close() or reset() came as the connect ended
+                raw.close()
+                raise trio.ClosedResourceError("this socket was closed while connecting")
+            self._move(Event.CONNECTED)
+            self._part = PlainConnection(raw, settings.no_delay, settings.linger)
 
     def _new_sessions(self) -> SessionCache:
         """The TLS session cache, made on first use."""
@@ -1120,6 +1183,101 @@ class RSocket(trio.abc.HalfCloseableStream):
                 self.close()  # a nursery closed to new arrivals: no accept loop, so no port
                 raise
 
+    @overload
+    async def listen_unix(
+        self,
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        handler: Callable[[None, Self], Awaitable[object]],
+        data: None = None,
+        *,
+        mode: int = 0o600,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+    ) -> None: ...
+
+    @overload
+    async def listen_unix(
+        self,
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        handler: Callable[[DataT, Self], Awaitable[object]],
+        data: DataT,
+        *,
+        mode: int = 0o600,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+    ) -> None: ...
+
+    async def listen_unix(
+        self,
+        path: str | bytes | os.PathLike[str] | os.PathLike[bytes],
+        handler: Callable[[Any, Self], Awaitable[object]],
+        data: Any = None,
+        *,
+        mode: int = 0o600,
+        nursery: trio.Nursery | None = None,
+        backlog: int | None = None,
+    ) -> None:
+        """Listen on the Unix domain socket *path*; run ``await handler(data,
+        sock)`` for each connection in a fiber of its own, as :meth:`listen`
+        does (the same socket limit, statistics, :meth:`close` and
+        :meth:`shutdown`).
+
+        *handler* is required, as for :meth:`listen`: a listener without one
+        would accept connections and do nothing with them.  *path* is a
+        ``str``, ``bytes`` or :class:`os.PathLike`; a leading NUL names Linux's
+        abstract namespace (no file; *mode* does not apply).  Returns once
+        the socket is listening at *path*.
+
+        The binding is race-free (see the Unix sockets page): the socket is
+        bound under a temporary name in the same directory, given *mode*
+        (default ``0o600``: the owner only) and set listening before it is
+        renamed onto *path*, so a client never finds it with other
+        permissions, and no temporary name is left behind, whatever happens.
+        A live server's socket at *path* is never removed (:class:`ListenError`);
+        a stale socket file (nobody listens) is replaced; any other kind of
+        file is never touched (:class:`ListenError`).  :meth:`close` removes
+        the socket file if it is still the one this listener made.
+
+        Raises:
+          ListenError: a server listens at *path*, something else is there,
+            or the directory is missing or not writable; ``errno`` is the OS error.
+          RSocketError: the socket has TLS settings (before any I/O).
+          trio.BusyResourceError: another fiber is connecting or listening.
+          RuntimeError: no *nursery* and no current runtime; or not under
+            trio (trio_rsocket runs under trio only).
+          TypeError, ValueError: a bad argument (a path too long for
+            ``sun_path``, a NUL inside a filesystem path, a *mode* outside
+            ``0..0o777``), before any I/O.
+        """
+        check_trio("listen_unix()")
+        address, shown = _unix.check_unix_path(path)
+        mode = _unix.check_mode(mode)
+        _, target, backlog, timeout = check_listen_arguments(None, 0, handler, nursery, backlog, False, 30)
+        with self._setup_guard or self._new_guard(SetupGuard):
+            if self._settings.tls is not None:
+                raise RSocketError(f"Cannot listen on {shown}: TLS over a Unix socket is not supported")
+            self.reset()
+            self._listener = None  # the last one's counters go with it
+            settings = self._settings.replace(server_side=True)
+            self._move(Event.LISTEN)
+            try:
+                raw, name = await _unix.open_unix_listening_socket(address, shown, mode, backlog)
+            except BaseException:
+                if self._state is State.LISTENING:
+                    self._move(Event.LISTEN_FAILED)
+                raise
+            if self._state is not State.LISTENING:  # close() or reset() from another fiber while it bound
+                _unix.close_unix_listening_socket(raw, name)
+                raise trio.ClosedResourceError("this socket was closed while it was binding")
+            listener = self._listener = _unix.UnixListener(
+                raw, address, name, handler, data, settings, type(self)._accepted, timeout
+            )
+            try:
+                listener.start(target)
+            except BaseException:
+                self.close()  # a nursery closed to new arrivals: no accept loop, so no socket file
+                raise
+
     async def shutdown(self, grace: float | None = None) -> int:
         """Shut a listener down gracefully: stop accepting at once (the port is
         freed), let running handlers finish, and cancel those still running
@@ -1182,7 +1340,11 @@ class RSocket(trio.abc.HalfCloseableStream):
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
-        return display_address(self._socket().getsockname())
+        raw = self._socket()
+        listener = self._listener
+        if isinstance(listener, _unix.UnixListener) and self._state is State.LISTENING:
+            return listener.address  # the kernel knows it by its name before the rename
+        return display_address(raw.getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
         """The peer's ``(ip, port)``; for a Unix socket ``(path, 0)``, as
@@ -1256,6 +1418,125 @@ class RSocket(trio.abc.HalfCloseableStream):
         handle = f" fd={self.get_handle()}" if self._now() in (State.OPEN, State.LISTENING) else ""
         tls = " tls" if isinstance(self._part, _secure.TLSConnection) else ""
         return f"<RSocket {self._state.value}{handle}{tls}>"
+
+    # Unix sockets: peer credentials and passing descriptors ------------
+
+    def _unix_part(self, call: str, *, tls: bool = False) -> Part:
+        """The part of this socket's Unix connection, for *call* (a plain
+        one unless *tls* says a TLS one will do too), or the error that says
+        why there is none: :class:`RSocketError`, or, closed, what every
+        other call raises then."""
+        part = self._part
+        if part is not None and self._state is State.OPEN:
+            unix = part.raw.family == stdlib_socket.AF_UNIX
+            secure = isinstance(part, _secure.TLSConnection)
+            if unix and (tls or not secure):
+                return part
+            kind = "TLS over TCP" if secure else "TCP"
+            why = "is TLS: descriptors cannot ride a TLS stream" if unix else f"is {kind}"
+        elif self._now() in (State.CLOSED, State.CLOSING):
+            raise self._not_open()
+        else:
+            why = "is listening" if self._state is State.LISTENING else "is not connected"
+        raise RSocketError(f"{call} needs a connected Unix socket, and this one {why}")
+
+    def get_peer_credentials(self) -> PeerCredentials:
+        """The process at the other end of this Unix socket, as a
+        :class:`~trio_rsocket.PeerCredentials` ``(pid, uid, gid)``: the
+        kernel's record of it from when the connection was made (or the pair
+        created), which the peer cannot forge.  Linux (and OpenBSD):
+        ``SO_PEERCRED``; macOS, FreeBSD, DragonFly: ``LOCAL_PEERCRED``, what
+        ``getpeereid`` reads (and macOS's ``LOCAL_PEERPID``); the pid is
+        ``None`` where the OS does not give one.  Other systems: RSocketError.  Works over TLS on a
+        Unix socket too (no Ioto counterpart).
+
+        Raises:
+          RSocketError: the socket is not a connected Unix socket (TCP,
+            listening, not connected), or the OS could not say.
+          trio.ClosedResourceError: the socket was closed.
+        """
+        return peer_credentials(self._unix_part("get_peer_credentials", tls=True).raw)
+
+    async def write_fds(self, data: Buffer, fds: Sequence[int], deadline: Deadline = None) -> int:
+        """Write all of *data* with the open descriptors *fds* (``SCM_RIGHTS``);
+        return the length of *data* (no Ioto counterpart).
+
+        The peer receives new descriptors of the same open files (pipes,
+        sockets, files) with :meth:`read_fds`; *fds* stay open here and stay
+        the caller's.  Descriptors ride on bytes, so *data* must not be
+        empty: they go with the first bytes the kernel takes, the rest of
+        *data* follows as :meth:`write` sends it.  *fds* may be empty (then
+        this is :meth:`write`); at most 253 (Linux's ``SCM_MAX_FD``).
+
+        Raises:
+          DeadlineError: the deadline passed first; ``bytes_written`` is exact,
+            as for :meth:`write` (the descriptors went with the first of those
+            bytes if any went, else not at all).
+          RSocketError: the socket is not a connected plain Unix socket (TCP,
+            TLS, listening, not connected); or the kernel would not pass the
+            descriptors (nothing was sent; the message gives the OS reason).
+          TypeError, ValueError: *data* is not bytes-like or is empty, or
+            *fds* is not a sequence of open descriptors (the error names the
+            one at fault), before any I/O.
+          trio.BrokenResourceError, trio.ClosedResourceError,
+          trio.BusyResourceError: as for :meth:`write`.
+        """
+        view = data_view(data)
+        if not view:
+            raise ValueError("data must not be empty: descriptors ride on at least one byte")
+        descriptors = check_fds(fds)
+        part = self._part
+        scope = _write_scope(part, deadline, len(view))
+        with self._write_guard or self._new_guard(WriteGuard):
+            connection = self._unix_part("write_fds")
+            assert isinstance(connection, PlainConnection)  # _unix_part's rule
+            with scope:
+                await send_fds(connection, view, descriptors)
+        return len(view)
+
+    async def read_fds(self, max_bytes: int, max_fds: int, deadline: Deadline = None) -> tuple[bytes, list[int]]:
+        """Read 1 to *max_bytes* bytes and the descriptors that came with them,
+        at most *max_fds* (``SCM_RIGHTS``; no Ioto counterpart).
+
+        Returns ``(data, fds)``; ``(b"", [])`` at end of file, as :meth:`read`.
+        The descriptors are new, non-inheritable (close-on-exec, as Python
+        opens every descriptor: PEP 446) and belong to the caller, who must
+        close them (``os.close``, or ``open(fd)`` / ``socket.socket(fileno=fd)``
+        to hand one to an object that will).  More than *max_fds* (up to 253
+        count) are closed here: ask for as many as the peer may send.
+
+        Descriptors travel with the bytes they were sent with: a read that
+        returns those bytes without asking for descriptors (:meth:`read`, or
+        :meth:`read_until` and :meth:`read_exactly`, which read ahead) makes
+        the kernel close them.  Read a peer that sends descriptors with
+        ``read_fds``.  Bytes that an earlier ``read_until``/``read_exactly``
+        buffered are returned first, with no descriptors.  A read stopped by
+        its deadline loses nothing, bytes nor descriptors.
+
+        Raises:
+          DeadlineError: nothing arrived before *deadline*.
+          RSocketError: the socket is not a connected plain Unix socket (TCP,
+            TLS, listening, not connected).
+          TypeError, ValueError: *max_bytes* or *max_fds* is not an int of 1
+            or more, before any I/O.
+          trio.BrokenResourceError, trio.ClosedResourceError,
+          trio.BusyResourceError: as for :meth:`read`.
+        """
+        max_bytes = min(check_count(max_bytes), READ_CAP)
+        max_fds = min(check_count(max_fds, "max_fds"), MAX_FDS)
+        scope = deadline_scope(deadline, _read_expired)
+        with self._read_guard or self._new_guard(ReadGuard):
+            connection = self._unix_part("read_fds")
+            assert isinstance(connection, PlainConnection)  # _unix_part's rule
+            with scope:
+                buffer = self._buffer
+                fds: list[int] = []
+                if buffer:
+                    data = await buffer.take(max_bytes)
+                else:
+                    data, fds = await receive_fds(connection, max_bytes, max_fds)
+        self._bytes_read += len(data)
+        return data, fds
 
 
 def _read_expired() -> DeadlineError:

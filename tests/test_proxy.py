@@ -309,6 +309,27 @@ async def test_only_peers_in_proxy_from_may_send_headers(
 
 
 @pytest.mark.parametrize(
+    ("proxy_from", "address", "trusted"),
+    [
+        (None, ("127.0.0.1", 1), True),
+        (None, ("127.9.9.9", 1), True),
+        (None, ("::1", 1, 0, 0), True),
+        (None, ("::ffff:127.0.0.1", 1, 0, 0), True),
+        (None, ("10.0.0.1", 1), False),
+        (None, ("::2", 1, 0, 0), False),
+        (None, "/run/balancer.sock", False),  # a Unix peer: no address to check
+        ("10.0.0.0/8", ("::ffff:10.1.2.3", 1, 0, 0), True),
+        ("0.0.0.0/0", ("::1", 1, 0, 0), False),
+        ("fe80::/10", ("fe80::1%lo", 1, 0, 1), True),
+    ],
+)
+def test_proxy_from_checks_the_peer_address_the_os_gives(proxy_from: Any, address: Any, trusted: bool) -> None:
+    checked = _proxy.check_proxy_arguments(True, proxy_from)
+    assert checked is not None
+    assert (address in checked) is trusted
+
+
+@pytest.mark.parametrize(
     ("proxy_protocol", "proxy_from", "error", "words"),
     [
         (False, "127.0.0.1", ValueError, "proxy_from"),

@@ -154,11 +154,11 @@ class Trusted:
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
-        # (address size, network as bytes, netmask as bytes): checked on
-        # every connection, so with the packed bytes the OS gives, not
-        # ipaddress objects (several times slower).
+        # (address size, network, netmask) as the ints of the bytes the OS
+        # gives: checked on every connection, so without ipaddress objects
+        # (several times slower).
         self._ranges = tuple(
-            (len(net.network_address.packed), net.network_address.packed, net.netmask.packed) for net in networks
+            (len(net.network_address.packed), int(net.network_address), int(net.netmask)) for net in networks
         )
 
     def __contains__(self, address: object) -> bool:
@@ -166,7 +166,10 @@ class Trusted:
         an IPv4-mapped IPv6 address is checked as the IPv4 address it is."""
         if not isinstance(address, tuple):
             return False  # not an IP socket: nothing here names it
-        host = address[0].partition("%")[0]  # a link-local peer's zone is no part of its address
+        host = address[0]
+        if not isinstance(host, str):
+            return False
+        host = host.partition("%")[0]  # a link-local peer's zone is no part of its address
         try:
             packed = stdlib_socket.inet_pton(stdlib_socket.AF_INET6 if ":" in host else stdlib_socket.AF_INET, host)
         except (OSError, ValueError):
@@ -174,10 +177,7 @@ class Trusted:
         if packed[:12] == _MAPPED_PREFIX:
             packed = packed[12:]
         value = int.from_bytes(packed)
-        return any(
-            size == len(packed) and value & int.from_bytes(mask) == int.from_bytes(network)
-            for size, network, mask in self._ranges
-        )
+        return any(size == len(packed) and value & mask == network for size, network, mask in self._ranges)
 
     def __repr__(self) -> str:
         return f"Trusted({', '.join(map(str, self.networks))})"

@@ -562,13 +562,25 @@ class Listener(Generic[SocketT]):
         either failed or was cancelled."""
         assert isinstance(part, PlainConnection)
         finished: Part | None = None
-        proxy = None
+        # What the header said; or the bytes of it taken so far.
+        proxy: _proxy.ProxyInfo | bytes | None = None
         try:
+            if self._proxy_from is not None:
+                # Behind a balancer the header has usually come by now: taken
+                # before the cancel scope, which would cost more than the rest
+                # of this path, and which a plain listener then never opens.
+                proxy = self._take_proxy_header(part, address)
+                if proxy is None:
+                    return None
+                if self._context is None and type(proxy) is _proxy.ProxyInfo:
+                    finished = part
+                    return self._make_socket(part, self._settings, proxy)
             with trio.move_on_after(self._handshake_timeout):
-                if self._proxy_from is not None:
-                    proxy = await self._read_proxy_header(part, address)
+                if type(proxy) is bytes:
+                    proxy = await self._read_proxy_header(part, address, proxy)
                     if proxy is None:
                         return None
+                assert not isinstance(proxy, bytes)
                 if self._context is None:
                     finished = part
                 else:
@@ -580,7 +592,7 @@ class Listener(Generic[SocketT]):
                         logger.warning("TLS handshake with %s failed: %s", peer_text(address), exc)
                         return None
                 return self._make_socket(finished, self._settings, proxy)
-            if self._proxy_from is not None and proxy is None:
+            if type(proxy) is bytes:
                 self._refuse_proxy(address, f"no PROXY header within {self._handshake_timeout:g} seconds")
             else:
                 logger.warning(
@@ -594,15 +606,25 @@ class Listener(Generic[SocketT]):
             if finished is None:
                 part.close()
 
-    async def _read_proxy_header(self, part: PlainConnection, address: Any) -> _proxy.ProxyInfo | None:
-        """The PROXY header at the start of *part*, if its peer may send one;
-        ``None`` (logged and counted) if not, or if the header was refused."""
+    def _take_proxy_header(self, part: PlainConnection, address: Any) -> _proxy.ProxyInfo | bytes | None:
+        """The PROXY header at the start of *part*, or what has come of it,
+        if its peer may send one; ``None`` (logged and counted) if not, or if
+        the header was refused."""
         assert self._proxy_from is not None
         if address not in self._proxy_from:
             self._refuse_proxy(address, "not in proxy_from")
             return None
         try:
-            return await _proxy.read_header(part.raw)
+            return _proxy.take_header(part.raw)
+        except _proxy.ProxyHeaderError as exc:
+            self._refuse_proxy(address, str(exc))
+            return None
+
+    async def _read_proxy_header(self, part: PlainConnection, address: Any, header: bytes) -> _proxy.ProxyInfo | None:
+        """The rest of the PROXY header at the start of *part*, of which
+        *header* has come; ``None`` (logged and counted) if it was refused."""
+        try:
+            return await _proxy.read_header(part.raw, header)
         except _proxy.ProxyHeaderError as exc:
             self._refuse_proxy(address, str(exc))
             return None

@@ -233,24 +233,37 @@ def _network(item: object) -> Network:
 # Reading
 
 
-async def read_header(raw: stdlib_socket.socket) -> ProxyInfo:
+async def read_header(raw: stdlib_socket.socket, header: bytes = b"") -> ProxyInfo:
     """Read one PROXY header off the non-blocking socket *raw*, and not one
-    byte more; waits with trio for what has not come yet (the caller bounds
-    how long).
-
-    Every byte known to be header is taken as soon as it is seen, so that a
-    wait for readability waits for new bytes, not for ones peeked already.
+    byte more, *header* being what :func:`take_header` took of it already;
+    waits with trio for what has not come yet (the caller bounds how long).
 
     Raises :class:`ProxyHeaderError`: the header is malformed or too long,
     or the connection ended (or broke) before it did.
     """
-    header = b""
+    while True:
+        taken = take_header(raw, header)
+        if isinstance(taken, ProxyInfo):
+            return taken
+        header = taken
+        await wait_readable(raw)
+
+
+def take_header(raw: stdlib_socket.socket, header: bytes = b"") -> ProxyInfo | bytes:
+    """Take what has come of the PROXY header on *raw* after *header* (the
+    bytes of it taken before), without waiting: the :class:`ProxyInfo` once
+    the header is whole, else all of it taken so far.
+
+    Every byte known to be header is taken as soon as it is seen, so that a
+    wait for readability waits for new bytes, not for ones peeked already.
+
+    Raises :class:`ProxyHeaderError` as :func:`read_header` does.
+    """
     while True:
         try:
             peeked = raw.recv(_peek_size(header), stdlib_socket.MSG_PEEK)
         except BlockingIOError:
-            await wait_readable(raw)
-            continue
+            return header
         except OSError as exc:
             raise ProxyHeaderError(f"the connection broke before the header ended: {exc.strerror or exc}") from None
         if not peeked:

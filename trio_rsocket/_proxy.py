@@ -12,11 +12,13 @@ on every connection, and this room does the work:
 
 * :func:`check_proxy_arguments` turns ``listen``'s *proxy_protocol* and
   *proxy_from* into the :class:`Trusted` networks, before any I/O;
-* :func:`read_header` reads exactly one header off a connection, never a byte
-  of what follows it (that belongs to the TLS handshake or the handler): a
-  version 2 header says its own length in its first 16 bytes, and a version 1
-  line is peeked at (``MSG_PEEK``) and only the bytes up to its CRLF are
-  taken;
+* :func:`take_header` takes what has come of one header off a connection
+  without waiting (usually all of it: the listener tries this before it opens
+  a cancel scope), and :func:`read_header` waits with trio for the rest;
+  neither ever takes a byte of what follows the header (that belongs to the
+  TLS handshake or the handler): what has come is peeked at (``MSG_PEEK``),
+  and only bytes known to be header are taken: a version 2 header says its
+  own length in its first 16 bytes, a version 1 line ends at its CRLF;
 * :func:`parse_header` turns those bytes into a :class:`ProxyInfo`.
 
 Anything that is not one whole, valid header raises :class:`ProxyHeaderError`,
@@ -63,6 +65,7 @@ __all__ = [
     "check_proxy_arguments",
     "parse_header",
     "read_header",
+    "take_header",
 ]
 
 #: The longest version 1 line, CRLF included (the spec's worst case:

@@ -201,7 +201,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         # checks), or, on a server side, what its PROXY header said (a slot
         # each side uses, so an idle connection is no bigger); a TLS
         # client's sessions, made on first use.
-        self._peer: tuple[str, int] | _proxy.ProxyInfo | None = None
+        self._peer: tuple[str, int] | _proxy.ProxyInfo | str | None = None
         self._sessions: SessionCache | None = None
 
     # State and parts --------------------------------------------------
@@ -376,7 +376,10 @@ class RSocket(trio.abc.HalfCloseableStream):
             self.reset()
             settings = self._settings
             self._move(Event.CONNECT)
-            self._peer = None  # no host name: an upgrade_tls names the host to check
+            # The path, as get_peer_addr gives it (the kernel may know the
+            # listener by another name: _unix); no host name, so an
+            # upgrade_tls names the host to check.
+            self._peer = display_address(address)[0]
             connector = self._connector = Connector()
             try:
                 with scope:
@@ -835,6 +838,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         self.close()
         self._move(Event.RESET)
         self._peer = None  # a PROXY header's addresses were the last connection's
+        if self._settings.local_name is not None:  # the listener's path was the last connection's
+            self._settings = self._settings.replace(local_name=None)
         for guard in (self._read_guard, self._write_guard, self._setup_guard):
             if guard is not None:
                 guard.failure = None
@@ -1269,7 +1274,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise RSocketError(f"Cannot listen on {shown}: TLS over a Unix socket is not supported")
             self.reset()
             self._listener = None  # the last one's counters go with it
-            settings = self._settings.replace(server_side=True)
+            settings = self._settings.replace(server_side=True, local_name=display_address(address))
             self._move(Event.LISTEN)
             try:
                 raw, name = await _unix.open_unix_listening_socket(address, shown, mode, backlog)
@@ -1345,9 +1350,11 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     def get_addr(self) -> tuple[str, int]:
         """The local ``(ip, port)`` (``rGetSocketAddr``); for a Unix socket
-        (one adopted by :meth:`from_socket`) ``(path, 0)``, the path ``""``
-        when the socket has no name and, for a Linux abstract name, a str
-        that starts with its NUL.
+        ``(path, 0)``, the path ``""`` when the socket has no name and, for a
+        Linux abstract name, a str that starts with its NUL.  A
+        :meth:`listen_unix` listener and the connections it accepts give its
+        *path* (the kernel knows them by the temporary name bound before the
+        rename).
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
@@ -1355,12 +1362,16 @@ class RSocket(trio.abc.HalfCloseableStream):
         listener = self._listener
         if isinstance(listener, _unix.UnixListener) and self._state is State.LISTENING:
             return listener.address  # the kernel knows it by its name before the rename
+        local_name = self._settings.local_name
+        if local_name is not None:
+            return local_name  # accepted by a Unix listener: its path, as above
         return display_address(raw.getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
         """The peer's ``(ip, port)``; for a Unix socket ``(path, 0)``, as
         :meth:`get_addr` gives it (``""``: the peer's socket has no name, as
-        a client's usually has not).  On a connection a
+        a client's usually has not), and after :meth:`connect_unix` the path
+        it connected to.  On a connection a
         ``proxy_protocol=True`` listener accepted: the client's address its
         PROXY header carries (:attr:`ProxyInfo.source`), the connection's own
         when the header has none.
@@ -1369,6 +1380,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         raw = self._socket()
         peer = self._peer
+        if type(peer) is str:
+            return (peer, 0)  # the path connect_unix connected to
         if isinstance(peer, _proxy.ProxyInfo) and peer.source is not None:
             return peer.source
         try:

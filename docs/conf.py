@@ -68,6 +68,8 @@ _OTHER_PROJECTS = (
     "functools",
     "collections.abc",
     "time",
+    "ipaddress",
+    "multiprocessing",
 )
 # Attributes of Python's built-in classes (``OSError.errno``): Sphinx knows
 # the classes themselves, not their attributes.
@@ -75,6 +77,9 @@ _BUILTIN_CLASSES = sorted(name for name, value in vars(builtins).items() if isin
 nitpick_ignore_regex = [
     (r"py:.*", "({})(\\..+)?".format("|".join(re.escape(module) for module in _OTHER_PROJECTS))),
     (r"py:(attr|meth)", "({})\\.\\w+".format("|".join(_BUILTIN_CLASSES))),
+    # A NamedTuple's field types (InheritedSocket.family) show as autodoc
+    # finds them on the generated class: socket.AddressFamily, unqualified.
+    (r"py:class", r"AddressFamily"),
 ]
 # The Python examples in the pages are Python unless they say otherwise.
 highlight_language = "python3"

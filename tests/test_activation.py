@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -220,6 +221,38 @@ def test_listen_unix_adopts_an_inherited_unix_socket_and_never_removes_its_file(
             assert child.process.wait(PATIENCE) == 0
         finally:
             child.close()
+
+
+def test_a_supervisor_started_by_socket_activation_hands_the_inherited_socket_to_its_workers() -> None:
+    # systemd holds the port (a .socket unit) and starts a service that runs
+    # workers over it: `trio-rsocket echo --workers 2` on that port.
+    with listening_socket() as passed:
+        port = passed.getsockname()[1]
+        arguments = ["echo", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
+        program = f"import sys\nfrom trio_rsocket._cli import main\nsys.exit(main({arguments!r}))"
+        supervisor = subprocess.Popen(
+            [sys.executable, "-c", LAUNCHER, "0", "echo", program, str(passed.fileno())],
+            pass_fds=(passed.fileno(),),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+    # Only the supervisor holds the port now: one that bound a socket of its
+    # own instead (which fails: the port is taken) would have exited, and
+    # the connect below would be refused.
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=PATIENCE) as client:
+            client.sendall(b"ping\n")
+            assert client.makefile("rb").readline() == b"ping\n"
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(PATIENCE) == 0
+        assert supervisor.stderr is not None
+        assert b"Stopping the workers (SIGTERM)" in supervisor.stderr.read()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(PATIENCE)
+        if supervisor.stderr is not None:
+            supervisor.stderr.close()
 
 
 def entry(address: tuple[str, int], requested: tuple[str | None, int] | None = None) -> _activation._Entry:

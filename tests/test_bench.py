@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from trio_rsocket._bench import cli as bench_cli
 from trio_rsocket._bench.backends import Backend
 from trio_rsocket._bench.clients import _reconnects
 from trio_rsocket._bench.report import Row, format_table
-from trio_rsocket._bench.workloads import IMPLEMENTATIONS, BenchError, TLSFiles
+from trio_rsocket._bench.workloads import ANYIO, IMPLEMENTATIONS, BenchError, TLSFiles
 from trio_rsocket._cli import main as cli_main
 from trio_rsocket._command import EXIT_OK, EXIT_USAGE
 
@@ -90,6 +91,64 @@ def test_quick_run_measures_tls_echo_and_idle_tls_pairs(tmp_path: Path) -> None:
     assert "TLS 64-byte echo, 100 connections" in result.stdout
     assert "idle TLS pairs, memory" in result.stdout
     assert "100 idle TLS pairs" in result.stdout
+
+
+def test_quick_run_measures_the_unix_socket_echo(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = run_bench("--quick", "--repeat", "1", "--only", "unix-echo", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["workload"] == "unix-echo"
+    has_anyio = importlib.util.find_spec("anyio") is not None
+    assert sorted(row["samples"]) == sorted([*IMPLEMENTATIONS, *([ANYIO] if has_anyio else [])])
+    assert row["missing"] == ({} if has_anyio else {ANYIO: "not installed"})
+    assert all(len(figures) == 1 and figures[0] > 0 for figures in row["samples"].values())
+    assert all(len(figures) == 1 and figures[0] > 0 for figures in row["server_cpu"].values())
+    header = result.stdout.splitlines()[0].split()
+    assert header[:3] == ["workload", "unit", "RSocket"]
+    assert header[-3:] == [ANYIO, "vs", ANYIO]
+    assert "Unix socket 64-byte echo, 1 connection" in result.stdout
+
+
+def test_without_anyio_its_column_says_not_installed_and_the_run_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    # sys.modules["anyio"] = None: anyio cannot be found or imported, as if not installed.
+    code = (
+        "import sys; sys.modules['anyio'] = None; from trio_rsocket._bench import main; "
+        f"sys.exit(main(['--quick', '--repeat', '1', '--only', 'unix-echo', '--json', {str(out)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["missing"] == {ANYIO: "not installed"}
+    assert sorted(row["samples"]) == sorted(IMPLEMENTATIONS)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("Unix socket 64-byte echo"))
+    assert line.split()[-3:] == ["not", "installed", "n/a"]
+
+
+def test_the_anyio_column_is_shown_only_where_a_row_has_it() -> None:
+    echo = Row("echo", "64-byte echo, 1 connection", "round trips/s", True, {"rsocket": [30.0], "trio": [20.0]})
+    unix = Row(
+        "unix-echo",
+        "Unix socket 64-byte echo, 1 connection",
+        "round trips/s",
+        True,
+        {"rsocket": [30.0], "trio": [20.0], "asyncio": [15.0]},
+        missing={ANYIO: "not installed"},
+    )
+    assert ANYIO not in format_table([echo]).splitlines()[0].split()
+    lines = format_table([echo, unix]).splitlines()
+    assert lines[0].split()[-2:] == ["vs", ANYIO]
+    # A row that did not measure anyio, and one that says why it could not.
+    assert lines[2].split()[-2:] == ["n/a", "n/a"]
+    assert lines[3].split()[-6:] == ["1.50x", "15", "2.00x", "not", "installed", "n/a"]
 
 
 def test_reconnects_fail_loudly_when_a_session_is_not_resumed() -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import re
 import select
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,13 +54,38 @@ def read_line(stream: IO[bytes]) -> bytes:
 @contextmanager
 def echo_server(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str, int]]:
     """``trio-rsocket echo`` in a subprocess: yields it, and the host and port it printed."""
-    server = subprocess.Popen([*COMMAND, "echo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with echo_process(*args) as server:
         assert server.stdout is not None
         line = read_line(server.stdout).decode()
         found = re.search(r"listening on \[?([^\]\s]+?)\]?:(\d+) ", line)
         assert found, f"no address in {line!r}"
         yield server, found[1], int(found[2])
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory for Unix sockets: pytest's tmp_path can be longer than
+    the 107 bytes a socket's path may have."""
+    directory = tempfile.mkdtemp(prefix="rs-cli-")
+    try:
+        yield Path(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def unix_echo_server(path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``trio-rsocket echo --unix PATH`` in a subprocess: yields it and the line it printed first."""
+    with echo_process("--unix", str(path)) as server:
+        assert server.stdout is not None
+        yield server, read_line(server.stdout).decode()
+
+
+@contextmanager
+def echo_process(*args: str) -> Iterator[subprocess.Popen[bytes]]:
+    server = subprocess.Popen([*COMMAND, "echo", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield server
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGINT)
@@ -258,6 +286,79 @@ def test_echo_with_a_missing_certificate_file_exits_3_naming_it(tmp_path: Path, 
 
 
 # ----------------------------------------------------------------------
+# Unix sockets
+# ----------------------------------------------------------------------
+
+
+def test_echo_and_connect_round_trip_over_a_unix_socket(short_dir: Path) -> None:
+    path = short_dir / "echo.sock"
+    message = b"hello\nover a Unix socket\n"
+    with unix_echo_server(path) as (server, line):
+        assert line == f"echo server listening on {path} (Unix socket); Ctrl-C stops it\n"
+        # The library's default mode: the owner only.
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with interactive_connect("--unix", str(path)) as connect:
+            out, err = connect.communicate(message, timeout=PATIENCE)
+        result = subprocess.CompletedProcess(connect.args, connect.returncode, out, err)
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=PATIENCE)
+    assert result.returncode == EXIT_OK, result.stderr.decode()
+    # End of standard input went over as end of file: the server echoed it all and closed.
+    assert result.stdout == message
+    assert server.returncode == EXIT_OK
+    # Each client is named by the process at the other end: here, run_cli's.
+    client = re.search(rb"client 1 \(pid (\d+), uid (\d+)\) connected\n", errors)
+    assert client, errors
+    assert int(client[1]) == connect.pid
+    assert int(client[2]) == os.geteuid()
+    assert b"client 1 (pid %s, uid %s) closed after echoing %d bytes" % (client[1], client[2], len(message)) in errors
+    # Stopped, the server took its socket file with it.
+    assert not path.exists()
+
+
+def test_echo_on_a_unix_socket_where_a_server_listens_exits_1_and_leaves_it_alone(short_dir: Path) -> None:
+    path = short_dir / "busy.sock"
+    with unix_echo_server(path) as (server, _):
+        result = run_cli("echo", "--unix", str(path))
+        assert result.returncode == EXIT_FAILED
+        assert (
+            result.stderr.decode().strip().endswith(f"echo: Cannot bind/listen on {path}: a server is listening there")
+        )
+        # The first server still has its socket, and still answers.
+        echoed = run_cli("connect", "--unix", str(path), stdin=b"still mine")
+        assert echoed.stdout == b"still mine"
+        assert server.poll() is None
+
+
+def test_connect_to_a_missing_unix_socket_exits_1_saying_why_once(short_dir: Path) -> None:
+    path = short_dir / "nobody.sock"
+    result = run_cli("connect", "--unix", str(path))
+    assert result.returncode == EXIT_FAILED
+    last_line = result.stderr.decode().strip().splitlines()[-1]
+    assert f" connect: Cannot connect socket to {path}" in last_line
+    assert last_line.count("No such file or directory") == 1
+
+
+def test_a_unix_socket_path_too_long_is_a_usage_error_saying_how_long_is_allowed() -> None:
+    path = "/tmp/" + "x" * 200
+    for command in ("echo", "connect"):
+        result = run_cli(command, "--unix", path)
+        assert result.returncode == EXIT_USAGE
+        assert b"at most 107 bytes" in result.stderr
+        assert b"Traceback" not in result.stderr
+
+
+def test_connect_usage_offers_host_port_or_unix_path(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["connect", "--help"]) == EXIT_OK
+    usage = " ".join(capsys.readouterr().out.split("\n\n")[0].split())
+    assert usage == (
+        "usage: trio-rsocket connect [-h] [--tls] [--ca FILE] [--insecure] [--timeout S] [--wait S] "
+        "(HOST PORT | --unix PATH)"
+    )
+
+
+# ----------------------------------------------------------------------
 # connect failures
 # ----------------------------------------------------------------------
 
@@ -358,6 +459,18 @@ def test_connect_to_an_unknown_host_exits_1() -> None:
         (["echo", "--host", "[::1"], "argument --host: brackets go around an IPv6 address, as in [::1]; not '[::1'"),
         (["echo", "--host", "[localhost]"], "brackets go around an IPv6 address, as in [::1]; not '[localhost]'"),
         (["echo", "--cert", "server.pem"], "--cert and --key go together"),
+        (["connect"], "the following arguments are required: HOST, PORT (or --unix PATH)"),
+        (["connect", "--unix", ""], "argument --unix: PATH must not be empty"),
+        (["connect", "--unix", "s.sock", "127.0.0.1", "80"], "--unix PATH takes the place of HOST PORT"),
+        (["connect", "--unix", "s.sock", "--tls"], "--unix and --tls contradict each other: TLS over a Unix socket"),
+        (["connect", "--unix", "s.sock", "--ca", "ca.pem"], "--unix and --ca contradict each other: TLS over"),
+        (["connect", "--unix", "s.sock", "--insecure"], "--unix and --insecure contradict each other: TLS over"),
+        (["echo", "--unix", ""], "argument --unix: PATH must not be empty"),
+        (["echo", "--unix", "s.sock", "--host", "::1"], "--unix and --host contradict each other: a Unix socket"),
+        (["echo", "--unix", "s.sock", "--port", "0"], "--unix and --port contradict each other: a Unix socket"),
+        (["echo", "--unix", "s.sock", "--cert", "c.pem", "--key", "k.pem"], "--unix and --cert contradict each other"),
+        (["echo", "--unix", "s.sock", "--key", "k.pem"], "--unix and --key contradict each other: TLS over a Unix"),
+        (["echo", "--unix", "s.sock", "--workers", "2"], "--unix and --workers contradict each other: the workers"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -162,6 +162,11 @@ def any_time(line: str) -> str:
     return re.sub(r"\b\d+(\.\d+)? (ms|s)\b", r"TIME \2", line)
 
 
+def any_process(line: str) -> str:
+    """A process's ids (``(pid 4242, uid 1000)``) as PID and UID."""
+    return re.sub(r"\(pid \d+, uid \d+\)", "(pid PID, uid UID)", line)
+
+
 def _line_matches(expected: str, actual: str) -> bool:
     if "..." not in expected:
         return expected == actual
@@ -555,6 +560,42 @@ def test_cli_echo_prints_its_address_a_line_per_connection_and_stops_on_ctrl_c(t
         out, err, status = server.interrupt()
     assert_shows(block, after, (out + err).splitlines())
     assert status == 0
+
+
+@contextmanager
+def unix_echo_server(folder: Path) -> Iterator[None]:
+    """cli.rst's echo server on a Unix socket, started as the page shows, in
+    *folder*; yields once it listens."""
+    ((serve, _),) = session(shown("cli.rst", "cli-echo-unix"))
+    with background(serve, folder) as server:
+        server.first_line = server.read_line()
+        yield
+
+
+@checks("cli-echo-unix")
+def test_cli_echo_on_a_unix_socket_prints_its_path_numbered_clients_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    block = shown("cli.rst", "cli-echo-unix")
+    ((command, output),) = session(block)
+    before, after = output[: output.index("^C")], output[output.index("^C") + 1 :]
+    with background(command, tmp_path) as server:
+        printed = [server.read_line()]
+        # "a client sent hello and closed", as in the TCP example above.
+        assert run_shell(["echo hello | trio-rsocket connect --unix echo.sock"], tmp_path) == ["hello"]
+        printed += [server.read_line("stderr") for _ in before[1:]]
+        assert_shows(block, before, printed, normalize=(any_process,))
+        out, err, status = server.interrupt()
+    assert_shows(block, after, (out + err).splitlines(), normalize=())
+    assert status == 0
+    assert not (tmp_path / "echo.sock").exists()
+
+
+@checks("cli-connect-unix")
+def test_cli_connect_over_a_unix_socket_prints_what_the_page_shows(tmp_path: Path) -> None:
+    block = shown("cli.rst", "cli-connect-unix")
+    steps = session(block)
+    with unix_echo_server(tmp_path):
+        printed = run_shell([command for command, _ in steps], tmp_path)
+    assert_shows(block, [line for _, output in steps for line in output], printed, normalize=())
 
 
 @checks("cli-connect")

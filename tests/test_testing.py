@@ -7,6 +7,7 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
+import tempfile
 import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -20,7 +21,14 @@ import trio
 import trustme  # noqa: F401
 
 from trio_rsocket import RSocket
-from trio_rsocket.testing import CertFiles, echo_handler, make_cert_files, new_ca, open_rsocket_pair
+from trio_rsocket.testing import (
+    CertFiles,
+    echo_handler,
+    make_cert_files,
+    new_ca,
+    open_rsocket_pair,
+    open_rsocket_unix_pair,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -180,11 +188,20 @@ def test_a_suite_using_every_fixture_passes(user_suite: pytest.Pytester) -> None
                 client, _ = rsocket_pair
                 with pytest.raises(DeadlineError):
                     await client.read(deadline=deadline_after(3600))
+
+
+            async def test_unix_pair_carries_bytes_both_ways(rsocket_unix_pair):
+                client, server = rsocket_unix_pair
+                assert not client.is_secure()
+                await client.write(b"local")
+                assert await server.read_exactly(5) == b"local"
+                await server.write(b"reply")
+                assert await client.read_exactly(5) == b"reply"
             """
         )
     )
     result = user_suite.runpytest()
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_a_connection_left_open_to_the_echo_server_is_reported(user_suite: pytest.Pytester) -> None:
@@ -299,6 +316,65 @@ async def test_open_rsocket_pair_rejects_a_tls_flag_that_is_not_a_bool() -> None
     with pytest.raises(TypeError, match="tls must be a bool"):
         async with open_rsocket_pair(tls="yes"):  # type: ignore[arg-type]
             pass
+
+
+async def test_open_rsocket_unix_pair_carries_bytes_both_ways(no_fd_leak: None) -> None:
+    async with open_rsocket_unix_pair() as (client, server):
+        await client.write(b"ping")
+        assert await server.read_exactly(4) == b"ping"
+        # More than a Unix socket's buffer holds: written while it is read.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.write, b"pong" * 100_000)
+            assert await client.read_exactly(400_000) == b"pong" * 100_000
+
+
+async def test_open_rsocket_unix_pair_is_over_a_unix_socket_in_a_short_directory_of_its_own(
+    no_fd_leak: None,
+) -> None:
+    async with open_rsocket_unix_pair() as (client, server):
+        # A Unix socket's address is a path (a TCP one, a host): the server's,
+        # in a fresh directory in the temporary folder.
+        path, port = server.get_addr()
+        assert port == 0
+        assert isinstance(path, str)
+        directory = Path(path).parent
+        assert directory.name.startswith("rsocket-")
+        assert directory.parent == Path(tempfile.gettempdir())
+        assert client.get_peer_addr() == server.get_addr()
+        # The client's end has no name.
+        assert client.get_addr() == ("", 0)
+
+
+async def test_open_rsocket_unix_pair_closes_both_sockets_and_removes_its_directory(no_fd_leak: None) -> None:
+    async with open_rsocket_unix_pair() as (client, server):
+        directory = Path(server.get_addr()[0]).parent
+        assert directory.is_dir()
+    assert client.is_closed()
+    assert server.is_closed()
+    assert not directory.exists()
+
+
+async def test_open_rsocket_unix_pair_cleans_up_when_the_body_raises(no_fd_leak: None) -> None:
+    directories: list[Path] = []
+
+    async def body_that_raises() -> None:
+        async with open_rsocket_unix_pair() as (_, server):
+            directories.append(Path(server.get_addr()[0]).parent)
+            raise KeyError("from the body")
+
+    with pytest.raises(KeyError, match="from the body"):
+        await body_that_raises()
+    assert directories
+    assert not directories[0].exists()
+
+
+async def test_unix_pair_fixture_sockets_are_connected(
+    rsocket_unix_pair: tuple[RSocket, RSocket], no_fd_leak: None
+) -> None:
+    client, server = rsocket_unix_pair
+    await server.send_eof()
+    assert await client.read() == b""
+    assert client.get_peer_addr() == server.get_addr()
 
 
 async def test_pair_fixture_sockets_are_connected(rsocket_pair: tuple[RSocket, RSocket], no_fd_leak: None) -> None:

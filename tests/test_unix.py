@@ -151,6 +151,33 @@ async def test_round_trip(tmp_path: Path, no_fd_leak: None) -> None:
     assert not path.exists()  # the listener removed its own file
 
 
+async def test_both_ends_name_the_path_not_the_temporary_name_the_kernel_knows(tmp_path: Path) -> None:
+    path = tmp_path / "named.sock"
+    accepted: list[tuple[str, int]] = []
+    done = trio.Event()
+
+    async def handler(_data: object, sock: RSocket) -> None:
+        accepted.append(sock.get_addr())
+        await sock.read()
+        sock.reset()  # the path was this connection's: a reset socket has none
+        assert sock.get_handle() == -1
+        assert sock._settings.local_name is None
+        done.set()
+
+    async with unix_server(path, handler), RSocket() as client:
+        await client.connect_unix(path)
+        assert client.get_peer_addr() == (str(path), 0)
+        # What the kernel says is the listener's name before its rename.
+        assert client._part is not None
+        assert client._part.raw.getpeername() != str(path)
+        await client.write(b"x")
+        await done.wait()
+        assert accepted == [(str(path), 0)]
+        client.reset()
+        with pytest.raises(trio.ClosedResourceError):
+            client.get_peer_addr()
+
+
 @pytest.mark.parametrize("kind", ["str", "bytes", "pathlike"])
 async def test_every_kind_of_path(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "kind.sock"

@@ -20,6 +20,7 @@ from ._errors import RSocketError as RSocketError
 from ._errors import TLSError as TLSError
 from ._listen import get_socket_limit as get_socket_limit
 from ._listen import set_socket_limit as set_socket_limit
+from ._proxy import ProxyInfo as ProxyInfo
 from ._runtime import Fiber as Fiber
 from ._runtime import current_fiber as current_fiber
 from ._runtime import open_runtime as open_runtime
@@ -52,6 +53,7 @@ __all__ = [
     "InheritedSocket",
     "ListenError",
     "PeerCredentials",
+    "ProxyInfo",
     "RSocket",
     "RSocketError",
     "SocketStatistics",

@@ -6,10 +6,11 @@ Subcommands:
     A TLS echo server and a few clients in one process, on a loopback port,
     with throwaway certificates: shows the library working, no arguments.
 ``echo``
-    An echo server that prints the address it listens on; Ctrl-C stops it.
+    An echo server that prints the address it listens on (TCP, or a Unix
+    socket with ``--unix PATH``); Ctrl-C stops it.
 ``connect``
     A netcat-like client: standard input to the socket, the socket to
-    standard output.
+    standard output (TCP, or a Unix socket with ``--unix PATH``).
 ``bench``
     The benchmark (:mod:`trio_rsocket._bench`), given the remaining arguments.
 
@@ -27,15 +28,17 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import logging
 import math
 import os
+import shutil
 import signal
 import ssl
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, TextIO
 
 import trio
@@ -142,6 +145,14 @@ def _remote_port(text: str) -> int:
     return _port_number(text, 1)
 
 
+def _unix_path(text: str) -> str:
+    """A Unix socket's path, never empty; how long it may be is the
+    library's to check (it says how long is allowed)."""
+    if not text:
+        raise argparse.ArgumentTypeError("PATH must not be empty")
+    return text
+
+
 def _seconds(text: str) -> float:
     """A time limit in seconds: a positive number, or ``inf`` for no limit."""
     try:
@@ -168,6 +179,29 @@ def _os_words(error: OSError) -> str:
 # ----------------------------------------------------------------------
 # The parser
 # ----------------------------------------------------------------------
+
+
+def _wrapped_usage(prog: str, options: Sequence[str], last: str) -> str:
+    """A usage text for *prog* wrapped as argparse wraps its own: *options*
+    filling lines under the command's name, then *last* on a line of its own
+    when it all does not fit in one (the width is the terminal's, as argparse
+    takes it)."""
+    prefix = "usage: "
+    width = shutil.get_terminal_size().columns - 2
+    if len(prefix) + len(" ".join([prog, *options, last])) <= width:
+        return " ".join([prog, *options, last])
+    indent = " " * (len(prefix) + len(prog) + 1)
+    lines: list[str] = []
+    line = [prog]
+    length = len(prefix) + len(prog)
+    for part in options:
+        if length + 1 + len(part) > width:
+            lines.append(" ".join(line))
+            line, length = [], len(indent) - 1
+        line.append(part)
+        length += len(part) + 1
+    lines.append(" ".join(line))
+    return "\n".join([lines[0], *(indent + text for text in lines[1:]), indent + last])
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -199,18 +233,20 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             "Run an echo server: every connection gets back what it sends. Prints the "
             "address it listens on, then one line per connection on standard error. "
             "Ctrl-C (or SIGTERM) stops it. With --workers N, N worker processes serve "
-            "the one port; SIGHUP replaces them one at a time."
+            "the one port; SIGHUP replaces them one at a time. With --unix PATH, it listens "
+            "on a Unix socket instead of TCP."
         ),
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # --host and --port default to None, not to their values, so that giving
+    # them beside --unix can be told from not giving them.
     echo.add_argument(
         "--host",
         type=_listen_host,
-        default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; '' for every interface; IPv6 as ::1 or [::1])",
     )
-    echo.add_argument("--port", type=_port, default=0, help="port to listen on (default 0: any free port)")
+    echo.add_argument("--port", type=_port, help="port to listen on (default 0: any free port)")
     echo.add_argument("--cert", metavar="FILE", help="serve TLS with this certificate (PEM; needs --key)")
     echo.add_argument("--key", metavar="FILE", help="the certificate's private key (PEM; needs --cert)")
     echo.add_argument(
@@ -221,21 +257,53 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="serve from N worker processes under a supervisor (default 1: this process serves); "
         "SIGHUP replaces them one at a time",
     )
+    echo.add_argument(
+        "--unix",
+        metavar="PATH",
+        type=_unix_path,
+        help="listen on a Unix socket at PATH instead of TCP (mode 0600; not with --host, --port, --cert, --key, "
+        "--workers)",
+    )
 
+    connect_prog = f"{prog} connect"
     connect = commands.add_parser(
         "connect",
         help="netcat-like client: standard input to the socket, the socket to standard output",
         description=(
-            "Connect to HOST PORT, copy standard input to the socket and the socket to "
-            "standard output. When standard input ends, plain TCP sends end of file and "
-            "goes on printing until the peer closes; TLS, which has no half-close, goes "
-            "on printing until the peer closes or has been quiet for --wait seconds."
+            "Connect to HOST PORT (or to the Unix socket at --unix PATH), copy standard input "
+            "to the socket and the socket to standard output. When standard input ends, plain "
+            "TCP and Unix sockets send end of file and go on printing until the peer closes; "
+            "TLS, which has no half-close, goes on printing until the peer closes or has been "
+            "quiet for --wait seconds."
         ),
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # Written out: argparse's own would show [HOST] [PORT] [--unix PATH],
+        # three optional things, where it is one of two.
+        usage=_wrapped_usage(
+            connect_prog,
+            [
+                "[-h]",
+                "[--tls]",
+                "[--ca FILE]",
+                "[--insecure]",
+                "[--timeout S]",
+                "[--wait S]",
+            ],
+            "(HOST PORT | --unix PATH)",
+        ),
     )
-    connect.add_argument("host", metavar="HOST", type=_remote_host, help="host name or IP address")
-    connect.add_argument("port", metavar="PORT", type=_remote_port, help="port number")
+    # Optional here, so that --unix can take their place; _check_connect
+    # says which are missing.
+    connect.add_argument("host", metavar="HOST", nargs="?", type=_remote_host, help="host name or IP address")
+    connect.add_argument("port", metavar="PORT", nargs="?", type=_remote_port, help="port number")
+    connect.add_argument(
+        "--unix",
+        metavar="PATH",
+        type=_unix_path,
+        help="connect to the Unix socket at PATH instead of HOST PORT (no TLS over a Unix socket)",
+    )
+    connect.set_defaults(parser=connect)
     connect.add_argument("--tls", action="store_true", help="use TLS, verifying the server with the system CAs")
     connect.add_argument("--ca", metavar="FILE", help="trust this CA certificate (PEM) instead; implies --tls")
     connect.add_argument(
@@ -283,6 +351,8 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     parser = _parser(prog)
     try:
         args = parser.parse_args(args_list)
+        if args.command == "connect":
+            _check_connect(args)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
@@ -311,19 +381,53 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
         raise
 
 
+def _check_connect(args: argparse.Namespace) -> None:
+    """HOST PORT, or --unix PATH in their place: a usage error (its usage
+    line first, as argparse prints its own) when neither or both are there."""
+    parser: argparse.ArgumentParser = args.parser
+    if args.unix is None:
+        missing = [name for name, value in (("HOST", args.host), ("PORT", args.port)) if value is None]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)} (or --unix PATH)")
+    elif args.host is not None:
+        parser.error("--unix PATH takes the place of HOST PORT: give one or the other")
+
+
 def _dispatch(args: argparse.Namespace, prog: str) -> int:
+    if args.command == "echo" and args.unix is not None:
+        given = [option for option in ("host", "port", "cert", "key") if getattr(args, option) is not None]
+        if args.workers > 1:
+            given.append("workers")
+        if given:
+            why = {
+                "cert": "TLS over a Unix socket is refused",
+                "key": "TLS over a Unix socket is refused",
+                "workers": "the workers share a TCP port",
+            }.get(given[0], "a Unix socket has no host or port")
+            raise _Failure(f"--unix and --{given[0]} contradict each other: {why}", EXIT_USAGE)
     if args.command == "echo" and (args.cert is None) != (args.key is None):
         raise _Failure("--cert and --key go together: give both for TLS", EXIT_USAGE)
+    if args.command == "connect" and args.unix is not None:
+        tls = [option for option, value in (("tls", args.tls), ("ca", args.ca), ("insecure", args.insecure)) if value]
+        if tls:
+            raise _Failure(
+                f"--unix and --{tls[0]} contradict each other: TLS over a Unix socket is refused", EXIT_USAGE
+            )
     if args.command == "connect" and args.ca is not None and args.insecure:
         raise _Failure("--ca and --insecure contradict each other: give one", EXIT_USAGE)
     # Handler errors and failed handshakes are logged by the library: show them.
     logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(message)s")
     if args.command == "demo":
         return _run_demo(sys.stdout)
-    if args.command == "echo" and args.workers > 1:
-        return _echo_workers(args.host, args.port, args.cert, args.key, args.workers)
+    if args.command == "echo" and args.unix is not None:
+        status: int = trio.run(_unix_echo_server, args.unix)
+        return status
     if args.command == "echo":
-        status: int = trio.run(_echo_server, args.host, args.port, args.cert, args.key)
+        host = "127.0.0.1" if args.host is None else args.host
+        port = 0 if args.port is None else args.port
+        if args.workers > 1:
+            return _echo_workers(host, port, args.cert, args.key, args.workers)
+        status = trio.run(_echo_server, host, port, args.cert, args.key)
         return status
     status = trio.run(_connect, args)
     return status
@@ -355,6 +459,9 @@ def _bench(argv: list[str], prog: str) -> int:
 # echo
 # ----------------------------------------------------------------------
 
+#: A listener's handler, as the echo servers give it.
+_Handler = Callable[[object, RSocket], Awaitable[None]]
+
 
 async def _echo_server(host: str, port: int, cert: str | None, key: str | None) -> int:
     listener = RSocket()
@@ -364,16 +471,55 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
         except TLSError as exc:
             raise _Failure(str(exc), EXIT_TLS) from None
     kind = "TLS" if cert is not None else "plain TCP"
+
+    async def listen(handler: _Handler, nursery: trio.Nursery) -> str:
+        try:
+            await listener.listen(host or None, port, handler, nursery=nursery)
+        except ListenError as exc:
+            raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
+        except TLSError as exc:  # the certificate or key, read now
+            raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
+        return f"{host_port(*listener.get_addr())} ({kind})"
+
+    return await _serve_echo(listener, listen, _echo_connection)
+
+
+async def _unix_echo_server(path: str) -> int:
+    listener = RSocket()
+
+    async def listen(handler: _Handler, nursery: trio.Nursery) -> str:
+        try:
+            await listener.listen_unix(path, handler, nursery=nursery)
+        except ListenError as exc:
+            raise _Failure(str(exc), EXIT_FAILED) from None  # it names the path already
+        except ValueError as exc:  # a path the OS cannot take (too long): the library says why
+            raise _Failure(f"--unix: {exc}", EXIT_USAGE) from None
+        return f"{listener.get_addr()[0]!s} (Unix socket)"
+
+    # A Unix client's socket has no name as a rule: clients are numbered,
+    # and named by the process the kernel says is at the other end.
+    clients = itertools.count(1)
+
+    def peer(sock: RSocket) -> str:
+        number = next(clients)
+        try:
+            pid, uid, _ = sock.get_peer_credentials()
+        except RSocketError:  # an OS that does not say
+            return f"client {number}"
+        return f"client {number} ({'' if pid is None else f'pid {pid}, '}uid {uid})"
+
+    return await _serve_echo(listener, listen, _echo_connection_naming(peer))
+
+
+async def _serve_echo(
+    listener: RSocket, listen: Callable[[_Handler, trio.Nursery], Awaitable[str]], handler: _Handler
+) -> int:
+    """Echo on *listener*, which *listen* starts with *handler* (returning
+    the address to print), until SIGINT or SIGTERM."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            try:
-                await listener.listen(host or None, port, _echo_connection, nursery=nursery)
-            except ListenError as exc:
-                raise _Failure(str(exc), EXIT_FAILED) from None  # it names the address already
-            except TLSError as exc:  # the certificate or key, read now
-                raise _Failure(f"cannot serve TLS: {exc}", EXIT_TLS) from None
-            address = host_port(*listener.get_addr())
-            print(f"echo server listening on {address} ({kind}); Ctrl-C stops it", flush=True)
+            address = await listen(handler, nursery)
+            print(f"echo server listening on {address}; Ctrl-C stops it", flush=True)
             async for signum in signals:
                 print(f"stopping on {signal.Signals(signum).name}", file=sys.stderr, flush=True)
                 break
@@ -382,18 +528,27 @@ async def _echo_server(host: str, port: int, cert: str | None, key: str | None) 
     return EXIT_OK
 
 
-async def _echo_connection(data: object, sock: RSocket) -> None:
-    """One echo connection, with a line on standard error when it comes and goes."""
-    peer = "a client"
-    try:
-        peer = host_port(*sock.get_peer_addr())
-        print(f"{peer} connected", file=sys.stderr, flush=True)
-        await echo_handler(data, sock)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        print(f"{peer} broken: {exc}", file=sys.stderr, flush=True)
-        return
-    count = sock.statistics().bytes_written
-    print(f"{peer} closed after echoing {count} bytes", file=sys.stderr, flush=True)
+def _echo_connection_naming(peer_name: Callable[[RSocket], str]) -> _Handler:
+    """The handler of one echo connection, with a line on standard error when
+    it comes and goes, naming the peer as *peer_name* does."""
+
+    async def echo(data: object, sock: RSocket) -> None:
+        peer = "a client"
+        try:
+            peer = peer_name(sock)
+            print(f"{peer} connected", file=sys.stderr, flush=True)
+            await echo_handler(data, sock)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            print(f"{peer} broken: {exc}", file=sys.stderr, flush=True)
+            return
+        count = sock.statistics().bytes_written
+        print(f"{peer} closed after echoing {count} bytes", file=sys.stderr, flush=True)
+
+    return echo
+
+
+#: A TCP echo connection, named by the peer's address.
+_echo_connection: Final = _echo_connection_naming(lambda sock: host_port(*sock.get_peer_addr()))
 
 
 def _echo_workers(host: str, port: int, cert: str | None, key: str | None, workers: int) -> int:
@@ -434,9 +589,8 @@ async def _echo_worker(host: str, port: int, cert: str | None, key: str | None) 
 
 
 async def _connect(args: argparse.Namespace) -> int:
-    host: str = args.host
-    port: int = args.port
-    where = host_port(host, port)
+    unix: str | None = args.unix
+    where = unix if unix is not None else host_port(args.host, args.port)
     sock = RSocket()
     tls = bool(args.tls or args.ca or args.insecure)
     try:
@@ -453,7 +607,12 @@ async def _connect(args: argparse.Namespace) -> int:
 
     deadline = None if math.isinf(args.timeout) else deadline_after(args.timeout)
     try:
-        await sock.connect(host, port, deadline=deadline)
+        if unix is not None:
+            await sock.connect_unix(unix, deadline=deadline)
+        else:
+            await sock.connect(args.host, args.port, deadline=deadline)
+    except ValueError as exc:  # a path the OS cannot take (too long): the library says why
+        raise _Failure(f"--unix: {exc}", EXIT_USAGE) from None
     except DeadlineError:
         raise _Failure(f"timed out after {args.timeout:g} s connecting to {where}", EXIT_TIMEOUT) from None
     except TLSError as exc:

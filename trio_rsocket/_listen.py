@@ -20,9 +20,11 @@ waits for readability only when nothing is queued; it takes up to
 connections is taken in at the speed of the kernel while the handlers it
 started still get to run.  Each connection becomes a plain part
 (``_plain.PlainConnection``, the listener's options applied) and gets a
-fiber that runs the server TLS handshake on the part (TLS listeners only,
-bounded by the handshake timeout), makes the ``RSocket`` from the finished
-part, runs ``await handler(data, sock)``, and closes the socket.  The
+fiber that reads the PROXY protocol header (listeners made with
+``proxy_protocol=True`` only, ``_proxy``), runs the server TLS handshake on
+the part (TLS listeners only), both bounded by one handshake timeout, makes
+the ``RSocket`` from the finished part, runs ``await handler(data, sock)``,
+and closes the socket.  The
 listener owns its listening socket and closes it itself, whether ``close``,
 ``shutdown`` or the enclosing nursery's cancellation stops it; the listening
 ``RSocket`` sees that in :attr:`Listener.closed` when next asked (nothing
@@ -34,16 +36,19 @@ socket it inherited has an accept loop, and on SIGTERM it shuts down every
 listener that runs.
 
 Nothing a connection does stops the listener: an error setting its part up
-(an option) is logged and the connection closed, a failed handshake is
-logged as a warning and dropped, a handler's exception (or a handler that
+(an option) is logged and the connection closed, a refused PROXY header (or
+one from a peer not in *proxy_from*) and a failed handshake are logged as
+warnings and dropped, a handler's exception (or a handler that
 returned no awaitable) is logged, and accept errors that mean "out of
 descriptors or memory" are logged and retried after
 :data:`ACCEPT_RETRY_PAUSE` seconds (trio's ``serve_listeners`` does the same).
 :class:`trio.Cancelled` always passes through.
 
-Each connection is in one of two counts from accept on: in its TLS handshake,
-or in its handler (plain TCP goes straight there), so that ``shutdown`` can
-tell the handlers it cancels from the handshakes it cuts short.
+Each connection is in one of two counts from accept on: in its TLS handshake
+or PROXY header, or in its handler (plain TCP without headers goes straight
+there), so that ``shutdown`` can tell the handlers it cancels from the
+handshakes it cuts short.  A listener with neither TLS nor headers does no
+work for them per connection: whether it has any is decided once.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 import trio
 from trio.lowlevel import checkpoint, wait_readable
 
-from . import _secure
+from . import _proxy, _secure
 from ._activation import adopt, serving_started, serving_stopped
 from ._address import display_address, host_port, peer_text, unbracket
 from ._arguments import check_seconds
@@ -176,6 +181,9 @@ SocketT = TypeVar("SocketT", bound=ServerSocket)
 #: returns an awaitable, as trio takes it.  ``RSocket.listen`` fills in the
 #: types (``sock`` is an ``RSocket``).
 Handler: TypeAlias = Callable[[DataT, SocketT], Awaitable[object]]
+#: Makes the server-side socket of a connection from its finished part, the
+#: listener's settings and what its PROXY header said (``RSocket._accepted``).
+MakeSocket: TypeAlias = Callable[[Part, Settings, _proxy.ProxyInfo | None], SocketT]
 
 
 def check_listen_arguments(
@@ -339,8 +347,9 @@ class Listener(Generic[SocketT]):
         handler: Handler[Any, SocketT],
         data: object,
         settings: Settings,
-        make_socket: Callable[[Part, Settings], SocketT],
+        make_socket: MakeSocket[SocketT],
         handshake_timeout: float,
+        proxy_from: _proxy.Trusted | None = None,
     ) -> None:
         self._raw = raw
         self._handler = handler
@@ -351,6 +360,11 @@ class Listener(Generic[SocketT]):
         self._context = settings.server_context
         self._make_socket = make_socket
         self._handshake_timeout = handshake_timeout
+        # Who may send PROXY headers; None: the listener takes none.
+        self._proxy_from = proxy_from
+        # Something to do between accept and the handler (a TLS handshake, a
+        # PROXY header): decided once, not per connection.
+        self._prepares = self._context is not None or proxy_from is not None
         self._task_name = getattr(handler, "__qualname__", None) or repr(handler)
         self._accept_scope = trio.CancelScope()
         self._handlers_scope: trio.CancelScope | None = None
@@ -365,9 +379,13 @@ class Listener(Generic[SocketT]):
         self.rejected = 0
         #: Handlers that ended with an exception, or returned no awaitable.
         self.handler_errors = 0
-        #: TLS handshakes cancelled by :meth:`shutdown` (their handlers never ran).
+        #: TLS handshakes (and PROXY headers) cancelled by :meth:`shutdown`
+        #: (their handlers never ran).
         self.handshakes_cancelled = 0
-        # Connection fibers in their TLS handshake, and in their handler, now
+        #: Connections closed for their PROXY header: from a peer not in
+        #: *proxy_from*, malformed, too long, late, or cut short.
+        self.proxy_refused = 0
+        # Connection fibers in their TLS handshake (or PROXY header), and in their handler, now
         # (counted from accept, so a fiber not started yet is in one of them;
         # neither counts one closing its socket after the handler).
         self._handshaking = 0
@@ -437,7 +455,7 @@ class Listener(Generic[SocketT]):
         global _sockets_alive
         raw = self._raw
         start = handlers.start_soon
-        secure = self._context is not None
+        prepares = self._prepares
         in_a_row = 0
         while True:
             try:
@@ -466,7 +484,7 @@ class Listener(Generic[SocketT]):
             else:
                 part = self._set_up(client, address)
                 if part is not None:
-                    if secure:
+                    if prepares:
                         self._handshaking += 1
                     else:
                         self._in_handler += 1
@@ -513,20 +531,21 @@ class Listener(Generic[SocketT]):
             raise ListenError(f"Cannot accept connections: {exc.strerror or exc}", exc.errno) from exc
 
     async def _serve_connection(self, part: Part | None, address: Any) -> None:
-        """One connection's fiber: handshake, the socket, handler, close."""
+        """One connection's fiber: header and handshake, the socket, handler, close."""
         global _sockets_alive
         sock = None
         try:
-            if self._context is not None:
-                # None (logged) if the handshake failed.
-                part = await self._handshake(part, address)
-                if part is None:
+            if self._prepares:
+                # None (logged) if the PROXY header or the handshake failed.
+                sock = await self._prepare(part, address)
+                if sock is None:
                     return
                 # No checkpoint from the handshake to the handler, so shutdown
                 # always finds this connection in one count or the other.
                 self._in_handler += 1
-            assert part is not None
-            sock = self._make_socket(part, self._settings)
+            else:
+                assert part is not None
+                sock = self._make_socket(part, self._settings, None)
             try:
                 # Called and checked here, not in a helper: every frame a
                 # waiting fiber holds costs memory on every idle connection.
@@ -584,29 +603,84 @@ class Listener(Generic[SocketT]):
         )
         await checkpoint()
 
-    async def _handshake(self, part: Part | None, address: Any) -> _secure.TLSConnection | None:
-        """The server TLS handshake on *part* within the timeout, counted among
-        the handshakes while it runs; ``None`` (logged, *part* closed) if it
-        failed or was cancelled."""
+    async def _prepare(self, part: Part | None, address: Any) -> SocketT | None:
+        """The PROXY header (if the listener takes them), then the server TLS
+        handshake (if it is a TLS listener) on *part*, both within one
+        handshake timeout and counted among the handshakes while they run;
+        the socket for the handler, or ``None`` (logged, *part* closed) if
+        either failed or was cancelled."""
         assert isinstance(part, PlainConnection)
-        assert self._context is not None
-        finished = None
+        finished: Part | None = None
+        # What the header said; or the bytes of it taken so far.
+        proxy: _proxy.ProxyInfo | bytes | None = None
         try:
-            with trio.move_on_after(self._handshake_timeout):
-                try:
-                    finished = await _secure.server_handshake(part, self._context, ragged_eof=self._settings.ragged_eof)
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
-                    logger.warning("TLS handshake with %s failed: %s", peer_text(address), exc)
+            if self._proxy_from is not None:
+                # Behind a balancer the header has usually come by now: taken
+                # before the cancel scope, which would cost more than the rest
+                # of this path, and which a plain listener then never opens.
+                proxy = self._take_proxy_header(part, address)
+                if proxy is None:
                     return None
-                return finished
-            logger.warning(
-                "TLS handshake with %s did not finish within %s seconds", peer_text(address), self._handshake_timeout
-            )
+                if self._context is None and type(proxy) is _proxy.ProxyInfo:
+                    finished = part
+                    return self._make_socket(part, self._settings, proxy)
+            with trio.move_on_after(self._handshake_timeout):
+                if type(proxy) is bytes:
+                    proxy = await self._read_proxy_header(part, address, proxy)
+                    if proxy is None:
+                        return None
+                assert not isinstance(proxy, bytes)
+                if self._context is None:
+                    finished = part
+                else:
+                    try:
+                        finished = await _secure.server_handshake(
+                            part, self._context, ragged_eof=self._settings.ragged_eof
+                        )
+                    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+                        logger.warning("TLS handshake with %s failed: %s", peer_text(address), exc)
+                        return None
+                return self._make_socket(finished, self._settings, proxy)
+            if type(proxy) is bytes:
+                self._refuse_proxy(address, f"no PROXY header within {self._handshake_timeout:g} seconds")
+            else:
+                logger.warning(
+                    "TLS handshake with %s did not finish within %s seconds",
+                    peer_text(address),
+                    self._handshake_timeout,
+                )
             return None
         finally:
             self._handshaking -= 1
             if finished is None:
                 part.close()
+
+    def _take_proxy_header(self, part: PlainConnection, address: Any) -> _proxy.ProxyInfo | bytes | None:
+        """The PROXY header at the start of *part*, or what has come of it,
+        if its peer may send one; ``None`` (logged and counted) if not, or if
+        the header was refused."""
+        assert self._proxy_from is not None
+        if address not in self._proxy_from:
+            self._refuse_proxy(address, "not in proxy_from")
+            return None
+        try:
+            return _proxy.take_header(part.raw)
+        except _proxy.ProxyHeaderError as exc:
+            self._refuse_proxy(address, str(exc))
+            return None
+
+    async def _read_proxy_header(self, part: PlainConnection, address: Any, header: bytes) -> _proxy.ProxyInfo | None:
+        """The rest of the PROXY header at the start of *part*, of which
+        *header* has come; ``None`` (logged and counted) if it was refused."""
+        try:
+            return await _proxy.read_header(part.raw, header)
+        except _proxy.ProxyHeaderError as exc:
+            self._refuse_proxy(address, str(exc))
+            return None
+
+    def _refuse_proxy(self, address: Any, why: str) -> None:
+        self.proxy_refused += 1
+        logger.warning("Refused the connection from %s: PROXY protocol: %s", peer_text(address), why)
 
     async def _close_secure(self, sock: SocketT) -> None:
         # close_notify first, but never wait on a peer that does not read for

@@ -45,6 +45,10 @@ class Settings:
     #: The socket is the server side of its connection (accepted, or
     #: ``from_socket(server_side=True)``): the side a TLS upgrade plays.
     server_side: bool = False
+    #: What ``get_addr`` gives on a socket a Unix listener accepted: the
+    #: listener's path.  The kernel knows such a socket by the temporary name
+    #: the listener was bound to before its rename (``_unix``).
+    local_name: tuple[str, int] | None = None
 
     def replace(self, **changes: object) -> Settings:
         """A copy with *changes*."""

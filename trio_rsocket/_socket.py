@@ -13,10 +13,11 @@ that state calls for:
   swaps one part for the other in the middle of a connection's life;
 * the **listener** (``_listen.Listener``) owns the listening socket and
   runs the accept loop: it makes each accepted connection's part, runs its
-  server handshake, and only then makes the server-side ``RSocket`` from the
-  finished part (:meth:`RSocket._accepted`) and runs the handler; a Unix
-  listener (``_unix.UnixListener``, made by ``listen_unix`` after the
-  race-free bind in ``_unix``) is one that also removes its socket file.
+  server handshake (after the PROXY protocol header, if it takes them), and
+  only then makes the server-side ``RSocket`` from the finished part
+  (:meth:`RSocket._accepted`) and runs the handler; a Unix listener
+  (``_unix.UnixListener``, made by ``listen_unix`` after the race-free bind
+  in ``_unix``) is one that also removes its socket file.
 
 The parts are made by functions (``_setup.connect``, ``_setup.client_upgrade``,
 ``_secure.server_handshake``) that return a finished part or close what they
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, overload
 import trio
 from trio.lowlevel import checkpoint
 
-from . import _secure, _setup, _tls, _unix
+from . import _proxy, _secure, _setup, _tls, _unix
 from ._address import display_address, host_port
 from ._arguments import (
     MAX_LINGER,
@@ -129,8 +130,13 @@ class SocketStatistics:
       active: handler fibers running now.
       rejected: connections closed at once because the socket limit was reached.
       handler_errors: handlers that ended with an exception (logged, never fatal).
-      handshakes_cancelled: TLS handshakes that :meth:`~trio_rsocket.RSocket.shutdown`
-        cut short (their handlers never ran, so they are not in its result).
+      handshakes_cancelled: TLS handshakes (and PROXY protocol headers) that
+        :meth:`~trio_rsocket.RSocket.shutdown` cut short (their handlers never
+        ran, so they are not in its result).
+      proxy_refused: connections closed for their PROXY protocol header (a
+        listener with ``proxy_protocol=True``): from a peer not in
+        *proxy_from*, or a header that was malformed, too long, late, or cut
+        short by the peer.
     """
 
     bytes_read: int = 0
@@ -140,6 +146,7 @@ class SocketStatistics:
     rejected: int = 0
     handler_errors: int = 0
     handshakes_cancelled: int = 0
+    proxy_refused: int = 0
 
 
 class RSocket(trio.abc.HalfCloseableStream):
@@ -191,8 +198,10 @@ class RSocket(trio.abc.HalfCloseableStream):
         # What outlives a connection: one immutable value, shared (see _options).
         self._settings: Settings = DEFAULT_SETTINGS
         # The host and port connect() was given (the name a TLS upgrade
-        # checks); a TLS client's sessions, made on first use.
-        self._peer: tuple[str, int] | None = None
+        # checks), or, on a server side, what its PROXY header said (a slot
+        # each side uses, so an idle connection is no bigger); a TLS
+        # client's sessions, made on first use.
+        self._peer: tuple[str, int] | _proxy.ProxyInfo | str | None = None
         self._sessions: SessionCache | None = None
 
     # State and parts --------------------------------------------------
@@ -204,13 +213,15 @@ class RSocket(trio.abc.HalfCloseableStream):
         self._state = state if state is not None else next_state(self._state, event)
 
     @classmethod
-    def _accepted(cls, part: Part, settings: Settings) -> Self:
+    def _accepted(cls, part: Part, settings: Settings, proxy: _proxy.ProxyInfo | None) -> Self:
         """The server-side socket of a connection a listener accepted, over its
-        finished *part*, with the listener's *settings* (shared, not copied)."""
+        finished *part*, with the listener's *settings* (shared, not copied)
+        and what its PROXY header said (``None``: it had none)."""
         sock = cls()
         sock._settings = settings
         sock._state = _ADOPTED  # a fresh socket's ADOPT move, looked up once
         sock._part = part
+        sock._peer = proxy
         return sock
 
     def _new_guard(self, kind: type[_G]) -> _G:
@@ -365,7 +376,10 @@ class RSocket(trio.abc.HalfCloseableStream):
             self.reset()
             settings = self._settings
             self._move(Event.CONNECT)
-            self._peer = None  # no host name: an upgrade_tls names the host to check
+            # The path, as get_peer_addr gives it (the kernel may know the
+            # listener by another name: _unix); no host name, so an
+            # upgrade_tls names the host to check.
+            self._peer = display_address(address)[0]
             connector = self._connector = Connector()
             try:
                 with scope:
@@ -440,7 +454,7 @@ class RSocket(trio.abc.HalfCloseableStream):
             if server_side:
                 server = _tls.server_context(tls_settings, upgrade=True)
             else:
-                if host is None and self._peer is not None:
+                if host is None and isinstance(self._peer, tuple):
                     host = self._peer[0]
                 client = _setup.client_tls(tls_settings, host)
             if self._buffer:
@@ -458,7 +472,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                     if server_side:
                         upgraded = await _secure.server_handshake(part, server, ragged_eof=settings.ragged_eof)
                     else:
-                        port = self._peer[1] if self._peer is not None else None
+                        port = self._peer[1] if isinstance(self._peer, tuple) else None
                         sessions = self._sessions or self._new_sessions()
                         upgraded = await _setup.client_upgrade(part, client, host, port, settings, sessions)
             except Exception as exc:
@@ -823,6 +837,9 @@ class RSocket(trio.abc.HalfCloseableStream):
         """
         self.close()
         self._move(Event.RESET)
+        self._peer = None  # a PROXY header's addresses were the last connection's
+        if self._settings.local_name is not None:  # the listener's path was the last connection's
+            self._settings = self._settings.replace(local_name=None)
         for guard in (self._read_guard, self._write_guard, self._setup_guard):
             if guard is not None:
                 guard.failure = None
@@ -1051,6 +1068,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         backlog: int | None = None,
         reuse_port: bool = False,
         handshake_timeout: float = 30,
+        proxy_protocol: bool = False,
+        proxy_from: _proxy.ProxyFrom = None,
     ) -> None: ...
 
     @overload
@@ -1065,6 +1084,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         backlog: int | None = None,
         reuse_port: bool = False,
         handshake_timeout: float = 30,
+        proxy_protocol: bool = False,
+        proxy_from: _proxy.ProxyFrom = None,
     ) -> None: ...
 
     async def listen(
@@ -1078,6 +1099,8 @@ class RSocket(trio.abc.HalfCloseableStream):
         backlog: int | None = None,
         reuse_port: bool = False,
         handshake_timeout: float = 30,
+        proxy_protocol: bool = False,
+        proxy_from: _proxy.ProxyFrom = None,
     ) -> None:
         """Listen on *host*:*port*; run ``await handler(data, sock)`` for each
         connection in a fiber of its own (Ioto's ``rListenSocket``).
@@ -1117,6 +1140,21 @@ class RSocket(trio.abc.HalfCloseableStream):
         backlog and options are those it was made with; :meth:`close` closes
         it as it would a socket of its own.
 
+        With *proxy_protocol* true, every connection must start with a PROXY
+        protocol header (HAProxy's, version 1 or 2; :doc:`/deploying`), read
+        before the TLS handshake and within the same *handshake_timeout*:
+        :meth:`get_peer_addr` then returns the client's address the header
+        carries (for a ``LOCAL`` or ``UNKNOWN`` header, the connection's own)
+        and :meth:`get_proxy_info` the rest.  *proxy_from* names who may send
+        headers: an address or network (``"10.0.0.0/8"``, ``"::1"``, or an
+        :mod:`ipaddress` object), or a list of them; ``None`` is loopback
+        (127.0.0.0/8 and ::1; IPv4-mapped addresses count as IPv4).  A
+        connection from anywhere else, or whose header is malformed, longer
+        than the protocol allows, late, or cut short, is closed, logged as a
+        warning and counted in :attr:`SocketStatistics.proxy_refused`; its
+        handler never runs.  A header is never guessed at: a listener either
+        requires one on every connection or takes none.
+
         Raises:
           ListenError: the name does not resolve, or the address cannot be
             bound (in use, ...); ``errno`` is the OS error.
@@ -1129,6 +1167,7 @@ class RSocket(trio.abc.HalfCloseableStream):
         host, target, backlog, timeout = check_listen_arguments(
             host, port, handler, nursery, backlog, reuse_port, handshake_timeout
         )
+        trusted = _proxy.check_proxy_arguments(proxy_protocol, proxy_from)
         with self._setup_guard or self._new_guard(SetupGuard):
             self.reset()
             self._listener = None  # the last one's counters go with it
@@ -1148,7 +1187,9 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise trio.ClosedResourceError("this socket was closed while it was binding")
             # Every socket it accepts shares *settings*, this socket's as they
             # are now (a later change is for the next listen).
-            listener = self._listener = Listener(raw, handler, data, settings, type(self)._accepted, timeout)
+            listener = self._listener = Listener(
+                raw, handler, data, settings, type(self)._accepted, timeout, proxy_from=trusted
+            )
             try:
                 listener.start(target)
             except BaseException:
@@ -1233,7 +1274,7 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise RSocketError(f"Cannot listen on {shown}: TLS over a Unix socket is not supported")
             self.reset()
             self._listener = None  # the last one's counters go with it
-            settings = self._settings.replace(server_side=True)
+            settings = self._settings.replace(server_side=True, local_name=display_address(address))
             self._move(Event.LISTEN)
             try:
                 raw, name = await _unix.open_unix_listening_socket(address, shown, mode, backlog)
@@ -1309,9 +1350,11 @@ class RSocket(trio.abc.HalfCloseableStream):
 
     def get_addr(self) -> tuple[str, int]:
         """The local ``(ip, port)`` (``rGetSocketAddr``); for a Unix socket
-        (one adopted by :meth:`from_socket`) ``(path, 0)``, the path ``""``
-        when the socket has no name and, for a Linux abstract name, a str
-        that starts with its NUL.
+        ``(path, 0)``, the path ``""`` when the socket has no name and, for a
+        Linux abstract name, a str that starts with its NUL.  A
+        :meth:`listen_unix` listener and the connections it accepts give its
+        *path* (the kernel knows them by the temporary name bound before the
+        rename).
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
@@ -1319,19 +1362,39 @@ class RSocket(trio.abc.HalfCloseableStream):
         listener = self._listener
         if isinstance(listener, _unix.UnixListener) and self._state is State.LISTENING:
             return listener.address  # the kernel knows it by its name before the rename
+        local_name = self._settings.local_name
+        if local_name is not None:
+            return local_name  # accepted by a Unix listener: its path, as above
         return display_address(raw.getsockname())
 
     def get_peer_addr(self) -> tuple[str, int]:
         """The peer's ``(ip, port)``; for a Unix socket ``(path, 0)``, as
         :meth:`get_addr` gives it (``""``: the peer's socket has no name, as
-        a client's usually has not).
+        a client's usually has not), and after :meth:`connect_unix` the path
+        it connected to.  On a connection a
+        ``proxy_protocol=True`` listener accepted: the client's address its
+        PROXY header carries (:attr:`ProxyInfo.source`), the connection's own
+        when the header has none.
 
         Raises :class:`trio.ClosedResourceError` if there is no OS socket.
         """
+        raw = self._socket()
+        peer = self._peer
+        if type(peer) is str:
+            return (peer, 0)  # the path connect_unix connected to
+        if isinstance(peer, _proxy.ProxyInfo) and peer.source is not None:
+            return peer.source
         try:
-            return display_address(self._socket().getpeername())
+            return display_address(raw.getpeername())
         except OSError as exc:
             raise stream_error(exc) from exc
+
+    def get_proxy_info(self) -> _proxy.ProxyInfo | None:
+        """What the PROXY protocol header of this connection said (the
+        client's and the balancer's addresses, ALPN, authority), or ``None``
+        if it came through no ``proxy_protocol=True`` listener."""
+        peer = self._peer
+        return peer if isinstance(peer, _proxy.ProxyInfo) else None
 
     def get_error(self) -> str:
         """The message of the last error on this socket, ``""`` if none (``rGetSocketError``)."""
@@ -1372,6 +1435,7 @@ class RSocket(trio.abc.HalfCloseableStream):
             listener.rejected,
             listener.handler_errors,
             listener.handshakes_cancelled,
+            listener.proxy_refused,
         )
 
     def __repr__(self) -> str:

@@ -51,7 +51,6 @@ import secrets
 import socket as stdlib_socket
 import stat
 import sys
-from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -60,9 +59,8 @@ from trio.lowlevel import checkpoint
 from ._activation import adopt_unix
 from ._address import display_address, peer_text
 from ._errors import ListenError
-from ._listen import Handler, Listener, SocketT
+from ._listen import Handler, Listener, MakeSocket, SocketT
 from ._options import Settings
-from ._setup import Part
 
 __all__ = [
     "HAS_ABSTRACT",
@@ -206,7 +204,7 @@ class UnixListener(Listener[SocketT]):
         handler: Handler[Any, SocketT],
         data: object,
         settings: Settings,
-        make_socket: Callable[[Part, Settings], SocketT],
+        make_socket: MakeSocket[SocketT],
         handshake_timeout: float,
     ) -> None:
         super().__init__(raw, handler, data, settings, make_socket, handshake_timeout)

@@ -181,7 +181,10 @@ def _bind_all(addresses: Sequence[Address]) -> list[stdlib_socket.socket]:
     sockets: list[stdlib_socket.socket] = []
     try:
         for host, port in addresses:
-            sockets.append(bind_listening_socket(host, port))
+            # One this process inherited (systemd's socket activation) is
+            # used as it is, and handed on to the workers as a bound one.
+            inherited = _activation.adopt(host, port)
+            sockets.append(inherited if inherited is not None else bind_listening_socket(host, port))
     except BaseException:
         for sock in sockets:
             sock.close()

@@ -19,6 +19,8 @@ Fixtures (see the "Testing with the fixtures" page of the docs):
     over loopback TCP.
 ``rsocket_tls_pair``
     The same over TLS, the client verifying the server against the CA.
+``rsocket_unix_pair``
+    The same over a Unix socket (in a temporary directory of its own).
 ``rsocket_echo_server``
     An echo server running in the test's trio run; yields its ``(host, port)``
     and reports connections the test left open.
@@ -34,12 +36,27 @@ import trio
 import trio.testing
 
 from . import RSocket
-from .testing import LOOPBACK, CertFiles, echo_handler, make_cert_files, new_ca, open_rsocket_pair
+from .testing import (
+    LOOPBACK,
+    CertFiles,
+    echo_handler,
+    make_cert_files,
+    new_ca,
+    open_rsocket_pair,
+    open_rsocket_unix_pair,
+)
 
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["rsocket_ca", "rsocket_cert_files", "rsocket_echo_server", "rsocket_pair", "rsocket_tls_pair"]
+__all__ = [
+    "rsocket_ca",
+    "rsocket_cert_files",
+    "rsocket_echo_server",
+    "rsocket_pair",
+    "rsocket_tls_pair",
+    "rsocket_unix_pair",
+]
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +91,18 @@ async def rsocket_tls_pair(rsocket_cert_files: CertFiles) -> AsyncIterator[tuple
     ``rsocket_cert_files.authority`` and checks the name ``127.0.0.1``.
     """
     async with open_rsocket_pair(tls=True, cert_files=rsocket_cert_files) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def rsocket_unix_pair() -> AsyncIterator[tuple[RSocket, RSocket]]:
+    """A connected ``(client, server)`` pair over a Unix socket, closed after the test.
+
+    The socket file lives in a directory of its own under the system's
+    temporary folder (pytest's ``tmp_path`` can be too long for a Unix
+    socket's path), removed after the test.
+    """
+    async with open_rsocket_unix_pair() as pair:
         yield pair
 
 

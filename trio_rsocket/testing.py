@@ -15,13 +15,19 @@ throwaway certificates and one echo handler in the project.
     (:class:`CertFiles`).
 :func:`open_rsocket_pair`
     A connected ``(client, server)`` pair over loopback, plain or TLS.
+:func:`open_rsocket_unix_pair`
+    The same over a Unix socket in a temporary directory of its own.
 :func:`echo_handler`
     A :meth:`~trio_rsocket.RSocket.listen` handler that sends back what it
     reads.
 
 Theory of operation: a pair is made the way a user makes one, with
 :meth:`RSocket.listen <trio_rsocket.RSocket.listen>` on ``127.0.0.1`` port 0
-and :meth:`RSocket.connect <trio_rsocket.RSocket.connect>` to it.  Listening
+and :meth:`RSocket.connect <trio_rsocket.RSocket.connect>` to it (a Unix
+pair: :meth:`~trio_rsocket.RSocket.listen_unix` and
+:meth:`~trio_rsocket.RSocket.connect_unix` on a path in a fresh directory
+under the system's temporary folder, short enough for ``sun_path``, which
+pytest's ``tmp_path`` often is not).  Listening
 sockets close a connection when its handler returns, so the handler hands its
 socket out and then waits until the pair is released.  Nothing here sets a
 timeout: under ``MockClock(autojump_threshold=0)`` the clock jumps whenever
@@ -32,6 +38,7 @@ timeout that passed.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,7 +54,7 @@ from ._runtime import check_trio
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["CertFiles", "echo_handler", "make_cert_files", "new_ca", "open_rsocket_pair"]
+__all__ = ["CertFiles", "echo_handler", "make_cert_files", "new_ca", "open_rsocket_pair", "open_rsocket_unix_pair"]
 
 # The fixtures used to live in this module; a suite that names it as a
 # plugin (`pytest -p trio_rsocket.testing` with plugin autoloading off) still
@@ -175,7 +182,33 @@ async def open_rsocket_pair(
 
 
 @asynccontextmanager
-async def _open_pair(files: CertFiles | None) -> AsyncIterator[tuple[RSocket, RSocket]]:
+async def open_rsocket_unix_pair() -> AsyncIterator[tuple[RSocket, RSocket]]:
+    """A connected ``(client, server)`` pair over a Unix socket, closed on exit.
+
+    ::
+
+        async with open_rsocket_unix_pair() as (client, server):
+            await client.write(b"ping")
+            assert await server.read() == b"ping"
+
+    The socket file is made in a new directory of its own (``rsocket-...``
+    in the system's temporary folder); the directory and everything in it
+    are removed when the block exits, with both sockets closed.  No TLS: TLS
+    over a Unix socket is refused.  Must be used inside trio.
+    """
+    check_trio("open_rsocket_unix_pair()")
+    # Not a path under pytest's tmp_path: that can be longer than the 107
+    # bytes sun_path holds.
+    directory = tempfile.mkdtemp(prefix="rsocket-")
+    try:
+        async with _open_pair(None, unix_path=os.path.join(directory, "pair.sock")) as pair:
+            yield pair
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def _open_pair(files: CertFiles | None, unix_path: str | None = None) -> AsyncIterator[tuple[RSocket, RSocket]]:
     send_accepted, receive_accepted = trio.open_memory_channel[RSocket](1)
     released = trio.Event()
 
@@ -198,9 +231,13 @@ async def _open_pair(files: CertFiles | None) -> AsyncIterator[tuple[RSocket, RS
     try:
         async with trio.open_nursery() as nursery:
             try:
-                await listener.listen(LOOPBACK, 0, hand_out, nursery=nursery)
-                _, port = listener.get_addr()
-                await client.connect(LOOPBACK, port)
+                if unix_path is None:
+                    await listener.listen(LOOPBACK, 0, hand_out, nursery=nursery)
+                    _, port = listener.get_addr()
+                    await client.connect(LOOPBACK, port)
+                else:
+                    await listener.listen_unix(unix_path, hand_out, nursery=nursery)
+                    await client.connect_unix(unix_path)
                 server = await receive_accepted.receive()
                 # One connection is all a pair needs; close the port now.
                 listener.close()

@@ -46,6 +46,16 @@ same machine, and reported as a ratio.
   itself), so the figure is a whole pair's: client, server and the handler
   waiting in a read.
 
+* **Unix sockets.**  The Unix-socket echo runs each server on a socket file
+  of its own in a short temporary directory (``sun_path`` holds 107
+  bytes), removed when the servers stop.  trio has a Unix client
+  (``open_unix_socket``) but no server: its side is a
+  :class:`trio.SocketListener` on a bound ``AF_UNIX`` socket, served by
+  ``serve_listeners``.  anyio (``connect_unix``, ``create_unix_listener``, on
+  its default asyncio backend) is a baseline there too when it is installed
+  (the ``bench`` extra); when it is not, its column says so and the run goes
+  on.
+
 ``--raw`` adds trio's socket layer called directly, the floor that a layer
 over trio can reach.  The benchmark needs nothing beyond trio (and trustme
 for the TLS workloads) on a POSIX system; ``--chart`` lazily imports

@@ -1,29 +1,36 @@
 """The client side of one connection, as the workloads drive it.
 
 A backend per implementation (RSocket, trio's streams, asyncio's streams,
-and trio's raw sockets for ``--raw``) connects, runs tasks and runs its
-event loop; every connection it makes offers the same four operations
-(:class:`Conn`), so that each workload is written once.  The servers use
-them too, for the client ends of the idle TLS pairs.
+trio's raw sockets for ``--raw``, and anyio's streams for the Unix-socket
+workload) connects, runs tasks and runs its event loop; every connection it
+makes offers the same four operations (:class:`Conn`), so that each workload
+is written once.  The servers use them too, for the client ends of the idle
+TLS pairs.
+
+anyio is not a dependency: it is imported when first used, and
+:func:`missing_package` tells the runner beforehand, so that its column
+says it is not installed instead of the run failing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
+import importlib.util
 import io
 import socket as stdlib_socket
 import ssl
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import trio
 
 # The public API only, as any program would use it.
 from .. import RSocket
-from .workloads import CHUNK, HOST, RAW, BenchError, TLSFiles, client_context
+from .workloads import ANYIO, CHUNK, HOST, RAW, BenchError, MissingPackageError, TLSFiles, client_context
 
 T = TypeVar("T")
 Bytes = bytes | bytearray | memoryview
@@ -49,6 +56,10 @@ class Backend:
 
     async def connect(self, port: int, tls: TLSFiles | None) -> Conn:
         raise NotImplementedError
+
+    async def connect_unix(self, path: str) -> Conn:
+        """A connection to the Unix socket at *path*."""
+        raise BenchError(f"{self.name} has no Unix socket client here")
 
     async def gather(self, fns: Sequence[Callable[[], Awaitable[int]]]) -> list[int]:
         raise NotImplementedError
@@ -79,6 +90,10 @@ class _TrioBackend(Backend):
         secure = await trio.open_ssl_over_tcp_stream(HOST, port, ssl_context=client_context(tls))
         await secure.do_handshake()
         return Conn(secure.receive_some, secure.send_all, secure.aclose)
+
+    async def connect_unix(self, path: str) -> Conn:
+        stream = await trio.open_unix_socket(path)
+        return Conn(stream.receive_some, stream.send_all, stream.aclose)
 
     async def gather(self, fns: Sequence[Callable[[], Awaitable[int]]]) -> list[int]:
         results = [0] * len(fns)
@@ -167,6 +182,11 @@ class _RSocketBackend(_TrioBackend):
         await sock.connect(HOST, port)
         return Conn(sock.read, sock.write, sock.aclose, sock.read_into)
 
+    async def connect_unix(self, path: str) -> Conn:
+        sock = RSocket()
+        await sock.connect_unix(path)
+        return Conn(sock.read, sock.write, sock.aclose, sock.read_into)
+
     async def send_file(self, port: int, file: io.BufferedReader, size: int, variant: str) -> None:
         sock = RSocket()
         try:
@@ -218,17 +238,10 @@ class _AsyncioBackend(Backend):
 
     async def connect(self, port: int, tls: TLSFiles | None) -> Conn:
         context = None if tls is None else client_context(tls)
-        reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
+        return _asyncio_conn(*await asyncio.open_connection(HOST, port, ssl=context))
 
-        async def send(data: Bytes) -> None:
-            writer.write(data)
-            await writer.drain()
-
-        async def close() -> None:
-            writer.close()
-            await writer.wait_closed()
-
-        return Conn(reader.read, send, close)
+    async def connect_unix(self, path: str) -> Conn:
+        return _asyncio_conn(*await asyncio.open_unix_connection(path))
 
     async def gather(self, fns: Sequence[Callable[[], Awaitable[int]]]) -> list[int]:
         return list(await asyncio.gather(*(fn() for fn in fns)))
@@ -256,6 +269,51 @@ class _AsyncioBackend(Backend):
         finally:
             writer.close()
             await writer.wait_closed()
+
+
+def _asyncio_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Conn:
+    async def send(data: Bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    async def close() -> None:
+        writer.close()
+        await writer.wait_closed()
+
+    return Conn(reader.read, send, close)
+
+
+def import_anyio() -> Any:
+    """The anyio module, or :class:`MissingPackageError` saying how to install it."""
+    try:
+        return importlib.import_module("anyio")
+    except ImportError:
+        raise MissingPackageError(
+            "the anyio baseline needs anyio: pip install '.[bench]' in a clone of trio-rsocket, or pip install anyio"
+        ) from None
+
+
+class _AnyioBackend(_AsyncioBackend):
+    """anyio's streams on its default backend, asyncio (anyio's calls work in
+    any asyncio program, so the event loop and tasks are asyncio's own)."""
+
+    name = ANYIO
+
+    async def connect(self, port: int, tls: TLSFiles | None) -> Conn:
+        raise BenchError("anyio is measured over Unix sockets only")
+
+    async def connect_unix(self, path: str) -> Conn:
+        stream = await import_anyio().connect_unix(path)
+        # receive() raises EndOfStream where the others return b"": the
+        # workloads meet an end of stream only when a server failed.
+        return Conn(stream.receive, stream.send, stream.aclose)
+
+
+def missing_package(impl: str) -> str | None:
+    """Why *impl* cannot be measured here (``"not installed"``), or None."""
+    if impl == ANYIO and importlib.util.find_spec("anyio") is None:
+        return "not installed"
+    return None
 
 
 class _RawTrioBackend(_TrioBackend):
@@ -330,4 +388,5 @@ BACKENDS: Final[dict[str, Backend]] = {
     "rsocket": _RSocketBackend(),
     "trio": _TrioBackend(),
     "asyncio": _AsyncioBackend(),
+    ANYIO: _AnyioBackend(),
 }

@@ -34,7 +34,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Benchmark RSocket beside trio.SocketStream / trio.SSLStream and asyncio streams "
-        "(loopback only, server in a separate process, interleaved repetitions, medians, ratios).",
+        "(and anyio's, over Unix sockets, where it is installed) "
+        "(loopback and Unix sockets only, server in a separate process, interleaved repetitions, medians, ratios).",
         epilog=_EXIT_STATUS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

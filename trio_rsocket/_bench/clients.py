@@ -62,11 +62,20 @@ async def _echo_until(conn: Conn, stop_at: float, limit: int) -> int:
 
 
 async def _echo(
-    backend: Backend, port: int, seconds: float, connections: int, tls: TLSFiles | None = None
+    backend: Backend,
+    port: int,
+    seconds: float,
+    connections: int,
+    tls: TLSFiles | None = None,
+    path: str | None = None,
 ) -> tuple[float, float]:
-    """Round trips over *connections* concurrent connections (TLS with *tls*)
-    for about *seconds*; ``(round trips, seconds)``."""
-    conns = [await backend.connect(port, tls) for _ in range(connections)]
+    """Round trips over *connections* concurrent connections (TLS with *tls*;
+    to the Unix socket at *path* if given) for about *seconds*; ``(round
+    trips, seconds)``."""
+    if path is not None:
+        conns = [await backend.connect_unix(path) for _ in range(connections)]
+    else:
+        conns = [await backend.connect(port, tls) for _ in range(connections)]
     try:
         # Generous cap: no loopback round trip takes under a microsecond.
         limit = int(seconds * 1e6) + 1
@@ -156,8 +165,10 @@ def measure(
     settings: Settings,
     tls: TLSFiles | None,
     transfer_file: str | None = None,
+    path: str | None = None,
 ) -> _Measurement:
-    """Run one measurement (*transfer_file*: the file of the file transfer workload)."""
+    """Run one measurement (*transfer_file*: the file of the file transfer
+    workload; *path*: the server's Unix socket, for a Unix workload)."""
     if workload.name == "file":
         assert transfer_file is not None
         with open(transfer_file, "rb") as file:
@@ -171,9 +182,9 @@ def measure(
     elif workload.name in ("bulk", "tls-bulk"):
         size = settings.tls_bulk_bytes if workload.tls else settings.bulk_bytes
         work = functools.partial(_bulk, backend, port, size, tls, variant)
-    elif workload.name in ("echo", "echo100", "tls-echo", "tls-echo100"):
+    elif workload.name in ("echo", "echo100", "tls-echo", "tls-echo100", "unix-echo"):
         connections = settings.concurrent if workload.name.endswith("100") else 1
-        work = functools.partial(_echo, backend, port, settings.seconds, connections, tls)
+        work = functools.partial(_echo, backend, port, settings.seconds, connections, tls, path)
     elif workload.name in ("accept", "tls-handshake"):
         work = functools.partial(_accepts, backend, port, settings.seconds, tls)
     else:
@@ -195,7 +206,13 @@ def _run_timed(impl: str, work: Callable[[], Awaitable[tuple[float, float]]], ti
 
 
 def warm_up(
-    impl: str, variant: str, workload: Workload, port: int, tls: TLSFiles | None, transfer_file: str | None
+    impl: str,
+    variant: str,
+    workload: Workload,
+    port: int,
+    tls: TLSFiles | None,
+    transfer_file: str | None,
+    path: str | None = None,
 ) -> None:
     """One small unmeasured pass, so first-use costs (imports, caches) stay out of the figures."""
     small = Settings(
@@ -208,4 +225,4 @@ def warm_up(
         idle_connections=0,
         timeout=30.0,
     )
-    measure(impl, variant, workload, port, small, tls, transfer_file)
+    measure(impl, variant, workload, port, small, tls, transfer_file, path)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .workloads import RAW, WORKLOADS, MissingPackageError, variant_title
+from .workloads import ANYIO, RAW, WORKLOADS, MissingPackageError, variant_title
 
 # ----------------------------------------------------------------------
 # The results
@@ -36,6 +36,8 @@ class Row:
     client_cpu: dict[str, list[float]] = field(default_factory=dict)
     #: Which variant of each implementation the samples are (where it has several).
     variants: dict[str, str] = field(default_factory=dict)
+    #: Baselines that could not be measured, and why (``"not installed"``).
+    missing: dict[str, str] = field(default_factory=dict)
 
     def median(self, impl: str) -> float:
         return _median(self.samples.get(impl, []))
@@ -94,35 +96,45 @@ def _ratio(value: float) -> str:
 
 
 def _header(rows: Sequence[Row]) -> tuple[str, ...]:
-    header = ("workload", "unit", "RSocket", "trio", "vs trio", "asyncio", "vs asyncio")
-    return header + ((RAW, f"vs {RAW}") if _has_raw(rows) else ())
+    header = ("workload", "unit", "RSocket")
+    return header + tuple(cell for impl in _baselines(rows) for cell in (impl, f"vs {impl}"))
 
 
-def _has_raw(rows: Sequence[Row]) -> bool:
-    return any(row.samples.get(RAW) for row in rows)
+def _baselines(rows: Sequence[Row]) -> list[str]:
+    """The baseline columns: trio and asyncio always; anyio and the raw
+    reference where some row measured them (or says why it could not)."""
+    optional = [impl for impl in (ANYIO, RAW) if any(row.samples.get(impl) or impl in row.missing for row in rows)]
+    return ["trio", "asyncio", *optional]
+
+
+def _cells(row: Row, impl: str, figure: float, ratio: float) -> tuple[str, str]:
+    """A baseline's figure and RSocket's ratio to it, or why it is missing."""
+    if impl in row.missing:
+        return row.missing[impl], "n/a"
+    return _figure(figure), _ratio(ratio)
 
 
 def _figure_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
-    baselines = ["trio", "asyncio"] + ([RAW] if _has_raw(rows) else [])
+    baselines = _baselines(rows)
     return [
         (
             row.title,
             row.unit,
             _figure(row.median("rsocket")),
-            *(cell for impl in baselines for cell in (_figure(row.median(impl)), _ratio(row.ratio(impl)))),
+            *(cell for impl in baselines for cell in _cells(row, impl, row.median(impl), row.ratio(impl))),
         )
         for row in rows
     ]
 
 
 def _cpu_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
-    baselines = ["trio", "asyncio"] + ([RAW] if _has_raw(rows) else [])
+    baselines = _baselines(rows)
     return [
         (
             row.title,
             f"us/{row.operation}",
             _figure(row.cpu_median("rsocket")),
-            *(cell for impl in baselines for cell in (_figure(row.cpu_median(impl)), _ratio(row.cpu_ratio(impl)))),
+            *(cell for impl in baselines for cell in _cells(row, impl, row.cpu_median(impl), row.cpu_ratio(impl))),
         )
         for row in rows
         if row.operation and any(row.server_cpu.values())
@@ -130,7 +142,7 @@ def _cpu_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
 
 
 def _client_cpu_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
-    baselines = ["trio", "asyncio"] + ([RAW] if _has_raw(rows) else [])
+    baselines = _baselines(rows)
     return [
         (
             row.title,
@@ -139,7 +151,7 @@ def _client_cpu_cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
             *(
                 cell
                 for impl in baselines
-                for cell in (_figure(row.client_cpu_median(impl)), _ratio(row.client_cpu_ratio(impl)))
+                for cell in _cells(row, impl, row.client_cpu_median(impl), row.client_cpu_ratio(impl))
             ),
         )
         for row in rows

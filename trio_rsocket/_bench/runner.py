@@ -7,6 +7,7 @@ repetition; and the whole run that ``trio-rsocket bench`` asks for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import socket as stdlib_socket
@@ -19,6 +20,7 @@ from typing import Any
 
 import trio
 
+from .backends import missing_package
 from .clients import measure, warm_up
 from .report import Row
 from .servers import ServerProcess, raise_fd_limit
@@ -55,18 +57,24 @@ def _server_key(workload: Workload, impl: str, variant: str) -> _ServerKey:
 
 @contextmanager
 def _servers(
-    keys: Sequence[_ServerKey], kind: str, tls: TLSFiles | None, cpu: int | None
+    keys: Sequence[_ServerKey], kind: str, tls: TLSFiles | None, cpu: int | None, unix: bool = False
 ) -> Iterator[dict[_ServerKey, ServerProcess]]:
+    """A server per key; with *unix*, each on a Unix socket of its own in a
+    temporary directory (short: ``sun_path`` holds 107 bytes at most),
+    removed with everything in it when they stop."""
     started: dict[_ServerKey, ServerProcess] = {}
-    try:
-        for key in keys:
-            impl, max_version = key
-            files = None if tls is None else replace(tls, max_version=max_version)
-            started[key] = ServerProcess(impl, kind, files, cpu)
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
+    with contextlib.ExitStack() as stack:
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="rsocket-bench-")) if unix else None
+        try:
+            for key in keys:
+                impl, max_version = key
+                files = None if tls is None else replace(tls, max_version=max_version)
+                path = None if directory is None else os.path.join(directory, f"{impl}.sock")
+                started[key] = ServerProcess(impl, kind, files, cpu, path=path)
+            yield started
+        finally:
+            for server in started.values():
+                server.stop()
 
 
 # ----------------------------------------------------------------------
@@ -139,6 +147,10 @@ def run_workload(
     *transfer_file* is the file the file transfer sends."""
     contestants = _contestants(workload, raw)
     impls = list(dict.fromkeys(impl for impl, _ in contestants))
+    # A baseline whose package is missing sits the workload out; its column says why.
+    missing = {impl: why for impl in impls if (why := missing_package(impl)) is not None}
+    contestants = [contestant for contestant in contestants if contestant[0] not in missing]
+    impls = [impl for impl in impls if impl not in missing]
     if not workload.tls:
         tls = None
     samples: dict[tuple[str, str], list[float]] = {contestant: [] for contestant in contestants}
@@ -155,15 +167,17 @@ def run_workload(
                 )
     else:
         keys = {contestant: _server_key(workload, *contestant) for contestant in contestants}
-        with _servers(list(dict.fromkeys(keys.values())), workload.server, tls, server_cpu) as servers:
+        unique_keys = list(dict.fromkeys(keys.values()))
+        with _servers(unique_keys, workload.server, tls, server_cpu, workload.unix) as servers:
             for impl, variant in contestants:
-                warm_up(impl, variant, workload, servers[keys[impl, variant]].port, tls, transfer_file)
+                server = servers[keys[impl, variant]]
+                warm_up(impl, variant, workload, server.port, tls, transfer_file, server.path)
             for rep in range(settings.repeat):
                 shift = rep % len(contestants)
                 for impl, variant in contestants[shift:] + contestants[:shift]:
                     server = servers[keys[impl, variant]]
                     cpu_before = server.cpu_seconds()
-                    measured = measure(impl, variant, workload, server.port, settings, tls, transfer_file)
+                    measured = measure(impl, variant, workload, server.port, settings, tls, transfer_file, server.path)
                     cpu_used = server.cpu_seconds() - cpu_before
                     samples[impl, variant].append(measured.figure)
                     if measured.operations > 0:
@@ -192,6 +206,7 @@ def run_workload(
                 server_cpu={impl: server_cpu_us[key] for impl, key in picked.items()},
                 client_cpu={impl: client_cpu_us[key] for impl, key in picked.items() if client_cpu_us[key]},
                 variants={impl: theirs for impl, (_, theirs) in picked.items() if theirs},
+                missing=dict(missing),
             )
         )
     return rows

@@ -3,7 +3,9 @@ and the benchmark's handle on such a process (:class:`ServerProcess`).
 
 The process runs ``python -c`` with ``_SERVER_ENTRY``, which calls
 :func:`_server_main` here; it answers on its standard output (``READY``,
-``CPU``, ``CONNS``) and stops when its standard input closes.
+``CPU``, ``CONNS``) and stops when its standard input closes.  Given a
+path, it listens on a Unix socket there instead of a loopback port (and
+says ``READY 0``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import trio
 
 # The public API only, as any program would use it.
 from .. import RSocket, get_socket_limit, set_socket_limit
-from .backends import BACKENDS, Bytes, Conn, raw_send_all, with_watchdog
+from .backends import BACKENDS, Bytes, Conn, import_anyio, raw_send_all, with_watchdog
 from .workloads import (
+    ANYIO,
     BACKLOG,
     CHUNK,
     DRAIN,
@@ -156,7 +159,7 @@ async def _open_clients(impl: str, state: _ServerState, port: int, tls: TLSFiles
         state.clients.append(await backend.connect(port, tls))
 
 
-async def _trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
+async def _trio_server(state: _ServerState, tls: TLSFiles | None, path: str | None) -> None:
     async def handler(stream: trio.SocketStream | trio.SSLStream[trio.SocketStream]) -> None:
         # serve_tcp closes the stream when this returns, but without
         # close_notify on TLS: that needs a graceful aclose.
@@ -169,6 +172,9 @@ async def _trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
         if tls is not None:
             await stream.aclose()
 
+    if path is not None:
+        await _trio_unix_server(handler, path)
+        return
     async with trio.open_nursery() as nursery:
         if tls is None:
             listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host=HOST, backlog=BACKLOG))
@@ -183,7 +189,23 @@ async def _trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
         await _trio_ready_and_wait(port, nursery.cancel_scope)
 
 
-async def _rsocket_server(state: _ServerState, tls: TLSFiles | None) -> None:
+async def _trio_unix_server(handler: Callable[[trio.SocketStream], Awaitable[None]], path: str) -> None:
+    """trio's side of a Unix-socket workload: trio has no ``serve_unix``, so
+    a bound ``AF_UNIX`` socket in a :class:`trio.SocketListener`, served by
+    :func:`trio.serve_listeners`, as a trio program does it."""
+    sock = trio.socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, [trio.SocketListener(sock)])
+        await _trio_ready_and_wait(0, nursery.cancel_scope)
+
+
+async def _rsocket_server(state: _ServerState, tls: TLSFiles | None, path: str | None) -> None:
     async def handler(data: object, sock: RSocket) -> None:
         # The listener closes the socket when this returns (TLS: close_notify first).
         with contextlib.suppress(trio.BrokenResourceError):
@@ -197,6 +219,10 @@ async def _rsocket_server(state: _ServerState, tls: TLSFiles | None) -> None:
             listener.set_ssl_context(server_context(tls))
         elif tls is not None:
             listener.set_certs(key=tls.key, cert=tls.cert)
+        if path is not None:
+            await listener.listen_unix(path, handler, nursery=nursery, backlog=BACKLOG)
+            await _trio_ready_and_wait(0, nursery.cancel_scope)
+            return
         await listener.listen(HOST, 0, handler, nursery=nursery, backlog=BACKLOG)
         if state.pairs:
             nursery.start_soon(_open_clients, "rsocket", state, listener.get_addr()[1], tls)
@@ -226,7 +252,7 @@ class _Commands:
 _MAX_COMMANDS: Final = 1_000_000
 
 
-async def _raw_trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
+async def _raw_trio_server(state: _ServerState, tls: TLSFiles | None, path: str | None) -> None:
     async def handler(sock: trio.socket.SocketType) -> None:
         with sock, contextlib.suppress(ConnectionError):
             sock.setsockopt(stdlib_socket.IPPROTO_TCP, stdlib_socket.TCP_NODELAY, True)
@@ -237,7 +263,7 @@ async def _raw_trio_server(state: _ServerState, tls: TLSFiles | None) -> None:
             sock, _ = await listener.accept()
             nursery.start_soon(handler, sock)
 
-    if tls is not None:
+    if tls is not None or path is not None:
         raise BenchError("the raw trio.socket reference is plain TCP only")
     with trio.socket.socket() as listener:
         listener.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
@@ -259,7 +285,7 @@ async def _trio_ready_and_wait(port: int, scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
+async def _asyncio_server(state: _ServerState, tls: TLSFiles | None, path: str | None) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         async def send(data: Bytes) -> None:
             writer.write(data)
@@ -275,6 +301,12 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
                 await writer.wait_closed()
 
     context = None if tls is None else server_context(tls)
+    if path is not None:
+        async with await asyncio.start_unix_server(handler, path, backlog=BACKLOG):
+            gc.collect()
+            _say(f"READY 0 {_rss_kib()}")
+            await _asyncio_commands()
+        return
     server = await asyncio.start_server(handler, HOST, 0, backlog=BACKLOG, ssl=context)
     async with server:
         gc.collect()
@@ -282,14 +314,7 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
         _say(f"READY {port} {_rss_kib()}")
         # Started after READY, whose memory figure is the baseline.
         clients = asyncio.create_task(_open_clients("asyncio", state, port, tls)) if state.pairs else None
-        closed, commands, fd = asyncio.Event(), _Commands(), sys.stdin.fileno()
-
-        def command() -> None:
-            if not commands.feed(os.read(fd, 4096)):
-                closed.set()
-
-        asyncio.get_running_loop().add_reader(fd, command)
-        await closed.wait()
+        await _asyncio_commands()
         if clients is not None:
             # Close the client ends first, so that the handlers end at their
             # end of file rather than being cancelled with the loop.
@@ -297,6 +322,43 @@ async def _asyncio_server(state: _ServerState, tls: TLSFiles | None) -> None:
             closing = asyncio.gather(*(conn.close() for conn in state.clients), return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(closing, 30)
+
+
+async def _asyncio_commands() -> None:
+    """Answer the bench's commands (in an asyncio loop) until its end of file."""
+    closed, commands, fd = asyncio.Event(), _Commands(), sys.stdin.fileno()
+
+    def command() -> None:
+        if not commands.feed(os.read(fd, 4096)):
+            closed.set()
+
+    loop = asyncio.get_running_loop()
+    loop.add_reader(fd, command)
+    try:
+        await closed.wait()
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _anyio_server(state: _ServerState, tls: TLSFiles | None, path: str | None) -> None:
+    """anyio's side of a Unix-socket workload, on its default backend (asyncio)."""
+    anyio = import_anyio()
+    if tls is not None or path is None:
+        raise BenchError("anyio is measured over Unix sockets only")
+
+    async def handler(stream: Any) -> None:
+        async with stream:
+            # receive() raises EndOfStream at the client's close, where the
+            # others return b"".
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError):
+                await _serve_connection(state, stream.receive, stream.send)
+
+    async with await anyio.create_unix_listener(path, backlog=BACKLOG) as listener, anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, handler)
+        gc.collect()
+        _say(f"READY 0 {_rss_kib()}")
+        await _asyncio_commands()
+        tasks.cancel_scope.cancel()
 
 
 def _drain_server() -> None:
@@ -344,31 +406,34 @@ def _drain(conn: stdlib_socket.socket, buffer: bytearray) -> None:
 
 
 def _server_main(argv: list[str]) -> int:
-    """Entry point of a server process: ``IMPL KIND TARGET CPU [CA CERT KEY]``
-    (CPU -1: run anywhere)."""
+    """Entry point of a server process: ``IMPL KIND TARGET CPU PATH [CA CERT
+    KEY MAX_VERSION]`` (CPU -1: run anywhere; PATH ``-``: loopback TCP, else
+    the Unix socket to listen on)."""
     # Ctrl-C in a terminal reaches the whole process group; a server stops
     # when its standard input closes, which the bench process sees to.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     impl, kind, target, cpu = argv[0], argv[1], int(argv[2]), int(argv[3])
-    tls = TLSFiles(*argv[4:8]) if len(argv) >= 7 else None
+    path = None if argv[4] == "-" else argv[4]
+    tls = TLSFiles(*argv[5:9]) if len(argv) >= 8 else None
     if cpu >= 0:
         os.sched_setaffinity(0, {cpu})
     raise_fd_limit()
     state = _ServerState("idle", target, pairs=True) if kind == "idle-pairs" else _ServerState(kind, target)
     if impl == DRAIN:
         _drain_server()
-    elif impl == "asyncio":
+    elif impl in ("asyncio", ANYIO):
+        serve_asyncio = _anyio_server if impl == ANYIO else _asyncio_server
 
         async def bounded() -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_asyncio_server(state, tls), SERVER_LIFETIME)
+                await asyncio.wait_for(serve_asyncio(state, tls, path), SERVER_LIFETIME)
 
         asyncio.run(bounded())
     else:
         serve = {"rsocket": _rsocket_server, RAW: _raw_trio_server}.get(impl, _trio_server)
 
         with contextlib.suppress(BenchError):
-            trio.run(with_watchdog, functools.partial(serve, state, tls), SERVER_LIFETIME)
+            trio.run(with_watchdog, functools.partial(serve, state, tls, path), SERVER_LIFETIME)
     return 0
 
 
@@ -379,10 +444,15 @@ _PACKAGE_HOME: Final = os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 class ServerProcess:
     """A server in its own process; it stops when its standard input closes."""
 
-    def __init__(self, impl: str, kind: str, tls: TLSFiles | None, cpu: int | None, target: int = 0) -> None:
+    def __init__(
+        self, impl: str, kind: str, tls: TLSFiles | None, cpu: int | None, target: int = 0, path: str | None = None
+    ) -> None:
+        #: The Unix socket it listens on (None: loopback TCP, at ``port``).
+        self.path = path
         # -P and PYTHONPATH: the server imports this very trio_rsocket, not
         # whatever package of that name sits in the working directory.
         args = [sys.executable, "-P", "-c", _SERVER_ENTRY, impl, kind, str(target), str(-1 if cpu is None else cpu)]
+        args.append("-" if path is None else path)
         if tls is not None:
             args += [tls.ca, tls.cert, tls.key, tls.max_version]
         environment = dict(

@@ -25,6 +25,9 @@ BACKLOG: Final = 4096
 SERVER_LIFETIME: Final = 1800.0
 #: The implementations compared; the first is the subject, the others the baselines.
 IMPLEMENTATIONS: Final = ("rsocket", "trio", "asyncio")
+#: The baseline of the Unix-socket workload that needs a package of its own
+#: (the ``bench`` extra); without it its column says it is not installed.
+ANYIO: Final = "anyio"
 #: The optional reference (``--raw``): trio's socket layer called directly,
 #: the floor that a layer over trio can reach (plain TCP only).
 RAW: Final = "trio.socket"
@@ -117,6 +120,8 @@ class Workload:
     compare: tuple[tuple[str, str], ...] = ()
     #: Also measure the client's CPU time per operation (the bench process).
     client_cpu: bool = False
+    #: Over a Unix socket (a path in a temporary directory) instead of loopback TCP.
+    unix: bool = False
 
 
 #: The TLS reconnect variants: TLS version (the server's highest) and whether
@@ -164,6 +169,17 @@ WORKLOADS: Final = (
         contenders=tuple((impl, variant) for impl in ("rsocket", "trio") for variant in _RECONNECT_VARIANTS),
         compare=(("tls1.3-resumed", "tls1.3-full"), ("tls1.2-resumed", "tls1.2-full")),
         client_cpu=True,
+    ),
+    Workload(
+        "unix-echo",
+        "Unix socket 64-byte echo, 1 connection",
+        "round trips/s",
+        "echo",
+        operation="round trip",
+        # trio: open_unix_socket, and a SocketListener on a bound AF_UNIX socket
+        # (trio has no serve_unix); anyio where it is installed.
+        contenders=(("rsocket", "read"), ("trio", ""), ("asyncio", ""), (ANYIO, "")),
+        unix=True,
     ),
     Workload("idle", "idle connections, memory", "KiB/connection", "idle", higher_is_better=False),
     Workload("tls-idle", "idle TLS pairs, memory", "KiB/pair", "idle-pairs", tls=True, higher_is_better=False),

@@ -277,6 +277,19 @@ if __name__ == "__main__":
 """
 
 
+def test_a_sighup_while_a_worker_is_not_serving_says_what_the_replacement_waits_for() -> None:
+    with supervising("-m", "tests.workers_app", "2", "first-only") as running:
+        running.expect(r"Listening on 127\.0\.0\.1:\d+")  # the second address
+        worker, _ = ask(running.port)  # a worker listens on the first one...
+        assert worker in (0, 1)
+        running.process.send_signal(signal.SIGHUP)
+        # ... but not on the second, so it never serves: a SIGHUP says so.
+        running.expect(r"worker \d \(pid \d+\) is not serving yet: the replacement waits for it")
+        running.process.send_signal(signal.SIGTERM)
+        assert running.finish() == 0
+        assert not any("is serving" in line for line in running.log)
+
+
 def test_a_main_defined_in_the_program_script_runs_in_the_workers(tmp_path: Path) -> None:
     script = tmp_path / "server.py"
     script.write_text(SCRIPT)

@@ -5,7 +5,7 @@ Theory of operation
 Each function here takes what the front decided (the settings, the names,
 the contexts, already checked) and returns a finished part, or raises having
 closed what it opened: :func:`connect` (resolve, connect, and the client
-handshake when the socket is TLS), :func:`client_upgrade` (a client's
+handshake when the socket is TLS), :func:`connect_unix`, :func:`client_upgrade` (a client's
 STARTTLS over a plain part), and ``_secure.server_handshake`` for the server
 side, which the listener and a server's ``upgrade_tls`` call as it is.
 
@@ -23,7 +23,7 @@ from ._errors import RSocketError
 from ._options import SessionCache, Settings
 from ._plain import Connector, PlainConnection
 
-__all__ = ["Part", "client_tls", "client_upgrade", "connect"]
+__all__ = ["Part", "client_tls", "client_upgrade", "connect", "connect_unix"]
 
 #: A connection part: what an open RSocket reads and writes through.
 Part = PlainConnection | _secure.TLSConnection
@@ -54,6 +54,16 @@ async def connect(
         return await client_upgrade(plain, tls, host, port, settings, sessions)
     except BaseException:
         plain.close()
+        raise
+
+
+async def connect_unix(connector: Connector, address: bytes, shown: str, settings: Settings) -> PlainConnection:
+    """Connect to the Unix socket *address* (*shown* names it in messages)."""
+    raw = await connector.connect_unix(address, shown)
+    try:
+        return PlainConnection(raw, settings.no_delay, settings.linger)
+    except BaseException:
+        raw.close()
         raise
 
 

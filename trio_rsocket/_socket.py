@@ -317,30 +317,47 @@ class RSocket(trio.abc.HalfCloseableStream):
             settings = self._settings
             tls = _tls.client_context(settings.tls) if settings.tls is not None else None
             sessions = self._sessions or self._new_sessions() if tls is not None else None
-            self._move(Event.CONNECT)
-            self._peer = (host, port)
-            connector = self._connector = Connector()
-            try:
-                with scope:
-                    part = await _setup.connect(connector, host, port, happy_eyeballs_delay, settings, tls, sessions)
-            except Exception as exc:
-                if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
-                    if isinstance(exc, trio.ClosedResourceError):
-                        raise
-                    raise trio.ClosedResourceError("this socket was closed while connecting") from exc
+            await self._attach(
+                (host, port),
+                scope,
+                lambda connector: _setup.connect(connector, host, port, happy_eyeballs_delay, settings, tls, sessions),
+            )
+
+    async def _attach(
+        self,
+        peer: tuple[str, int] | str,
+        scope: AbstractContextManager[object],
+        open_part: Callable[[Connector], Awaitable[Part]],
+    ) -> None:
+        """A connect's moves, CONNECT to CONNECTED (or CONNECT_FAILED), around
+        ``await open_part(connector)`` within *scope* (its deadline): the
+        part it returns is attached, unless a ``close()`` or ``reset()`` from
+        another fiber came meanwhile (then it is closed and that is said).
+        *peer* is kept for ``upgrade_tls`` and ``get_peer_addr``."""
+        self._move(Event.CONNECT)
+        self._peer = peer
+        connector = self._connector = Connector()
+        try:
+            with scope:
+                part = await open_part(connector)
+        except Exception as exc:
+            if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
+                if isinstance(exc, trio.ClosedResourceError):
+                    raise
+                raise trio.ClosedResourceError("this socket was closed while connecting") from exc
+            self._move(Event.CONNECT_FAILED)
+            raise
+        except BaseException:
+            if self._state is State.CONNECTING:
                 self._move(Event.CONNECT_FAILED)
-                raise
-            except BaseException:
-                if self._state is State.CONNECTING:
-                    self._move(Event.CONNECT_FAILED)
-                raise
-            finally:
-                self._connector = None
-            if self._state is not State.CONNECTING:  # close() or reset() came as the handshake ended
-                part.close()
-                raise trio.ClosedResourceError("this socket was closed while connecting")
-            self._move(Event.CONNECTED)
-            self._part = part
+            raise
+        finally:
+            self._connector = None
+        if self._state is not State.CONNECTING:  # close() or reset() came as the connect or handshake ended
+            part.close()
+            raise trio.ClosedResourceError("this socket was closed while connecting")
+        self._move(Event.CONNECTED)
+        self._part = part
 
     async def connect_unix(
         self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], deadline: Deadline = None
@@ -375,33 +392,14 @@ class RSocket(trio.abc.HalfCloseableStream):
                 raise RSocketError(f"Cannot connect socket to {shown}: TLS over a Unix socket is not supported")
             self.reset()
             settings = self._settings
-            self._move(Event.CONNECT)
             # The path, as get_peer_addr gives it (the kernel may know the
-            # listener by another name: _unix); no host name, so an
+            # listener by another name: _unix); not a (host, port), so an
             # upgrade_tls names the host to check.
-            self._peer = display_address(address)[0]
-            connector = self._connector = Connector()
-            try:
-                with scope:
-                    raw = await connector.connect_unix(address, shown)
-            except Exception as exc:
-                if self._state is not State.CONNECTING:  # close() or reset() from another fiber: say that
-                    if isinstance(exc, trio.ClosedResourceError):
-                        raise
-                    raise trio.ClosedResourceError("this socket was closed while connecting") from exc
-                self._move(Event.CONNECT_FAILED)
-                raise
-            except BaseException:
-                if self._state is State.CONNECTING:
-                    self._move(Event.CONNECT_FAILED)
-                raise
-            finally:
-                self._connector = None
-            if self._state is not State.CONNECTING:  # close() or reset() came as the connect ended
-                raw.close()
-                raise trio.ClosedResourceError("this socket was closed while connecting")
-            self._move(Event.CONNECTED)
-            self._part = PlainConnection(raw, settings.no_delay, settings.linger)
+            await self._attach(
+                display_address(address)[0],
+                scope,
+                lambda connector: _setup.connect_unix(connector, address, shown, settings),
+            )
 
     def _new_sessions(self) -> SessionCache:
         """The TLS session cache, made on first use."""

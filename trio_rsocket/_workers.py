@@ -381,6 +381,13 @@ class _Supervisor:
                 self._stop_all()
             elif number == signal.SIGHUP and not self.stopping:
                 logger.info("Replacing the workers one at a time (SIGHUP)")
+                for waiting in (w for w in self.pending if w is not None):
+                    # One at a time: the replacement starts once this one serves.
+                    logger.warning(
+                        "%s is not serving yet: the replacement waits for it (a worker serves once it "
+                        "listens on every address of run(listen=...))",
+                        waiting,
+                    )
                 for slot in range(self.count):
                     if slot not in self.reload_queue:
                         self.reload_queue.append(slot)

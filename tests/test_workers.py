@@ -277,6 +277,32 @@ if __name__ == "__main__":
 """
 
 
+UNGUARDED_SCRIPT = """
+import logging
+import trio_rsocket
+from trio_rsocket.testing import echo_handler
+
+async def main():
+    await trio_rsocket.RSocket().listen("127.0.0.1", 0, echo_handler)
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+trio_rsocket.run(main, workers=2, listen=[("127.0.0.1", 0)])  # not under `if __name__ == "__main__":`
+"""
+
+
+def test_a_script_that_calls_run_at_its_top_level_is_told_to_guard_it(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    with supervising(str(script)) as running:
+        # Each worker runs the script again to find main: its run() says what to do, and no
+        # supervisor starts inside a worker.
+        running.expect(r"RuntimeError: run\(\) was called while a worker loaded the program's script")
+        running.expect(r'call run\(\) under `if __name__ == "__main__":`')
+        assert running.finish() == 1  # the supervisor's run(): a worker could not load its main function
+        assert not any("is serving" in line for line in running.log)
+        assert sum("Listening on" in line for line in running.log) == 1
+
+
 def test_a_sighup_while_a_worker_is_not_serving_says_what_the_replacement_waits_for() -> None:
     with supervising("-m", "tests.workers_app", "2", "first-only") as running:
         running.expect(r"Listening on 127\.0\.0\.1:\d+")  # the second address

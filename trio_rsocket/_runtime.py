@@ -174,6 +174,13 @@ async def open_runtime() -> AsyncIterator[trio.Nursery]:
             _current_runtime.reset(token)
 
 
+#: True while a worker process runs the program's script again to find its
+#: main function (``_workers``): a ``run()`` at the script's top level, not
+#: under ``if __name__ == "__main__":``, would start a supervisor or a runtime
+#: inside the worker.
+loading_worker_script = False
+
+
 def run(
     fn: Callable[[Unpack[ArgsT]], Awaitable[T]],
     *args: *ArgsT,
@@ -231,6 +238,12 @@ def run(
     socket is bound or process started.
     """
     _check_async_callable(fn, "run")
+    if loading_worker_script:
+        raise RuntimeError(
+            "run() was called while a worker loaded the program's script to find its main function "
+            "(a fresh interpreter runs the script again, as multiprocessing's spawn does): "
+            'call run() under `if __name__ == "__main__":`'
+        )
     if workers is not None or listen is not None:
         from . import _workers  # a room above this one, loaded only when asked for
 

@@ -62,7 +62,7 @@ from typing import Final, TypeVar
 
 import trio
 
-from . import _activation
+from . import _activation, _runtime
 from ._address import unbracket
 from ._arguments import check_seconds
 from ._listen import bind_listening_socket
@@ -620,7 +620,11 @@ def worker_main(argv: Sequence[str]) -> int:
         (length,) = _LENGTH.unpack(_read_exactly(control, _LENGTH.size))
         payload, slot, requested, bound, grace, path, location = pickle.loads(_read_exactly(control, length))
         sys.path[:] = path
-        _load_main(location)
+        _runtime.loading_worker_script = True
+        try:
+            _load_main(location)
+        finally:
+            _runtime.loading_worker_script = False
         fn, args = pickle.loads(payload)
     except Exception:
         traceback.print_exc()

@@ -296,8 +296,10 @@ def test_a_script_that_calls_run_at_its_top_level_is_told_to_guard_it(tmp_path: 
     with supervising(str(script)) as running:
         # Each worker runs the script again to find main: its run() says what to do, and no
         # supervisor starts inside a worker.
-        running.expect(r"RuntimeError: run\(\) was called while a worker loaded the program's script")
-        running.expect(r'call run\(\) under `if __name__ == "__main__":`')
+        running.expect(
+            r"RuntimeError: run\(\) was called while a worker loaded the program's script.*"
+            r'call run\(\) under `if __name__ == "__main__":`'
+        )
         assert running.finish() == 1  # the supervisor's run(): a worker could not load its main function
         assert not any("is serving" in line for line in running.log)
         assert sum("Listening on" in line for line in running.log) == 1

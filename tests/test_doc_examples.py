@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import ast
 import configparser
+import queue
 import re
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -280,23 +281,35 @@ _PATIENCE = 60.0
 
 class _Program:
     """A page's server run as a script (``python server.py``), its
-    standard output read a line at a time."""
+    standard output read a line at a time (by a thread: two lines that come
+    together are read into one buffer, where waiting on the pipe would not
+    see the second)."""
 
     def __init__(self, command: list[str], cwd: Path, pass_fds: tuple[int, ...] = ()) -> None:
         self.process = subprocess.Popen(command, cwd=cwd, pass_fds=pass_fds, stdout=subprocess.PIPE, text=True)
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
 
     def line(self) -> str:
-        assert self.process.stdout is not None
-        ready, _, _ = select.select([self.process.stdout], [], [], _PATIENCE)
-        assert ready, f"no output within {_PATIENCE} s"
-        line = self.process.stdout.readline()
-        assert line, f"the program ended (status {self.process.wait(_PATIENCE)})"
-        return line.rstrip("\n")
+        try:
+            line = self._lines.get(timeout=_PATIENCE)
+        except queue.Empty:
+            raise AssertionError(f"no output within {_PATIENCE} s") from None
+        assert line is not None, f"the program ended (status {self.process.wait(_PATIENCE)})"
+        return line
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(_PATIENCE)
+        self._reader.join(_PATIENCE)
         if self.process.stdout is not None:
             self.process.stdout.close()
 

@@ -391,22 +391,11 @@ class Connector:
             except OSError as exc:  # out of descriptors, say
                 last_error = exc
                 continue
-            self._attempt = raw
             try:
-                await _connect_to(raw, address)
+                await self._attempt_on(raw, _connect_to(raw, address))
             except OSError as exc:
-                raw.close()
                 last_error = exc
                 continue
-            except BaseException:
-                raw.close()
-                self._check_open()  # woken by close(): say so in our words
-                raise
-            finally:
-                self._attempt = None
-            if self._closed:  # close() came while the connect finished
-                raw.close()
-                self._check_open()
             return raw
         message = f"Cannot connect socket to {host_port(host, port)}"
         if last_error is not None:
@@ -427,12 +416,23 @@ class Connector:
             raw = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
         except OSError as exc:  # out of descriptors, say
             raise ConnectError(f"Cannot connect socket to {shown}: {exc.strerror or exc}", exc.errno) from exc
+        try:
+            await self._attempt_on(raw, _connect_unix_to(raw, address))
+        except OSError as exc:
+            raise ConnectError(f"Cannot connect socket to {shown}: {exc.strerror or exc}", exc.errno) from exc
+        return raw
+
+    async def _attempt_on(self, raw: stdlib_socket.socket, connecting: Coroutine[Any, Any, None]) -> None:
+        """Await *connecting* (*raw*'s connect) as this connector's attempt,
+        which :meth:`close` closes.  *raw* is closed if it fails (its
+        :class:`OSError` passed on) or if :meth:`close` came meanwhile
+        (:class:`trio.ClosedResourceError`)."""
         self._attempt = raw
         try:
-            await _connect_unix_to(raw, address)
-        except OSError as exc:
+            await connecting
+        except OSError:
             raw.close()
-            raise ConnectError(f"Cannot connect socket to {shown}: {exc.strerror or exc}", exc.errno) from exc
+            raise
         except BaseException:
             raw.close()
             self._check_open()  # woken by close(): say so in our words
@@ -442,7 +442,6 @@ class Connector:
         if self._closed:  # close() came while the connect finished
             raw.close()
             self._check_open()
-        return raw
 
     async def _race_addresses(self, host: str, port: int, delay: float) -> stdlib_socket.socket:
         """Happy eyeballs, by trio itself: the winner's socket is taken over."""
